@@ -1,0 +1,121 @@
+"""Where the store's Redis is: URL resolution, client settings and the embedded fallback server."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import threading
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LOCAL_URL = "redis://127.0.0.1:6379/0"
+_VALID_SCHEMES = ("redis", "rediss", "unix")
+
+_embedded_lock = threading.Lock()
+_embedded: Any = None  # the running fakeredis TcpFakeServer, at most one per process
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced, safe for logs and error messages."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable Redis URL>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:" if parts.username else ":"
+    return urlunsplit(parts._replace(netloc=f"{user}***@{netloc}"))
+
+
+def check_url(url: str) -> str:
+    if not isinstance(url, str) or not url:
+        raise ValueError(f"Redis URL must be a non-empty string, got {url!r}")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"malformed Redis URL {redact(url)!r}: {exc}") from exc
+    if parts.scheme not in _VALID_SCHEMES:
+        raise ValueError(f"malformed Redis URL {redact(url)!r}: scheme must be one of {', '.join(_VALID_SCHEMES)}")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ValueError(f"malformed Redis URL {redact(url)!r}: no host")
+    if port is not None and not 0 < port < 65536:
+        raise ValueError(f"malformed Redis URL {redact(url)!r}: port {port} out of range")
+    return url
+
+
+def _answers(host: str, port: int, timeout: float = 0.3) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
+    except OSError:
+        return False
+
+
+def start_embedded_server() -> str:
+    """Start (once per process) fakeredis' TCP server on a free loopback port; return its URL."""
+    global _embedded
+    with _embedded_lock:
+        if _embedded is None:
+            from fakeredis import TcpFakeServer
+
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = int(sock.getsockname()[1])
+            server = TcpFakeServer(("127.0.0.1", port), server_type="redis")
+            thread = threading.Thread(target=server.serve_forever, name="lq-embedded-redis", daemon=True)
+            thread.start()
+            _embedded = server
+            url = f"redis://127.0.0.1:{port}/0"
+            # Child processes (workers) inherit the URL and join the same embedded server.
+            os.environ["LQ_REDIS_URL"] = url
+            print(
+                f"lightning-queue: no Redis reachable; started an embedded Redis-compatible server at {url} "
+                "(for trying things on one machine; it keeps nothing after this process exits)",
+                file=sys.stderr,
+            )
+        host, port = _embedded.server_address[:2]
+        return f"redis://{host}:{port}/0"
+
+
+def resolve_url(url: str | None = None, *, allow_embedded: bool = True) -> str:
+    """Explicit URL, then LQ_REDIS_URL, REDIS_URL, a Redis at 127.0.0.1:6379, else the embedded server."""
+    for candidate in (url, os.environ.get("LQ_REDIS_URL"), os.environ.get("REDIS_URL")):
+        if candidate:
+            return check_url(candidate)
+    if _answers("127.0.0.1", 6379):
+        return DEFAULT_LOCAL_URL
+    if not allow_embedded:
+        raise ConnectionError(
+            "no Redis URL given (argument, LQ_REDIS_URL or REDIS_URL) and nothing answers at 127.0.0.1:6379"
+        )
+    return start_embedded_server()
+
+
+def make_client(url: str, *, blocking: bool = False) -> aioredis.Redis:
+    """A redis-py asyncio client that retries dropped connections with backoff instead of failing at once."""
+    retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=6)
+    return aioredis.Redis.from_url(
+        url,
+        decode_responses=False,
+        retry=retry,
+        retry_on_error=[RedisConnectionError, RedisTimeoutError, ConnectionResetError],
+        socket_connect_timeout=5.0,
+        # Blocking reads (XREAD/XREADGROUP BLOCK) must outlive their BLOCK; they use short slices.
+        socket_timeout=None if blocking else 30.0,
+        socket_keepalive=True,
+        health_check_interval=15,
+    )

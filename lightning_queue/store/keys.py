@@ -1,0 +1,90 @@
+"""Key names of a namespace, and the id rules that keep user ids from breaking them."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+
+_NAMESPACE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+# No ':' (it separates key parts), no braces (hash tags), no spaces or slashes (URL paths).
+_ID = re.compile(r"^[A-Za-z0-9_.@=+\-]{1,128}$")
+
+
+def generate_id(length: int) -> str:
+    return hashlib.sha1(uuid.uuid4().bytes).hexdigest()[:length]
+
+
+def new_rollout_id() -> str:
+    return "ro-" + generate_id(12)
+
+
+def new_attempt_id() -> str:
+    return "at-" + generate_id(8)
+
+
+def new_resources_id() -> str:
+    return "rs-" + generate_id(12)
+
+
+def is_valid_id(value: object) -> bool:
+    return isinstance(value, str) and _ID.match(value) is not None
+
+
+def check_id(kind: str, value: object) -> str:
+    """Return `value` if it may be used as an id, else raise a ValueError that shows it."""
+    if not isinstance(value, str):
+        raise TypeError(f"{kind} must be a string, got {type(value).__name__}: {value!r:.100}")
+    if not _ID.match(value):
+        raise ValueError(
+            f"invalid {kind} {value[:100]!r}{'...' if len(value) > 100 else ''}: "
+            "use 1-128 characters from A-Z a-z 0-9 _ . @ = + -"
+        )
+    return value
+
+
+def check_namespace(namespace: str) -> str:
+    if not isinstance(namespace, str) or not _NAMESPACE.match(namespace):
+        raise ValueError(f"invalid namespace {namespace!r}: use 1-64 characters from A-Z a-z 0-9 _ . -")
+    return namespace
+
+
+class Keys:
+    """Every key of one namespace shares the hash tag `{<ns>}`, so scripts stay on one cluster slot."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = check_namespace(namespace)
+        self.prefix = f"lq:{{{namespace}}}:"
+        self.queue = self.prefix + "queue"
+        self.done = self.prefix + "done"
+        self.meta = self.prefix + "meta"
+        self.all_rollouts = self.prefix + "idx:all"
+        self.resources_index = self.prefix + "res:idx"
+        self.workers_index = self.prefix + "wk:idx"
+
+    def rollout(self, rollout_id: str) -> str:
+        return f"{self.prefix}ro:{rollout_id}"
+
+    def attempt(self, rollout_id: str, attempt_id: str) -> str:
+        return f"{self.prefix}at:{rollout_id}:{attempt_id}"
+
+    def attempts(self, rollout_id: str) -> str:
+        return f"{self.prefix}ats:{rollout_id}"
+
+    def spans(self, rollout_id: str) -> str:
+        return f"{self.prefix}sp:{rollout_id}"
+
+    def span_order(self, rollout_id: str) -> str:
+        return f"{self.prefix}spi:{rollout_id}"
+
+    def sequence(self, rollout_id: str) -> str:
+        return f"{self.prefix}seq:{rollout_id}"
+
+    def status_index(self, status: str) -> str:
+        return f"{self.prefix}idx:status:{status}"
+
+    def resources(self, resources_id: str) -> str:
+        return f"{self.prefix}res:{resources_id}"
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.prefix}wk:{worker_id}"

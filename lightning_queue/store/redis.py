@@ -1,0 +1,939 @@
+"""RedisLightningStore: the v0.3 store contract on Redis (streams for the queue, Lua for transitions)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+from redis.exceptions import ResponseError
+
+from ..types import (
+    ATTEMPT_STATUSES,
+    ROLLOUT_MODES,
+    ROLLOUT_STATUSES,
+    TERMINAL_STATUSES,
+    UNSET,
+    WORKER_STATUSES,
+    Attempt,
+    AttemptedRollout,
+    AttemptStatus,
+    EnqueueRolloutRequest,
+    FilterLogic,
+    NamedResources,
+    PaginatedResult,
+    ResourcesUpdate,
+    Rollout,
+    RolloutConfig,
+    RolloutMode,
+    RolloutStatus,
+    SortOrder,
+    Span,
+    SpanCoreFields,
+    Worker,
+    WorkerStatus,
+)
+from ..types.resources import ResourceUnion
+from . import codec
+from .base import LightningStore
+from .connection import make_client, redact, resolve_url
+from .keys import Keys, check_id, is_valid_id, new_attempt_id, new_resources_id, new_rollout_id
+from .otel import span_from_otel
+from .query import (
+    check_choice,
+    check_paging,
+    check_sort,
+    check_statuses,
+    combine,
+    sort_and_page,
+    text_matches,
+)
+from .scripts import SCRIPT_NAMES, script_source
+
+logger = logging.getLogger(__name__)
+
+GROUP = "workers"
+_NOTFOUND = "NOTFOUND "
+_resources_adapter: Any = None
+
+
+def _resources_validator() -> Any:
+    global _resources_adapter
+    if _resources_adapter is None:
+        from pydantic import TypeAdapter
+
+        _resources_adapter = TypeAdapter(dict[str, ResourceUnion])
+    return _resources_adapter
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A rollout a worker claimed from the stream, with the entry it must keep leased."""
+
+    entry_id: str
+    rollout: AttemptedRollout
+
+
+def _f(value: float) -> str:
+    return repr(float(value))
+
+
+class RedisLightningStore(LightningStore):
+    """The store on Redis. Safe to share between coroutines, threads (one client per event loop) and processes.
+
+    Args:
+        url: Redis URL; when None it resolves as `LQ_REDIS_URL`, `REDIS_URL`, a Redis at
+            127.0.0.1:6379, else an embedded server (see `connection.resolve_url`).
+        namespace: isolates one run's keys from another's on the same Redis.
+        client_factory: builds an asyncio Redis client (used instead of `url`, e.g. for fakeredis).
+        scan_debounce_seconds: at most one lazy watchdog sweep per this many seconds (0 = before every call).
+        lease_seconds: a claimed stream entry whose holder has not renewed it for this long is reclaimed
+            and its attempt marked `unresponsive`. Use one value for every process of a namespace.
+        default_config: the `RolloutConfig` of rollouts enqueued without one.
+        max_input_bytes / max_span_bytes / max_resources_bytes: size limits of one encoded record.
+        retention_seconds: finished rollouts and their spans expire this long after they end (None = keep).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        namespace: str | None = None,
+        client_factory: Callable[[], aioredis.Redis] | None = None,
+        scan_debounce_seconds: float = 10.0,
+        lease_seconds: float | None = 30.0,
+        default_config: RolloutConfig | None = None,
+        max_input_bytes: int = 1 << 20,
+        max_span_bytes: int = 4 << 20,
+        max_resources_bytes: int = 1 << 20,
+    ) -> None:
+        self.keys = Keys(namespace or os.environ.get("LQ_NAMESPACE") or "default")
+        self.namespace = self.keys.namespace
+        if client_factory is None:
+            self.url: str | None = resolve_url(url)
+            self._factory: Callable[[], aioredis.Redis] = lambda: make_client(self.url or "")
+        else:
+            self.url = url
+            self._factory = client_factory
+        if scan_debounce_seconds < 0:
+            raise ValueError(f"scan_debounce_seconds must be >= 0, got {scan_debounce_seconds!r}")
+        if lease_seconds is not None and lease_seconds <= 0:
+            raise ValueError(f"lease_seconds must be positive or None, got {lease_seconds!r}")
+        self.scan_debounce_seconds = scan_debounce_seconds
+        self.lease_seconds = lease_seconds
+        self.default_config = default_config or RolloutConfig()
+        self.max_input_bytes = max_input_bytes
+        self.max_span_bytes = max_span_bytes
+        self.max_resources_bytes = max_resources_bytes
+        self._consumer = f"store-{socket.gethostname()}-{os.getpid()}-{id(self):x}"
+        self._created = time.monotonic()
+        self._last_sweep = float("-inf")
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = weakref.WeakKeyDictionary()
+        self._clients_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        where = redact(self.url) if self.url else "custom client"
+        return f"RedisLightningStore({where!r}, namespace={self.namespace!r})"
+
+    @property
+    def capabilities(self) -> dict[str, bool]:
+        return {"thread_safe": True, "async_safe": True, "zero_copy": False, "otlp_traces": False}
+
+    # --- connections ------------------------------------------------------------------------------
+    def _loop_client(self) -> _LoopClient:
+        loop = asyncio.get_running_loop()
+        with self._clients_lock:
+            lc = self._clients.get(loop)
+            if lc is None:
+                lc = _LoopClient(self._factory())
+                self._clients[loop] = lc
+            return lc
+
+    @property
+    def _redis(self) -> aioredis.Redis:
+        return self._loop_client().redis
+
+    async def _run(self, name: str, *args: Any) -> Any:
+        """Run one Lua transition (EVALSHA, loading it again after NOSCRIPT)."""
+        script = self._loop_client().script(name)
+        try:
+            return await script(keys=[self.keys.queue], args=[self.keys.prefix, _f(time.time()), *args])
+        except ResponseError as exc:
+            message = str(exc)
+            if _NOTFOUND in message:
+                raise ValueError(message.split(_NOTFOUND, 1)[1].split("\n")[0].strip()) from None
+            raise
+
+    async def aclose(self) -> None:
+        """Close the client of the running loop (clients of other loops close with their loop)."""
+        loop = asyncio.get_running_loop()
+        with self._clients_lock:
+            lc = self._clients.pop(loop, None)
+        if lc is not None:
+            await lc.redis.aclose()
+
+    async def ping(self) -> bool:
+        return bool(await self._redis.ping())
+
+    async def purge(self) -> int:
+        """Delete every key of this namespace; returns how many were deleted."""
+        deleted = 0
+        async for batch in _batched(self._redis.scan_iter(match=f"lq:{{{self.namespace}}}:*", count=500), 500):
+            deleted += int(await self._redis.unlink(*batch))
+        return deleted
+
+    # --- watchdog -------------------------------------------------------------------------------
+    async def sweep(self, *, force: bool = True) -> tuple[int, int]:
+        """Run the watchdog now: time out / mark unresponsive, reclaim lapsed leases.
+
+        Returns (verdicts, reclaimed entries); (-1, 0) if another process swept within the debounce window.
+        """
+        lock_ms = 0 if force else int(self.scan_debounce_seconds * 1000)
+        lease_ms = int(self.lease_seconds * 1000) if self.lease_seconds else 0
+        verdicts, reclaimed = await self._run("sweep", lock_ms, lease_ms, "reaper")
+        self._last_sweep = time.monotonic()
+        if verdicts > 0 or reclaimed > 0:
+            logger.info("watchdog: %d attempt verdicts, %d stream entries reclaimed", verdicts, reclaimed)
+        return int(verdicts), int(reclaimed)
+
+    async def _healthcheck(self) -> None:
+        # The lazy scan of the contract: before the listed calls, at most once per debounce window.
+        if time.monotonic() - self._last_sweep >= self.scan_debounce_seconds:
+            self._last_sweep = time.monotonic()
+            await self.sweep(force=self.scan_debounce_seconds == 0)
+
+    # --- validation helpers -----------------------------------------------------------------------
+    def _pack_limited(self, value: Any, what: str, limit: int) -> bytes:
+        blob = codec.pack(value)
+        if len(blob) > limit:
+            raise ValueError(f"{what} is {len(blob)} bytes encoded, over the limit of {limit} bytes")
+        return blob
+
+    def _rollout_args(
+        self,
+        input: Any,
+        mode: RolloutMode | None,
+        resources_id: str | None,
+        config: RolloutConfig | None,
+        metadata: dict[str, Any] | None,
+    ) -> list[Any]:
+        if mode is not None:
+            check_choice("mode", mode, ROLLOUT_MODES)
+        if resources_id is not None:
+            check_id("resources_id", resources_id)
+        config = self._check_config(config) if config is not None else self.default_config
+        if metadata is not None and not isinstance(metadata, dict):
+            raise TypeError(f"metadata must be a dict or None, got {type(metadata).__name__}")
+        rollout_id = new_rollout_id()
+        return [
+            rollout_id,
+            self._pack_limited(input, f"input of rollout {rollout_id}", self.max_input_bytes),
+            mode or "",
+            "1" if resources_id is not None else "0",
+            resources_id or "",
+            *self._config_fields(config),
+            "" if metadata is None else self._pack_limited(metadata, "metadata", self.max_input_bytes),
+        ]
+
+    @staticmethod
+    def _check_config(config: Any) -> RolloutConfig:
+        if isinstance(config, RolloutConfig):
+            return RolloutConfig.model_validate(config.model_dump())
+        if isinstance(config, dict):
+            return RolloutConfig.model_validate(config)
+        raise TypeError(f"config must be a RolloutConfig or a dict, got {type(config).__name__}")
+
+    @staticmethod
+    def _config_fields(config: RolloutConfig) -> list[Any]:
+        """The packed config, then the scalars the Lua retry rule and watchdog read."""
+        return [
+            codec.pack(config.model_dump(mode="json")),
+            str(config.max_attempts),
+            "," + ",".join(config.retry_condition) + ",",
+            "" if config.timeout_seconds is None else _f(config.timeout_seconds),
+            "" if config.unresponsive_seconds is None else _f(config.unresponsive_seconds),
+        ]
+
+    def _rollout(self, pair: list[Any]) -> Rollout | AttemptedRollout:
+        ro, at = codec.pairs(pair[0]), codec.pairs(pair[1])
+        return codec.rollout_from_fields(ro, at or None, key=self.keys.rollout(str(ro.get("rollout_id", b""))))
+
+    def _attempted(self, pair: list[Any]) -> AttemptedRollout:
+        rollout = self._rollout(pair)
+        assert isinstance(rollout, AttemptedRollout)
+        return rollout
+
+    # --- rollouts ---------------------------------------------------------------------------------
+    async def statistics(self) -> dict[str, Any]:
+        r = self._redis
+        async with r.pipeline(transaction=False) as pipe:
+            pipe.zcard(self.keys.all_rollouts)
+            pipe.hmget(self.keys.meta, ["attempts", "spans"])
+            pipe.zcard(self.keys.resources_index)
+            pipe.zcard(self.keys.workers_index)
+            for status in ROLLOUT_STATUSES:
+                pipe.zcard(self.keys.status_index(status))
+            replies = await pipe.execute()
+        attempts, spans = replies[1]
+        return {
+            "name": type(self).__name__,
+            "namespace": self.namespace,
+            "total_rollouts": int(replies[0]),
+            "total_attempts": int(attempts or 0),
+            "total_spans": int(spans or 0),
+            "total_resources": int(replies[2]),
+            "total_workers": int(replies[3]),
+            "rollouts_by_status": {s: int(n) for s, n in zip(ROLLOUT_STATUSES, replies[4:], strict=True)},
+            "uptime": time.monotonic() - self._created,
+        }
+
+    async def start_rollout(
+        self,
+        input: Any,
+        mode: RolloutMode | None = None,
+        resources_id: str | None = None,
+        config: RolloutConfig | None = None,
+        metadata: dict[str, Any] | None = None,
+        worker_id: str | None = None,
+    ) -> AttemptedRollout:
+        if worker_id is not None:
+            check_id("worker_id", worker_id)
+        args = self._rollout_args(input, mode, resources_id, config, metadata)
+        await self._healthcheck()
+        reply = await self._run("create", "start", worker_id or "", new_attempt_id(), *args)
+        return self._attempted(reply[0])
+
+    async def enqueue_rollout(
+        self,
+        input: Any,
+        mode: RolloutMode | None = None,
+        resources_id: str | None = None,
+        config: RolloutConfig | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Rollout:
+        args = self._rollout_args(input, mode, resources_id, config, metadata)
+        await self._healthcheck()
+        reply = await self._run("create", "enqueue", "", "", *args)
+        return self._rollout(reply[0])
+
+    async def enqueue_many_rollouts(self, rollouts: Sequence[EnqueueRolloutRequest]) -> Sequence[Rollout]:
+        args: list[Any] = []
+        for request in rollouts:
+            if isinstance(request, dict):
+                request = EnqueueRolloutRequest.model_validate(request)
+            if not isinstance(request, EnqueueRolloutRequest):
+                raise TypeError(f"expected EnqueueRolloutRequest items, got {type(request).__name__}")
+            args += self._rollout_args(
+                request.input, request.mode, request.resources_id, request.config, request.metadata
+            )
+        if not args:
+            return []
+        await self._healthcheck()
+        reply = await self._run("create", "enqueue", "", "", *args)
+        return [self._rollout(pair) for pair in reply]
+
+    async def dequeue_rollout(self, worker_id: str | None = None) -> AttemptedRollout | None:
+        claimed = await self.dequeue_many_rollouts(limit=1, worker_id=worker_id)
+        return claimed[0] if claimed else None
+
+    async def dequeue_many_rollouts(
+        self, *, limit: int = 1, worker_id: str | None = None
+    ) -> Sequence[AttemptedRollout]:
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+            raise ValueError(f"limit must be a non-negative integer, got {limit!r}")
+        if worker_id is not None:
+            check_id("worker_id", worker_id)
+        if limit == 0:
+            return []
+        await self._healthcheck()
+        consumer = worker_id or self._consumer
+        aids = [new_attempt_id() for _ in range(limit)]
+        reply = await self._run("dequeue", consumer, worker_id or "", limit, *aids)
+        return [self._attempted(pair) for pair in reply]
+
+    async def start_attempt(self, rollout_id: str, worker_id: str | None = None) -> AttemptedRollout:
+        if worker_id is not None:
+            check_id("worker_id", worker_id)
+        if not is_valid_id(rollout_id):
+            raise ValueError(f"Rollout {rollout_id!r} not found")
+        await self._healthcheck()
+        reply = await self._run("start_attempt", rollout_id, new_attempt_id(), worker_id or "")
+        return self._attempted(reply)
+
+    async def _read_rollouts(self, rollout_ids: Sequence[str]) -> list[Rollout | AttemptedRollout]:
+        if not rollout_ids:
+            return []
+        reply = await self._run("read_rollouts", *rollout_ids)
+        return [self._rollout(pair) for pair in reply if pair[0]]
+
+    async def get_rollout_by_id(self, rollout_id: str) -> Rollout | AttemptedRollout | None:
+        if not is_valid_id(rollout_id):
+            return None
+        await self._healthcheck()
+        found = await self._read_rollouts([rollout_id])
+        return found[0] if found else None
+
+    async def query_rollouts(
+        self,
+        *,
+        status_in: Sequence[RolloutStatus] | None = None,
+        rollout_id_in: Sequence[str] | None = None,
+        rollout_id_contains: str | None = None,
+        filter_logic: FilterLogic = "and",
+        sort_by: str | None = None,
+        sort_order: SortOrder = "asc",
+        limit: int = -1,
+        offset: int = 0,
+        status: Sequence[RolloutStatus] | None = None,
+        rollout_ids: Sequence[str] | None = None,
+    ) -> PaginatedResult[Rollout | AttemptedRollout]:
+        status_in = status_in if status_in is not None else status
+        rollout_id_in = rollout_id_in if rollout_id_in is not None else rollout_ids
+        check_statuses("status_in", status_in, ROLLOUT_STATUSES)
+        check_choice("filter_logic", filter_logic, ("and", "or"))
+        check_sort(sort_by, sort_order, AttemptedRollout)
+        check_paging(limit, offset)
+        await self._healthcheck()
+        if filter_logic == "and" and rollout_id_in is not None:
+            candidates = list(dict.fromkeys(r for r in rollout_id_in if is_valid_id(r)))
+        elif filter_logic == "and" and status_in is not None:
+            candidates = await self._ids_with_status(status_in)
+        else:
+            candidates = [m.decode() for m in await self._redis.zrange(self.keys.all_rollouts, 0, -1)]
+        wanted_ids = None if rollout_id_in is None else set(rollout_id_in)
+        wanted_status = None if status_in is None else set(status_in)
+
+        def matches(r: Rollout) -> bool:
+            verdicts = []
+            if wanted_status is not None:
+                verdicts.append(r.status in wanted_status)
+            if wanted_ids is not None:
+                verdicts.append(r.rollout_id in wanted_ids)
+            verdicts += text_matches(r.rollout_id, None, rollout_id_contains)
+            return combine(verdicts, filter_logic)
+
+        found = [r for r in await self._read_rollouts(candidates) if matches(r)]
+        return sort_and_page(found, sort_by=sort_by, sort_order=sort_order, limit=limit, offset=offset)
+
+    async def _ids_with_status(self, statuses: Sequence[str]) -> list[str]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for s in dict.fromkeys(statuses):
+                pipe.zrange(self.keys.status_index(s), 0, -1, withscores=True)
+            replies = await pipe.execute()
+        scored = sorted((score, m.decode()) for reply in replies for m, score in reply)
+        return [rid for _, rid in scored]
+
+    async def update_rollout(
+        self,
+        rollout_id: str,
+        input: Any = UNSET,
+        mode: RolloutMode | None = UNSET,
+        resources_id: str | None = UNSET,
+        status: RolloutStatus = UNSET,
+        config: RolloutConfig = UNSET,
+        metadata: dict[str, Any] | None = UNSET,
+    ) -> Rollout:
+        fields: list[Any] = []
+        delete = "\0"
+        if input is not UNSET:
+            fields += [
+                "input",
+                self._pack_limited(input, f"input of rollout {rollout_id}", self.max_input_bytes),
+            ]
+        if mode is not UNSET:
+            if mode is not None:
+                check_choice("mode", mode, ROLLOUT_MODES)
+            fields += ["mode", mode if mode is not None else delete]
+        if resources_id is not UNSET:
+            if resources_id is not None:
+                check_id("resources_id", resources_id)
+            fields += ["resources_id", resources_id if resources_id is not None else delete]
+        if config is not UNSET:
+            packed, max_attempts, retry, timeout, unresponsive = self._config_fields(
+                self._check_config(config if config is not None else RolloutConfig())
+            )
+            fields += ["config", packed, "cfg_max", max_attempts, "cfg_retry", retry]
+            fields += ["cfg_timeout", timeout or delete, "cfg_unresponsive", unresponsive or delete]
+        if metadata is not UNSET:
+            if metadata is not None and not isinstance(metadata, dict):
+                raise TypeError(f"metadata must be a dict or None, got {type(metadata).__name__}")
+            fields += ["metadata", delete if metadata is None else codec.pack(metadata)]
+        if status is not UNSET:
+            check_choice("status", status, ROLLOUT_STATUSES)
+        if not is_valid_id(rollout_id):
+            raise ValueError(f"Item rollout {rollout_id!r:.100} does not exist in namespace {self.namespace!r}")
+        await self._healthcheck()
+        try:
+            reply = await self._run("update_rollout", rollout_id, "" if status is UNSET else status, *fields)
+        except ValueError:
+            raise ValueError(f"Item rollout {rollout_id!r} does not exist in namespace {self.namespace!r}") from None
+        return self._rollout(reply)
+
+    async def wait_for_rollouts(self, *, rollout_ids: list[str], timeout: float | None = None) -> list[Rollout]:
+        if timeout is not None and timeout < 0:
+            timeout = 0.0
+        deadline = None if timeout is None else time.monotonic() + timeout
+        ids = list(dict.fromkeys(r for r in rollout_ids if is_valid_id(r)))
+        await self._healthcheck()
+        finished: list[str] = []
+        while ids:
+            last_id, statuses = await self._statuses_and_cursor(ids)
+            finished = [rid for rid, s in zip(ids, statuses, strict=True) if s in TERMINAL_STATUSES]
+            pending = [
+                rid for rid, s in zip(ids, statuses, strict=True) if s is not None and s not in TERMINAL_STATUSES
+            ]
+            if not pending:
+                break
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                break
+            # Short slices keep the watchdog running while we wait on a long timeout.
+            slice_ms = 1000 if remaining is None else max(1, min(1000, int(remaining * 1000)))
+            await self._loop_client().blocking.xread({self.keys.done: last_id}, count=1000, block=slice_ms)
+            await self._healthcheck()
+        found = await self._read_rollouts(finished)
+        return [r for r in found if r.status in TERMINAL_STATUSES]
+
+    async def _statuses_and_cursor(self, ids: list[str]) -> tuple[bytes | str, list[str | None]]:
+        # One transaction: the cursor of `done` and the statuses, so no completion slips between them.
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xrevrange(self.keys.done, count=1)
+            for rid in ids:
+                pipe.hget(self.keys.rollout(rid), "status")
+            replies = await pipe.execute()
+        last = replies[0][0][0] if replies[0] else b"0-0"
+        return last, [None if s is None else s.decode() for s in replies[1:]]
+
+    # --- attempts ---------------------------------------------------------------------------------
+    async def query_attempts(
+        self,
+        rollout_id: str,
+        *,
+        sort_by: str | None = "sequence_id",
+        sort_order: SortOrder = "asc",
+        limit: int = -1,
+        offset: int = 0,
+    ) -> PaginatedResult[Attempt]:
+        check_sort(sort_by, sort_order, Attempt)
+        check_paging(limit, offset)
+        if not is_valid_id(rollout_id):
+            return PaginatedResult(items=[], limit=limit, offset=offset, total=0)
+        await self._healthcheck()
+        attempts = await self._attempts_of(rollout_id)
+        return sort_and_page(attempts, sort_by=sort_by, sort_order=sort_order, limit=limit, offset=offset)
+
+    async def _attempts_of(self, rollout_id: str) -> list[Attempt]:
+        aids = [a.decode() for a in await self._redis.zrange(self.keys.attempts(rollout_id), 0, -1)]
+        if not aids:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for aid in aids:
+                pipe.hgetall(self.keys.attempt(rollout_id, aid))
+            replies = await pipe.execute()
+        return [
+            codec.attempt_from_fields({k.decode(): v for k, v in fields.items()}, self.keys.attempt(rollout_id, aid))
+            for aid, fields in zip(aids, replies, strict=True)
+            if fields
+        ]
+
+    async def get_latest_attempt(self, rollout_id: str) -> Attempt | None:
+        if not is_valid_id(rollout_id):
+            return None
+        await self._healthcheck()
+        found = await self._read_rollouts([rollout_id])
+        return found[0].attempt if found and isinstance(found[0], AttemptedRollout) else None
+
+    async def update_attempt(
+        self,
+        rollout_id: str,
+        attempt_id: str,
+        status: AttemptStatus = UNSET,
+        worker_id: str = UNSET,
+        last_heartbeat_time: float = UNSET,
+        metadata: dict[str, Any] = UNSET,
+    ) -> Attempt:
+        if status is not UNSET:
+            check_choice("attempt status", status, ATTEMPT_STATUSES)
+        if worker_id is not UNSET and worker_id not in ("", None):
+            check_id("worker_id", worker_id)
+        if last_heartbeat_time is not UNSET and not isinstance(last_heartbeat_time, int | float):
+            raise TypeError(f"last_heartbeat_time must be a number, got {last_heartbeat_time!r}")
+        if metadata is not UNSET and metadata is not None and not isinstance(metadata, dict):
+            raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
+        if not is_valid_id(rollout_id):
+            raise ValueError(f"Rollout {rollout_id!r:.100} not found")
+        if attempt_id != "latest" and not is_valid_id(attempt_id):
+            raise ValueError(f"Attempt {attempt_id!r:.100} not found in rollout {rollout_id}")
+        await self._healthcheck()
+        reply = await self._run(
+            "update_attempt",
+            rollout_id,
+            attempt_id,
+            "" if status is UNSET else status,
+            "0" if worker_id is UNSET else "1",
+            "" if worker_id in (UNSET, None) else worker_id,
+            "" if last_heartbeat_time is UNSET else _f(last_heartbeat_time),
+            "0" if metadata is UNSET else "1",
+            b"" if metadata is UNSET else codec.pack(metadata),
+        )
+        fields = codec.pairs(reply)
+        return codec.attempt_from_fields(fields, self.keys.attempt(rollout_id, str(fields.get("attempt_id"))))
+
+    # --- worker-side claiming (used by `workers`) ---------------------------------------------------
+    async def claim(
+        self, *, consumer: str, worker_id: str | None = None, count: int = 1, block_ms: int = 1000
+    ) -> list[Claim]:
+        """Block up to `block_ms` for new stream entries and claim them; each claim stays leased to `consumer`."""
+        check_id("consumer", consumer)
+        lc = self._loop_client()
+        await lc.ensure_group(self.keys.queue)
+        reply = await lc.blocking.xreadgroup(
+            GROUP, consumer, {self.keys.queue: ">"}, count=count, block=max(1, block_ms)
+        )
+        args: list[Any] = []
+        for _stream, entries in reply or []:
+            for entry_id, fields in entries:
+                rid = fields.get(b"rid", b"").decode()
+                args += [entry_id, rid, new_attempt_id()]
+        if not args:
+            return []
+        claimed = await self._run("claim", consumer, worker_id or "", *args)
+        out = []
+        for pair in claimed:
+            rollout = self._attempted(pair)
+            entry = codec.pairs(pair[1]).get("entry", b"")
+            out.append(Claim(entry_id=entry.decode(), rollout=rollout))
+        return out
+
+    async def renew_leases(self, consumer: str, entry_ids: Sequence[str]) -> set[str]:
+        """Reset the idle time of entries `consumer` holds; returns those it still holds."""
+        if not entry_ids:
+            return set()
+        held = await self._redis.xclaim(
+            self.keys.queue, GROUP, consumer, min_idle_time=0, message_ids=list(entry_ids), justid=True
+        )
+        return {h.decode() if isinstance(h, bytes) else str(h) for h in held}
+
+    async def queue_depth(self) -> int:
+        """Entries in the stream that no worker has read yet."""
+        r = self._redis
+        try:
+            groups = await r.xinfo_groups(self.keys.queue)
+        except ResponseError:
+            return 0
+        for group in groups:
+            name = group.get("name") or group.get(b"name")
+            if name in (GROUP, GROUP.encode()):
+                lag = group.get("lag", group.get(b"lag"))
+                if lag is not None:
+                    return int(lag)
+                return int(await r.xlen(self.keys.queue)) - int(group.get("pending", 0))
+        return int(await r.xlen(self.keys.queue))
+
+    async def pending_entries(self) -> int:
+        """Entries read by some worker and not yet acknowledged."""
+        try:
+            info = await self._redis.xpending(self.keys.queue, GROUP)
+        except ResponseError:
+            return 0
+        return int(info.get("pending", 0))
+
+    # --- resources --------------------------------------------------------------------------------
+    def _pack_resources(self, resources: NamedResources) -> bytes:
+        if not isinstance(resources, dict):
+            raise TypeError(f"resources must be a dict of name -> resource, got {type(resources).__name__}")
+        validated = _resources_validator().validate_python(resources)
+        plain = {name: res.model_dump(mode="json") for name, res in validated.items()}
+        return self._pack_limited(plain, "resources", self.max_resources_bytes)
+
+    async def add_resources(self, resources: NamedResources) -> ResourcesUpdate:
+        return await self.update_resources(new_resources_id(), resources)
+
+    async def update_resources(self, resources_id: str, resources: NamedResources) -> ResourcesUpdate:
+        check_id("resources_id", resources_id)
+        blob = self._pack_resources(resources)
+        await self._healthcheck()
+        reply = await self._run("update_resources", resources_id, blob)
+        return codec.resources_from_fields(codec.pairs(reply), self.keys.resources(resources_id))
+
+    async def get_resources_by_id(self, resources_id: str) -> ResourcesUpdate | None:
+        if not is_valid_id(resources_id):
+            return None
+        fields = await self._redis.hgetall(self.keys.resources(resources_id))
+        if not fields:
+            return None
+        return codec.resources_from_fields(
+            {k.decode(): v for k, v in fields.items()}, self.keys.resources(resources_id)
+        )
+
+    async def get_latest_resources(self) -> ResourcesUpdate | None:
+        latest = await self._redis.zrevrange(self.keys.resources_index, 0, 0)
+        return await self.get_resources_by_id(latest[0].decode()) if latest else None
+
+    async def query_resources(
+        self,
+        *,
+        resources_id: str | None = None,
+        resources_id_contains: str | None = None,
+        sort_by: str | None = None,
+        sort_order: SortOrder = "asc",
+        limit: int = -1,
+        offset: int = 0,
+    ) -> PaginatedResult[ResourcesUpdate]:
+        check_sort(sort_by, sort_order, ResourcesUpdate)
+        check_paging(limit, offset)
+        ids = [m.decode() for m in await self._redis.zrange(self.keys.resources_index, 0, -1)]
+        ids = [i for i in ids if combine(text_matches(i, resources_id, resources_id_contains), "and")]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for rid in ids:
+                pipe.hgetall(self.keys.resources(rid))
+            replies = await pipe.execute() if ids else []
+        found = [
+            codec.resources_from_fields({k.decode(): v for k, v in fields.items()}, self.keys.resources(rid))
+            for rid, fields in zip(ids, replies, strict=True)
+            if fields
+        ]
+        found.sort(key=lambda r: r.create_time)
+        return sort_and_page(found, sort_by=sort_by, sort_order=sort_order, limit=limit, offset=offset)
+
+    # --- spans ------------------------------------------------------------------------------------
+    def _span_args(self, span: Span) -> list[Any]:
+        if not isinstance(span, Span):
+            raise TypeError(f"expected a Span, got {type(span).__name__}")
+        for kind, value in (("rollout_id", span.rollout_id), ("attempt_id", span.attempt_id)):
+            if not is_valid_id(value):
+                raise ValueError(f"{'Rollout' if kind == 'rollout_id' else 'Attempt'} {value!r:.100} not found")
+        if not isinstance(span.span_id, str) or not span.span_id or len(span.span_id) > 256:
+            raise ValueError(f"span_id must be a non-empty string of at most 256 characters, got {span.span_id!r:.100}")
+        if not isinstance(span.sequence_id, int) or span.sequence_id < 0:
+            raise ValueError(f"sequence_id must be a non-negative integer, got {span.sequence_id!r}")
+        blob = self._pack_limited(span.model_dump(mode="json"), f"span {span.span_id}", self.max_span_bytes)
+        return [span.rollout_id, span.attempt_id, span.span_id, span.sequence_id, blob]
+
+    async def add_span(self, span: Span) -> Span | None:
+        stored = await self.add_many_spans([span])
+        return span if stored else None
+
+    async def add_many_spans(self, spans: Sequence[Span]) -> Sequence[Span]:
+        args: list[Any] = []
+        for span in spans:
+            args += self._span_args(span)
+        if not args:
+            return []
+        verdicts = await self._run("add_spans", *args)
+        stored = []
+        for span, verdict in zip(spans, verdicts, strict=True):
+            if verdict:
+                stored.append(span)
+            else:
+                logger.error(
+                    "Duplicated span added: rollout %s attempt %s span %s was already stored; skipped",
+                    span.rollout_id,
+                    span.attempt_id,
+                    span.span_id,
+                )
+        return stored
+
+    async def add_otel_span(
+        self, rollout_id: str, attempt_id: str, readable_span: Any, sequence_id: int | None = None
+    ) -> Span | None:
+        if sequence_id is None:
+            sequence_id = await self.get_next_span_sequence_id(rollout_id, attempt_id)
+        if isinstance(readable_span, Span):
+            span = readable_span.model_copy(
+                update={"rollout_id": rollout_id, "attempt_id": attempt_id, "sequence_id": sequence_id}
+            )
+        elif isinstance(readable_span, SpanCoreFields):
+            span = Span.from_core_fields(
+                readable_span, rollout_id=rollout_id, attempt_id=attempt_id, sequence_id=sequence_id
+            )
+        else:
+            span = span_from_otel(readable_span, rollout_id, attempt_id, sequence_id)
+        return await self.add_span(span)
+
+    async def get_next_span_sequence_id(self, rollout_id: str, attempt_id: str) -> int:
+        check_id("rollout_id", rollout_id)
+        return int(await self._redis.incr(self.keys.sequence(rollout_id)))
+
+    async def get_many_span_sequence_ids(self, rollout_attempt_ids: Sequence[tuple[str, str]]) -> Sequence[int]:
+        for rollout_id, _attempt_id in rollout_attempt_ids:
+            check_id("rollout_id", rollout_id)
+        if not rollout_attempt_ids:
+            return []
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for rollout_id, _attempt_id in rollout_attempt_ids:
+                pipe.incr(self.keys.sequence(rollout_id))
+            return [int(v) for v in await pipe.execute()]
+
+    async def query_spans(
+        self,
+        rollout_id: str,
+        attempt_id: str | None = None,
+        *,
+        trace_id: str | None = None,
+        trace_id_contains: str | None = None,
+        span_id: str | None = None,
+        span_id_contains: str | None = None,
+        parent_id: str | None = None,
+        parent_id_contains: str | None = None,
+        name: str | None = None,
+        name_contains: str | None = None,
+        filter_logic: FilterLogic = "and",
+        limit: int = -1,
+        offset: int = 0,
+        sort_by: str | None = "sequence_id",
+        sort_order: SortOrder = "asc",
+    ) -> PaginatedResult[Span]:
+        check_choice("filter_logic", filter_logic, ("and", "or"))
+        check_sort(sort_by, sort_order, Span)
+        check_paging(limit, offset)
+        empty: PaginatedResult[Span] = PaginatedResult(items=[], limit=limit, offset=offset, total=0)
+        if not is_valid_id(rollout_id):
+            return empty
+        await self._healthcheck()
+        r = self._redis
+        if attempt_id == "latest":
+            latest = await r.hget(self.keys.rollout(rollout_id), "latest")
+            if latest is None:
+                return empty
+            attempt_id = latest.decode()
+        fields = [f.decode() for f in await r.zrange(self.keys.span_order(rollout_id), 0, -1)]
+        if attempt_id is not None:
+            fields = [f for f in fields if f.startswith(attempt_id + ":")]
+        if not fields:
+            return empty
+        blobs = await r.hmget(self.keys.spans(rollout_id), fields)
+        key = self.keys.spans(rollout_id)
+        spans = [
+            Span.model_validate(codec.unpack(b, key=f"{key} field {f}"))
+            for f, b in zip(fields, blobs, strict=True)
+            if b
+        ]
+
+        def matches(s: Span) -> bool:
+            verdicts = text_matches(s.trace_id, trace_id, trace_id_contains)
+            verdicts += text_matches(s.span_id, span_id, span_id_contains)
+            verdicts += text_matches(s.parent_id, parent_id, parent_id_contains)
+            verdicts += text_matches(s.name, name, name_contains)
+            return combine(verdicts, filter_logic)
+
+        spans = [s for s in spans if matches(s)]
+        return sort_and_page(spans, sort_by=sort_by, sort_order=sort_order, limit=limit, offset=offset)
+
+    # --- workers ----------------------------------------------------------------------------------
+    async def query_workers(
+        self,
+        *,
+        status_in: Sequence[WorkerStatus] | None = None,
+        worker_id_contains: str | None = None,
+        filter_logic: FilterLogic = "and",
+        sort_by: str | None = None,
+        sort_order: SortOrder = "asc",
+        limit: int = -1,
+        offset: int = 0,
+    ) -> PaginatedResult[Worker]:
+        check_statuses("status_in", status_in, WORKER_STATUSES)
+        check_choice("filter_logic", filter_logic, ("and", "or"))
+        check_sort(sort_by, sort_order, Worker)
+        check_paging(limit, offset)
+        await self._healthcheck()
+        ids = [m.decode() for m in await self._redis.zrange(self.keys.workers_index, 0, -1)]
+        workers = await self._workers(ids)
+        wanted = None if status_in is None else set(status_in)
+
+        def matches(w: Worker) -> bool:
+            verdicts = [] if wanted is None else [w.status in wanted]
+            verdicts += text_matches(w.worker_id, None, worker_id_contains)
+            return combine(verdicts, filter_logic)
+
+        workers = [w for w in workers if matches(w)]
+        return sort_and_page(workers, sort_by=sort_by, sort_order=sort_order, limit=limit, offset=offset)
+
+    async def _workers(self, ids: Sequence[str]) -> list[Worker]:
+        if not ids:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for wid in ids:
+                pipe.hgetall(self.keys.worker(wid))
+            replies = await pipe.execute()
+        return [
+            codec.worker_from_fields({k.decode(): v for k, v in fields.items()}, self.keys.worker(wid))
+            for wid, fields in zip(ids, replies, strict=True)
+            if fields
+        ]
+
+    async def get_worker_by_id(self, worker_id: str) -> Worker | None:
+        if not is_valid_id(worker_id):
+            return None
+        found = await self._workers([worker_id])
+        return found[0] if found else None
+
+    async def update_worker(self, worker_id: str, heartbeat_stats: dict[str, Any] = UNSET) -> Worker:
+        check_id("worker_id", worker_id)
+        if heartbeat_stats is not UNSET and not isinstance(heartbeat_stats, dict):
+            raise TypeError(f"heartbeat_stats must be a dict, got {heartbeat_stats!r:.100}")
+        now = time.time()
+        key = self.keys.worker(worker_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(key, "worker_id", worker_id)
+            pipe.hsetnx(key, "status", "unknown")
+            pipe.zadd(self.keys.workers_index, {worker_id: now}, nx=True)
+            # Non-decreasing heartbeat: a late call never moves it backwards.
+            pipe.hset(key, "last_heartbeat_time", _f(now))
+            if heartbeat_stats is not UNSET:
+                pipe.hset(key, "heartbeat_stats", self._pack_limited(heartbeat_stats, "heartbeat_stats", 1 << 20))
+            pipe.hgetall(key)
+            replies = await pipe.execute()
+        return codec.worker_from_fields({k.decode(): v for k, v in replies[-1].items()}, key)
+
+
+class _LoopClient:
+    """The clients and loaded scripts of one event loop (asyncio Redis clients are loop-bound)."""
+
+    def __init__(self, redis_client: aioredis.Redis) -> None:
+        self.redis = redis_client
+        self._scripts: dict[str, AsyncScript] = {}
+        self._group_ready = False
+
+    def script(self, name: str) -> AsyncScript:
+        script = self._scripts.get(name)
+        if script is None:
+            assert name in SCRIPT_NAMES, name
+            script = self.redis.register_script(script_source(name))
+            self._scripts[name] = script
+        return script
+
+    @property
+    def blocking(self) -> aioredis.Redis:
+        # Blocking reads share the pool: each waiter holds its own connection while it blocks.
+        return self.redis
+
+    async def ensure_group(self, queue: str) -> None:
+        if self._group_ready:
+            return
+        try:
+            await self.redis.xgroup_create(queue, GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+
+async def _batched(iterator: Any, size: int) -> Any:
+    batch: list[Any] = []
+    async for item in iterator:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,0 +1,43 @@
+-- add_spans.lua: store spans; each stored span is a heartbeat of its attempt and renews its lease.
+-- ARGV[3..] per span, 5 slots: rollout id, attempt id, span id, sequence id, span (msgpack)
+-- returns per span 1 (stored) or 0 (duplicate), or an error naming a missing rollout/attempt
+for i = 3, #ARGV, 5 do
+  local rid, aid = ARGV[i], ARGV[i + 1]
+  if redis.call('EXISTS', rkey(rid)) == 0 then return redis.error_reply('NOTFOUND Rollout ' .. rid .. ' not found') end
+  if redis.call('EXISTS', akey(rid, aid)) == 0 then
+    return redis.error_reply('NOTFOUND Attempt ' .. aid .. ' not found in rollout ' .. rid)
+  end
+end
+local out = {}
+local touched = {}
+for i = 3, #ARGV, 5 do
+  local rid, aid, sid, seq = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+  local field = aid .. ':' .. sid
+  if redis.call('HSETNX', P .. 'sp:' .. rid, field, ARGV[i + 4]) == 0 then
+    table.insert(out, 0)
+  else
+    table.insert(out, 1)
+    redis.call('ZADD', P .. 'spi:' .. rid, seq, field)
+    local sk = P .. 'seq:' .. rid
+    if seq > tonumber(redis.call('GET', sk) or '0') then redis.call('SET', sk, seq) end
+    redis.call('HINCRBY', P .. 'meta', 'spans', 1)
+    touched[rid .. '\0' .. aid] = {rid, aid}
+  end
+end
+for _, pair in pairs(touched) do
+  local rid, aid = pair[1], pair[2]
+  local ak = akey(rid, aid)
+  redis.call('HSET', ak, 'last_heartbeat_time', NOW)
+  local astatus = redis.call('HGET', ak, 'status')
+  if astatus == 'preparing' or astatus == 'unresponsive' then redis.call('HSET', ak, 'status', 'running') end
+  local entry = redis.call('HGET', ak, 'entry')
+  if entry then
+    redis.call('XCLAIM', Q, GROUP, redis.call('HGET', ak, 'consumer'), 0, entry, 'JUSTID')
+  end
+  local rk = rkey(rid)
+  if redis.call('HGET', rk, 'latest') == aid then
+    local rs = redis.call('HGET', rk, 'status')
+    if rs == 'preparing' or rs == 'requeuing' then set_rollout_status(rid, 'running') end
+  end
+end
+return out

@@ -1,0 +1,164 @@
+-- common.lua: helpers prepended to every script. Every script gets
+--   KEYS[1] the namespace's queue stream (routes the call to the namespace's slot)
+--   ARGV[1] the key prefix "lq:{<ns>}:"   ARGV[2] now (float seconds, the caller's clock)
+-- Keys derived below all carry the namespace hash tag, so a script never leaves its slot.
+local P = ARGV[1]
+local NOW = ARGV[2]
+local Q = KEYS[1]
+local GROUP = 'workers'
+local DONE_MAXLEN = 100000
+local TERMINAL = {succeeded = true, failed = true, cancelled = true}
+local QUEUED = {queuing = true, requeuing = true}
+local LIVE_ATTEMPT = {preparing = true, running = true}
+
+local function rkey(rid) return P .. 'ro:' .. rid end
+local function akey(rid, aid) return P .. 'at:' .. rid .. ':' .. aid end
+local function wkey(wid) return P .. 'wk:' .. wid end
+
+local function ensure_group()
+  local ok = pcall(redis.call, 'XGROUP', 'CREATE', Q, GROUP, '0', 'MKSTREAM')
+  return ok
+end
+
+-- Entries hold ids only; the rollout remembers its one unclaimed entry so a requeue never doubles it.
+local function push_queue(rid)
+  local rk = rkey(rid)
+  if redis.call('HEXISTS', rk, 'qentry') == 1 then return end
+  local id = redis.call('XADD', Q, '*', 'rid', rid)
+  redis.call('HSET', rk, 'qentry', id)
+end
+
+local function set_rollout_status(rid, new)
+  local rk = rkey(rid)
+  local old = redis.call('HGET', rk, 'status')
+  if old == new then return end
+  local score = redis.call('HGET', rk, 'start_time')
+  if old then redis.call('ZREM', P .. 'idx:status:' .. old, rid) end
+  redis.call('ZADD', P .. 'idx:status:' .. new, score, rid)
+  redis.call('HSET', rk, 'status', new)
+  if TERMINAL[new] then
+    redis.call('HSET', rk, 'end_time', NOW)
+    redis.call('XADD', P .. 'done', 'MAXLEN', '~', DONE_MAXLEN, '*', 'rid', rid, 'status', new)
+  end
+  if QUEUED[new] then push_queue(rid) end
+end
+
+local function touch_worker(wid)
+  local wk = wkey(wid)
+  if redis.call('EXISTS', wk) == 0 then
+    redis.call('HSET', wk, 'worker_id', wid, 'status', 'unknown')
+    redis.call('ZADD', P .. 'wk:idx', NOW, wid)
+  end
+  return wk
+end
+
+local function worker_busy(wid, rid, aid)
+  local wk = touch_worker(wid)
+  redis.call('HSET', wk, 'status', 'busy', 'current_rollout_id', rid, 'current_attempt_id', aid,
+    'last_busy_time', NOW)
+end
+
+local function worker_idle(wid)
+  local wk = touch_worker(wid)
+  redis.call('HSET', wk, 'status', 'idle', 'last_idle_time', NOW)
+  redis.call('HDEL', wk, 'current_rollout_id', 'current_attempt_id')
+end
+
+local function worker_unknown(wid)
+  local wk = touch_worker(wid)
+  redis.call('HSET', wk, 'status', 'unknown')
+  redis.call('HDEL', wk, 'current_rollout_id', 'current_attempt_id')
+end
+
+-- The v0.3 worker rule for an attempt's status.
+local function sync_worker(wid, rid, aid, astatus)
+  if not wid or wid == '' then return end
+  if astatus == 'succeeded' or astatus == 'failed' then worker_idle(wid)
+  elseif astatus == 'timeout' or astatus == 'unresponsive' then worker_unknown(wid)
+  else worker_busy(wid, rid, aid) end
+end
+
+local function new_attempt(rid, aid, wid, entry, consumer)
+  local rk = rkey(rid)
+  local n = redis.call('HINCRBY', rk, 'nattempts', 1)
+  local ak = akey(rid, aid)
+  redis.call('HSET', ak, 'rollout_id', rid, 'attempt_id', aid, 'sequence_id', n, 'start_time', NOW,
+    'status', 'preparing')
+  if wid ~= '' then redis.call('HSET', ak, 'worker_id', wid) end
+  if entry ~= '' then redis.call('HSET', ak, 'entry', entry, 'consumer', consumer) end
+  redis.call('ZADD', P .. 'ats:' .. rid, n, aid)
+  redis.call('HSET', rk, 'latest', aid)
+  redis.call('HINCRBY', P .. 'meta', 'attempts', 1)
+  if wid ~= '' then worker_busy(wid, rid, aid) end
+  return ak
+end
+
+-- The retry rule: failed/timeout/unresponsive requeue while allowed, else fail the rollout.
+local function rollout_status_for(rid, aid, astatus)
+  if astatus == 'failed' or astatus == 'timeout' or astatus == 'unresponsive' then
+    local rk = rkey(rid)
+    local retry = redis.call('HGET', rk, 'cfg_retry') or ''
+    local max_attempts = tonumber(redis.call('HGET', rk, 'cfg_max') or '1')
+    local seq = tonumber(redis.call('HGET', akey(rid, aid), 'sequence_id'))
+    if string.find(retry, ',' .. astatus .. ',', 1, true) and seq < max_attempts then
+      return 'requeuing'
+    end
+    return 'failed'
+  end
+  return astatus
+end
+
+-- An ended attempt no longer needs its stream entry; XACK alone would keep it in the stream forever.
+local function release_entry(ak)
+  local entry = redis.call('HGET', ak, 'entry')
+  if entry then
+    redis.call('XACK', Q, GROUP, entry)
+    redis.call('XDEL', Q, entry)
+    redis.call('HDEL', ak, 'entry', 'consumer')
+  end
+end
+
+local function set_attempt_status(rid, aid, astatus)
+  local ak = akey(rid, aid)
+  redis.call('HSET', ak, 'status', astatus)
+  if astatus == 'succeeded' or astatus == 'failed' then redis.call('HSET', ak, 'end_time', NOW) end
+  if not LIVE_ATTEMPT[astatus] then release_entry(ak) end
+  sync_worker(redis.call('HGET', ak, 'worker_id'), rid, aid, astatus)
+  -- Fencing: only the latest attempt may move its rollout.
+  if redis.call('HGET', rkey(rid), 'latest') == aid then
+    local rs = rollout_status_for(rid, aid, astatus)
+    if rs ~= redis.call('HGET', rkey(rid), 'status') then set_rollout_status(rid, rs) end
+  end
+end
+
+-- Turn one stream entry into attempt k+1, or drop it if its rollout left the queue meanwhile.
+local function claim_entry(entry, rid, aid, consumer, wid)
+  local rk = rkey(rid)
+  if redis.call('HGET', rk, 'qentry') == entry then redis.call('HDEL', rk, 'qentry') end
+  local status = redis.call('HGET', rk, 'status')
+  if not status or not QUEUED[status] then
+    redis.call('XACK', Q, GROUP, entry)
+    redis.call('XDEL', Q, entry)
+    return nil
+  end
+  local ak = new_attempt(rid, aid, wid, entry, consumer)
+  set_rollout_status(rid, 'preparing')
+  if wid ~= '' then redis.call('HSET', wkey(wid), 'last_dequeue_time', NOW) end
+  return {redis.call('HGETALL', rk), redis.call('HGETALL', ak)}
+end
+
+-- XREADGROUP's reply is {{stream, entries}} on Redis; fakeredis flattens it to {stream, entries}.
+local function stream_entries(reply)
+  if not reply then return {} end
+  if type(reply[1]) == 'string' then return reply[2] or {} end
+  if reply[1] then return reply[1][2] or {} end
+  return {}
+end
+
+local function entry_field(fields, name)
+  if not fields then return nil end
+  for i = 1, #fields, 2 do
+    if fields[i] == name then return fields[i + 1] end
+  end
+  return nil
+end

@@ -1,0 +1,18 @@
+-- update_resources.lua: upsert a resources snapshot; a new id starts at version 1, an old one goes +1.
+-- ARGV[3] resources id   ARGV[4] resources (msgpack)
+-- returns the snapshot's fields
+local id = ARGV[3]
+local k = P .. 'res:' .. id
+local now = tonumber(NOW)
+local prev = redis.call('HMGET', k, 'version', 'update_time')
+local stamp = NOW
+if prev[1] then
+  -- update_time must strictly grow even when two updates share a clock tick.
+  if now <= tonumber(prev[2]) then stamp = string.format('%.17g', tonumber(prev[2]) + 1e-6) end
+  redis.call('HSET', k, 'resources', ARGV[4], 'update_time', stamp, 'version', tonumber(prev[1]) + 1)
+else
+  redis.call('HSET', k, 'resources_id', id, 'resources', ARGV[4], 'create_time', NOW, 'update_time', NOW,
+    'version', 1)
+end
+redis.call('ZADD', P .. 'res:idx', stamp, id)
+return redis.call('HGETALL', k)
