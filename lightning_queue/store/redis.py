@@ -623,6 +623,13 @@ class RedisLightningStore(LightningStore):
         )
         return {h.decode() if isinstance(h, bytes) else str(h) for h in held}
 
+    async def release(self, rollout_id: str, attempt_id: str, metadata: dict[str, Any] | None = None) -> bool:
+        """Give back a live attempt this worker cannot finish: it ends `unresponsive`, its rollout is requeued."""
+        check_id("rollout_id", rollout_id)
+        check_id("attempt_id", attempt_id)
+        blob = b"" if metadata is None else codec.pack(metadata)
+        return bool(await self._run("release", rollout_id, attempt_id, blob))
+
     async def queue_depth(self) -> int:
         """Entries in the stream that no worker has read yet."""
         r = self._redis

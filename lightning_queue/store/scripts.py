@@ -16,6 +16,7 @@ SCRIPT_NAMES = (
     "sweep",
     "read_rollouts",
     "update_resources",
+    "release",
 )
 
 
