@@ -52,7 +52,7 @@ def attempt_from_fields(fields: dict[str, Any], key: str) -> Attempt:
         sequence_id=int(fields["sequence_id"]),
         start_time=float(fields["start_time"]),
         end_time=_float(fields, "end_time"),
-        status=_text(fields, "status"),  # type: ignore[arg-type]
+        status=_text(fields, "status"),
         worker_id=_text(fields, "worker_id"),
         last_heartbeat_time=_float(fields, "last_heartbeat_time"),
         metadata=None if metadata is None else unpack(metadata, key=key),
@@ -83,7 +83,7 @@ def worker_from_fields(fields: dict[str, Any], key: str) -> Worker:
     stats = fields.get("heartbeat_stats")
     return Worker(
         worker_id=_text(fields, "worker_id") or "",
-        status=_text(fields, "status") or "unknown",  # type: ignore[arg-type]
+        status=_text(fields, "status") or "unknown",
         heartbeat_stats=None if stats is None else unpack(stats, key=key),
         last_heartbeat_time=_float(fields, "last_heartbeat_time"),
         last_dequeue_time=_float(fields, "last_dequeue_time"),

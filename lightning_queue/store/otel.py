@@ -50,14 +50,14 @@ def span_from_otel(readable: Any, rollout_id: str, attempt_id: str, sequence_id:
         span_id=ctx.span_id if ctx else "",
         parent_id=parent.span_id if parent else None,
         name=str(readable.name),
-        status=TraceStatus(status_code=_status_code(status), description=getattr(status, "description", None)),  # type: ignore[arg-type]
+        status=TraceStatus(status_code=_status_code(status), description=getattr(status, "description", None)),
         attributes=dict(getattr(readable, "attributes", None) or {}),
         events=[
             Event(name=e.name, attributes=dict(e.attributes or {}), timestamp=getattr(e, "timestamp", None))
             for e in getattr(readable, "events", None) or []
         ],
         links=[
-            Link(context=_context(link.context), attributes=dict(link.attributes or {}))  # type: ignore[arg-type]
+            Link(context=_context(link.context), attributes=dict(link.attributes or {}))
             for link in getattr(readable, "links", None) or []
         ],
         start_time=getattr(readable, "start_time", None),

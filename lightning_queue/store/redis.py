@@ -100,7 +100,6 @@ class RedisLightningStore(LightningStore):
             and its attempt marked `unresponsive`. Use one value for every process of a namespace.
         default_config: the `RolloutConfig` of rollouts enqueued without one.
         max_input_bytes / max_span_bytes / max_resources_bytes: size limits of one encoded record.
-        retention_seconds: finished rollouts and their spans expire this long after they end (None = keep).
     """
 
     def __init__(
@@ -159,7 +158,8 @@ class RedisLightningStore(LightningStore):
             return lc
 
     @property
-    def _redis(self) -> aioredis.Redis:
+    def _redis(self) -> Any:
+        # redis-py's reply types are unions of every RESP shape; replies are checked where they are used.
         return self._loop_client().redis
 
     async def _run(self, name: str, *args: Any) -> Any:
@@ -920,7 +920,7 @@ class _LoopClient:
         return script
 
     @property
-    def blocking(self) -> aioredis.Redis:
+    def blocking(self) -> Any:
         # Blocking reads share the pool: each waiter holds its own connection while it blocks.
         return self.redis
 

@@ -16,7 +16,7 @@ class Resource(BaseModel):
 class LLM(Resource):
     """An OpenAI-compatible endpoint and the model to ask for."""
 
-    resource_type: Literal["llm"] = "llm"  # type: ignore[assignment]
+    resource_type: Literal["llm"] = "llm"
     endpoint: str
     model: str
     api_key: str | None = None
@@ -31,7 +31,7 @@ class ProxyLLM(LLM):
 
     resource_type: Literal["proxy_llm"] = "proxy_llm"  # type: ignore[assignment]
 
-    def get_base_url(self, rollout_id: str | None = None, attempt_id: str | None = None) -> str:  # type: ignore[override]
+    def get_base_url(self, rollout_id: str | None = None, attempt_id: str | None = None) -> str:
         if rollout_id is None and attempt_id is None:
             return self.endpoint
         if not isinstance(rollout_id, str) or not isinstance(attempt_id, str):
@@ -60,7 +60,7 @@ class ProxyLLM(LLM):
 
 
 class PromptTemplate(Resource):
-    resource_type: Literal["prompt_template"] = "prompt_template"  # type: ignore[assignment]
+    resource_type: Literal["prompt_template"] = "prompt_template"
     template: str
     engine: Literal["jinja", "f-string", "poml"] = "f-string"
 

@@ -1,0 +1,131 @@
+"""`lq`: the command line. Subcommands load lazily so `lq --help` stays fast and torch-free."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import logging
+import sys
+from typing import Any
+
+import click
+
+from . import __version__
+
+# name -> "module:attribute" of a click command; imported only when that command runs.
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "worker": ("workers.cli:worker_command", "Start a pool of worker processes that run an agent."),
+    "proxy": ("lightning_queue.llm_proxy.cli:proxy_command", "Serve the LLM proxy that records calls as spans."),
+    "serve-model": (
+        "lightning_queue.model_server.cli:serve_model_command",
+        "Serve a small Hugging Face model over an OpenAI-compatible API.",
+    ),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_COMMANDS:
+            target = LAZY_COMMANDS[cmd_name][0]
+            module_name, attr = target.split(":")
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError as exc:
+                raise click.ClickException(
+                    f"'lq {cmd_name}' is unavailable: {exc}. Is the matching extra installed?"
+                ) from exc
+            command = getattr(module, attr)
+            assert isinstance(command, click.Command)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, LAZY_COMMANDS[name][1]) for name in LAZY_COMMANDS]
+        for name in super().list_commands(ctx):
+            command = super().get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(80)))
+        with formatter.section("Commands"):
+            formatter.write_dl(sorted(rows))
+
+
+redis_url_option = click.option(
+    "--redis-url",
+    envvar="LQ_REDIS_URL",
+    default=None,
+    help="Redis URL (env LQ_REDIS_URL, then REDIS_URL; default: 127.0.0.1:6379, else an embedded server).",
+)
+namespace_option = click.option(
+    "--namespace", envvar="LQ_NAMESPACE", default="default", show_default=True, help="Run namespace (env LQ_NAMESPACE)."
+)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="lightning-queue")
+@click.option("--log-level", default="WARNING", show_default=True, help="Python logging level.")
+def main(log_level: str) -> None:
+    """lightning-queue: scale agent rollouts for RL training over Redis."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+async def _status(redis_url: str | None, namespace: str) -> dict[str, Any]:
+    from .store import RedisLightningStore
+
+    store = RedisLightningStore(redis_url, namespace=namespace, scan_debounce_seconds=3600)
+    try:
+        stats = await store.statistics()
+        workers = await store.query_workers(sort_by="worker_id")
+        return {
+            "redis": repr(store),
+            "namespace": namespace,
+            "queue_depth": await store.queue_depth(),
+            "in_flight_entries": await store.pending_entries(),
+            "rollouts": stats["rollouts_by_status"],
+            "total_rollouts": stats["total_rollouts"],
+            "total_attempts": stats["total_attempts"],
+            "total_spans": stats["total_spans"],
+            "workers": [w.model_dump(mode="json") for w in workers],
+        }
+    finally:
+        await store.aclose()
+
+
+def _format_status(report: dict[str, Any]) -> str:
+    lines = [
+        f"namespace   {report['namespace']}   ({report['redis']})",
+        f"queue       {report['queue_depth']} waiting, {report['in_flight_entries']} claimed",
+        f"rollouts    {report['total_rollouts']} total, {report['total_attempts']} attempts, "
+        f"{report['total_spans']} spans",
+    ]
+    lines += [f"  {status:<10} {count}" for status, count in report["rollouts"].items() if count]
+    lines.append(f"workers     {len(report['workers'])}")
+    for w in report["workers"]:
+        stats = w.get("heartbeat_stats") or {}
+        extra = ", ".join(
+            f"{k}={stats[k]}" for k in ("host", "pid", "in_flight", "completed", "cpu_pct", "mem_mb") if k in stats
+        )
+        lines.append(f"  {w['worker_id']:<32} {w['status']:<8} {extra}")
+    return "\n".join(lines)
+
+
+@main.command()
+@redis_url_option
+@namespace_option
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def status(redis_url: str | None, namespace: str, as_json: bool) -> None:
+    """Show queue depth, rollouts per status and workers of a namespace."""
+    try:
+        report = asyncio.run(_status(redis_url, namespace))
+    except (ValueError, ConnectionError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    except Exception as exc:  # redis errors carry no secrets but may be long; show their first line
+        raise click.ClickException(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    click.echo(json.dumps(report, indent=2) if as_json else _format_status(report))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
