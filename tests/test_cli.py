@@ -30,8 +30,9 @@ async def test_status_reports_queue_rollouts_and_workers(redis_url: str) -> None
     try:
         for i in range(3):
             await store.enqueue_rollout({"i": i})
-        claimed = await store.dequeue_rollout(worker_id="w-status")
-        assert claimed is not None
+        # A worker's claim stays leased (pending in the group) until its attempt ends.
+        claims = await store.claim(consumer="w-status", worker_id="w-status", count=1, block_ms=10)
+        assert len(claims) == 1
         await store.update_worker("w-status", heartbeat_stats={"host": "h1", "pid": 42, "in_flight": 1})
 
         # The CLI runs its own event loop, so it runs in a thread beside this test's loop.

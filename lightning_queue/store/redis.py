@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 import threading
 import time
 import weakref
@@ -133,7 +132,6 @@ class RedisLightningStore(LightningStore):
         self.max_input_bytes = max_input_bytes
         self.max_span_bytes = max_span_bytes
         self.max_resources_bytes = max_resources_bytes
-        self._consumer = f"store-{socket.gethostname()}-{os.getpid()}-{id(self):x}"
         self._created = time.monotonic()
         self._last_sweep = float("-inf")
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = weakref.WeakKeyDictionary()
@@ -355,9 +353,9 @@ class RedisLightningStore(LightningStore):
         if limit == 0:
             return []
         await self._healthcheck()
-        consumer = worker_id or self._consumer
         aids = [new_attempt_id() for _ in range(limit)]
-        reply = await self._run("dequeue", consumer, worker_id or "", limit, *aids)
+        # Entries are deleted as they are claimed here, so one shared consumer name keeps the group small.
+        reply = await self._run("dequeue", "api", worker_id or "", limit, *aids)
         return [self._attempted(pair) for pair in reply]
 
     async def start_attempt(self, rollout_id: str, worker_id: str | None = None) -> AttemptedRollout:
@@ -596,9 +594,15 @@ class RedisLightningStore(LightningStore):
         check_id("consumer", consumer)
         lc = self._loop_client()
         await lc.ensure_group(self.keys.queue)
-        reply = await lc.blocking.xreadgroup(
-            GROUP, consumer, {self.keys.queue: ">"}, count=count, block=max(1, block_ms)
-        )
+        started = time.monotonic()
+        block_ms = max(1, block_ms)
+        reply = await lc.blocking.xreadgroup(GROUP, consumer, {self.keys.queue: ">"}, count=count, block=block_ms)
+        waited_ms = (time.monotonic() - started) * 1000
+        if not reply and waited_ms < block_ms / 2:
+            # fakeredis (the embedded server) answers XREADGROUP BLOCK at once; wait on XREAD instead so
+            # idle workers do not spin. An entry racing in before the XREAD costs at most one block.
+            await lc.blocking.xread({self.keys.queue: "$"}, count=1, block=max(1, int(block_ms - waited_ms)))
+            reply = await lc.blocking.xreadgroup(GROUP, consumer, {self.keys.queue: ">"}, count=count)
         args: list[Any] = []
         for _stream, entries in reply or []:
             for entry_id, fields in entries:

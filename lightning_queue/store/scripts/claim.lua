@@ -4,7 +4,7 @@
 local consumer, wid = ARGV[3], ARGV[4]
 local out = {}
 for i = 5, #ARGV, 3 do
-  local claimed = claim_entry(ARGV[i], ARGV[i + 1], ARGV[i + 2], consumer, wid)
+  local claimed = claim_entry(ARGV[i], ARGV[i + 1], ARGV[i + 2], consumer, wid, true)
   if claimed then table.insert(out, claimed) end
 end
 return out

@@ -132,7 +132,9 @@ local function set_attempt_status(rid, aid, astatus)
 end
 
 -- Turn one stream entry into attempt k+1, or drop it if its rollout left the queue meanwhile.
-local function claim_entry(entry, rid, aid, consumer, wid)
+-- With `leased` the entry stays pending under `consumer` until the attempt ends (workers renew it);
+-- without, it is deleted now and the attempt's liveness rests on spans, as in the v0.3 contract.
+local function claim_entry(entry, rid, aid, consumer, wid, leased)
   local rk = rkey(rid)
   if redis.call('HGET', rk, 'qentry') == entry then redis.call('HDEL', rk, 'qentry') end
   local status = redis.call('HGET', rk, 'status')
@@ -141,7 +143,14 @@ local function claim_entry(entry, rid, aid, consumer, wid)
     redis.call('XDEL', Q, entry)
     return nil
   end
-  local ak = new_attempt(rid, aid, wid, entry, consumer)
+  local ak
+  if leased then
+    ak = new_attempt(rid, aid, wid, entry, consumer)
+  else
+    ak = new_attempt(rid, aid, wid, '', '')
+    redis.call('XACK', Q, GROUP, entry)
+    redis.call('XDEL', Q, entry)
+  end
   set_rollout_status(rid, 'preparing')
   if wid ~= '' then redis.call('HSET', wkey(wid), 'last_dequeue_time', NOW) end
   return {redis.call('HGETALL', rk), redis.call('HGETALL', ak)}

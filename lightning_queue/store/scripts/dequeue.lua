@@ -1,4 +1,5 @@
 -- dequeue.lua: read unclaimed entries with XREADGROUP (no BLOCK) and claim up to `limit` of them.
+-- The store API's dequeue holds no lease: its entries are deleted on claim (see claim_entry).
 -- ARGV[3] consumer   ARGV[4] worker id ('' none)   ARGV[5] limit   ARGV[6..] fresh attempt ids (limit of them)
 -- returns {{rollout fields, attempt fields}, ...} in FIFO order
 ensure_group()
@@ -12,7 +13,7 @@ while #out < limit do
   for _, e in ipairs(entries) do
     local rid = entry_field(e[2], 'rid')
     local claimed = nil
-    if rid then claimed = claim_entry(e[1], rid, ARGV[next_aid], consumer, wid) end
+    if rid then claimed = claim_entry(e[1], rid, ARGV[next_aid], consumer, wid, false) end
     if claimed then
       table.insert(out, claimed)
       next_aid = next_aid + 1
