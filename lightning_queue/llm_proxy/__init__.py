@@ -1,0 +1,11 @@
+"""The LLM proxy: OpenAI-compatible, records each call as a span of the rollout attempt in its URL.
+
+from lightning_queue.llm_proxy import LLMProxy
+"""
+
+from .config import UpstreamModel, load_config_file, parse_model_spec
+from .proxy import LLMProxy
+from .spans import SPAN_NAMES
+from .state import ProxyStats
+
+__all__ = ["SPAN_NAMES", "LLMProxy", "ProxyStats", "UpstreamModel", "load_config_file", "parse_model_spec"]

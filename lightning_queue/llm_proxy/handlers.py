@@ -1,0 +1,266 @@
+"""Request handlers: chat and text completions (plain and streamed), the model list, health."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from .config import UpstreamModel
+from .errors import ProxyError
+from .spans import CallKind, CallRecord
+from .sse import EventSplitter, StreamAccumulator, event_data
+from .state import ProxyState
+from .upstream import UPSTREAM_ERRORS, upstream_failure
+
+STATE: web.AppKey[ProxyState] = web.AppKey("lq_proxy_state", ProxyState)
+_UPSTREAM_PATHS: dict[str, str] = {"chat": "chat/completions", "completion": "completions"}
+
+
+async def _json_body(request: web.Request, state: ProxyState) -> dict[str, Any]:
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise ProxyError(
+            413,
+            f"request body is larger than the proxy's limit of {state.max_body_bytes} bytes "
+            "(raise it with LLMProxy(max_body_bytes=...) or lq proxy --max-body-mb)",
+        ) from None
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise ProxyError(400, f"request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ProxyError(400, f"request body must be a JSON object, got {type(body).__name__}")
+    return body
+
+
+def _pick_model(state: ProxyState, body: dict[str, Any]) -> UpstreamModel:
+    name = body.get("model")
+    if not isinstance(name, str) or not name:
+        raise ProxyError(400, f'request body needs "model": one of {state.models.names}')
+    upstream = state.models.pick(name)
+    if upstream is None:
+        raise ProxyError(404, f"unknown model {name!r}; this proxy serves {state.models.names}", "model_not_found")
+    return upstream
+
+
+async def _attribute(
+    request: web.Request, state: ProxyState, kind: CallKind, body: dict[str, Any]
+) -> CallRecord | None:
+    rollout_id = request.match_info.get("rollout_id")
+    attempt_id = request.match_info.get("attempt_id")
+    if rollout_id is None or attempt_id is None:
+        state.note_unattributed(request.path)
+        return None
+    try:
+        sequence_id = await state.directory.next_sequence_id(rollout_id, attempt_id)
+    except (RedisError, OSError) as exc:
+        raise ProxyError(
+            503, f"the proxy's store is unavailable ({type(exc).__name__}); retry later", "store_error"
+        ) from None
+    return CallRecord(
+        kind=kind,
+        rollout_id=rollout_id,
+        attempt_id=attempt_id,
+        sequence_id=sequence_id,
+        model=str(body["model"]),
+        request=body,
+        start_time=time.time(),
+        streamed=body.get("stream") is True,
+    )
+
+
+async def check_path_ids(request: web.Request, state: ProxyState) -> None:
+    rollout_id = request.match_info.get("rollout_id")
+    attempt_id = request.match_info.get("attempt_id")
+    if rollout_id is None or attempt_id is None:
+        return
+    try:
+        await state.directory.check(rollout_id, attempt_id)
+    except (RedisError, OSError) as exc:
+        raise ProxyError(
+            503, f"the proxy's store is unavailable ({type(exc).__name__}); retry later", "store_error"
+        ) from None
+
+
+def _headers(call: CallRecord | None) -> dict[str, str]:
+    if call is None:
+        return {}
+    return {"x-rollout-id": call.rollout_id, "x-attempt-id": call.attempt_id, "x-sequence-id": str(call.sequence_id)}
+
+
+async def _failed(state: ProxyState, call: CallRecord | None, error: ProxyError) -> web.Response:
+    state.stats.upstream_errors += 1
+    if call is not None:
+        call.end_time = time.time()
+        call.status_code = error.status
+        call.fail(error.error_type, error.message)
+        await state.record(call)
+    return error.response(_headers(call))
+
+
+def _error_message(payload: Any, raw: bytes) -> str:
+    if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
+        return str(payload["error"].get("message") or payload["error"])
+    if isinstance(payload, dict) and "error" in payload:
+        return str(payload["error"])
+    return raw[:500].decode("utf-8", errors="replace")
+
+
+async def _whole_response(
+    state: ProxyState, call: CallRecord | None, upstream: UpstreamModel, response: aiohttp.ClientResponse
+) -> web.Response:
+    """Read an upstream answer in full, record it, and pass it on with its status."""
+    try:
+        raw = state.scrub(await response.read())
+    except UPSTREAM_ERRORS as exc:
+        raise upstream_failure(exc, upstream) from None
+    try:
+        payload: Any = json.loads(raw)
+    except ValueError:
+        payload = None
+    status = response.status
+    if payload is None:
+        where = f"upstream of model {upstream.name!r}"
+        detail = raw[:500].decode("utf-8", errors="replace")
+        error = (
+            ProxyError(502, f"{where} answered {status} with a body that is not JSON: {detail!r}", "upstream_error")
+            if status < 400
+            else ProxyError(status, f"{where} answered {status}: {detail}", "upstream_error")
+        )
+        return await _failed(state, call, error)
+    if status >= 400:
+        state.stats.upstream_errors += 1
+    if call is not None:
+        call.end_time = time.time()
+        call.status_code = status
+        if status < 400 and isinstance(payload, dict):
+            call.response = payload
+        if status >= 400:
+            call.fail("upstream_http_error", f"upstream answered {status}: {_error_message(payload, raw)}")
+        await state.record(call)
+    return web.Response(body=raw, status=status, content_type="application/json", headers=_headers(call))
+
+
+async def _relay_stream(
+    request: web.Request,
+    state: ProxyState,
+    call: CallRecord | None,
+    upstream: UpstreamModel,
+    response: aiohttp.ClientResponse,
+    kind: CallKind,
+) -> web.StreamResponse:
+    """Forward each complete SSE event as it arrives while folding a copy into the call record."""
+    out = web.StreamResponse(
+        status=response.status,
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **_headers(call)},
+    )
+    await out.prepare(request)
+    splitter = EventSplitter()
+    folded = StreamAccumulator(kind)
+    failure: ProxyError | None = None
+    client_gone = False
+    recorded = False
+
+    async def finish() -> None:
+        # Runs before the client sees `[DONE]`, so the span is stored by the time its call returns.
+        nonlocal recorded
+        if recorded or call is None:
+            return
+        recorded = True
+        call.end_time = time.time()
+        call.status_code = response.status
+        call.response = folded.result()
+        if failure is not None:
+            call.fail(failure.error_type, failure.message)
+        elif folded.error is not None:
+            call.fail("upstream_stream_error", f"upstream sent an error event: {folded.error}")
+        elif client_gone:
+            call.fail("client_disconnected", "the client closed the connection before the stream ended")
+        await state.record(call)
+
+    async def forward(event: bytes) -> None:
+        nonlocal client_gone
+        data = event_data(event)
+        if data is not None:
+            folded.add(data)
+            if folded.done:
+                await finish()
+        try:
+            await out.write(state.scrub(event))
+        except ConnectionResetError:
+            client_gone = True
+
+    while not client_gone:
+        try:
+            chunk = await response.content.readany()
+        except UPSTREAM_ERRORS as exc:
+            failure = upstream_failure(exc, upstream)
+            break
+        if not chunk:
+            break
+        if call is not None and call.first_chunk_time is None:
+            call.first_chunk_time = time.time()
+        for event in splitter.feed(chunk):
+            await forward(event)
+            if client_gone:
+                break
+    tail = splitter.rest()
+    if tail.strip() and not client_gone:
+        await forward(tail + b"\n\n")
+    if failure is not None:
+        state.stats.upstream_errors += 1
+        if not client_gone:
+            # Status 200 is already sent; an error event makes OpenAI clients raise instead of returning short.
+            await forward(failure.sse_event())
+    await finish()
+    if not client_gone:
+        try:
+            await out.write_eof()
+        except ConnectionResetError:
+            pass
+    return out
+
+
+async def _call(request: web.Request, kind: CallKind) -> web.StreamResponse:
+    state = request.app[STATE]
+    await check_path_ids(request, state)
+    body = await _json_body(request, state)
+    upstream = _pick_model(state, body)
+    stream = body.get("stream") is True
+    upstream_body = {**body, **upstream.extra_body, "model": upstream.model}
+    call = await _attribute(request, state, kind, body)
+    state.stats.calls += 1
+    try:
+        async with state.upstream.post(upstream, _UPSTREAM_PATHS[kind], upstream_body, stream=stream) as response:
+            if stream and response.status < 400 and response.content_type == "text/event-stream":
+                return await _relay_stream(request, state, call, upstream, response, kind)
+            # Errors, and upstreams that answer a stream request with plain JSON, are passed on whole.
+            return await _whole_response(state, call, upstream, response)
+    except ProxyError as error:
+        return await _failed(state, call, error)
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    return await _call(request, "chat")
+
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    return await _call(request, "completion")
+
+
+async def list_models(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    await check_path_ids(request, state)
+    data = [{"id": name, "object": "model", "created": 0, "owned_by": "lightning-queue"} for name in state.models.names]
+    return web.json_response({"object": "list", "data": data})
+
+
+async def health(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    return web.json_response({"status": "ok", **state.stats.as_dict()})

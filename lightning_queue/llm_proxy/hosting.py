@@ -1,0 +1,122 @@
+"""Where the proxy's server runs: in the caller's event loop, or in a thread with a loop of its own.
+
+A thread keeps the proxy answering while the caller's loop is busy (a training step, blocking code).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from .app import build_app
+from .state import ProxyState
+
+# Spare connection slots for bursts of concurrent agents before the kernel refuses new ones.
+_BACKLOG = 2048
+# In-flight calls get this long to finish when the proxy stops; longer ones are cut.
+_SHUTDOWN_SECONDS = 5.0
+
+
+class ServerRunner:
+    """Serve one ProxyState on host:port in the running loop, with its upstream client."""
+
+    def __init__(self, state: ProxyState, host: str, port: int) -> None:
+        self.state = state
+        self.host = host
+        self.port = port
+        self._runner: web.AppRunner | None = None
+
+    async def setup(self) -> int:
+        await self.state.upstream.start()
+        runner = web.AppRunner(
+            build_app(self.state), access_log=None, handle_signals=False, shutdown_timeout=_SHUTDOWN_SECONDS
+        )
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.host, self.port, backlog=_BACKLOG, reuse_address=True)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            await self.state.upstream.close()
+            raise
+        self._runner = runner
+        return int(runner.addresses[0][1])
+
+    async def cleanup(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await self.state.upstream.close()
+
+
+class LoopHost:
+    """Runs the server in the loop that calls start(); stop() must come from that loop too."""
+
+    def __init__(self, runner: ServerRunner) -> None:
+        self.runner = runner
+        self.running = False
+
+    async def start(self) -> int:
+        port = await self.runner.setup()
+        self.running = True
+        return port
+
+    async def stop(self) -> None:
+        self.running = False
+        await self.runner.cleanup()
+
+
+class ThreadHost:
+    """Runs the server in a daemon thread with its own event loop."""
+
+    def __init__(self, runner: ServerRunner, on_loop_exit: Callable[[], Awaitable[None]] | None = None) -> None:
+        self.runner = runner
+        self.on_loop_exit = on_loop_exit
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _main(self, loop: asyncio.AbstractEventLoop, ready: concurrent.futures.Future[int]) -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            try:
+                port = loop.run_until_complete(self.runner.setup())
+            except BaseException as exc:
+                ready.set_exception(exc)
+                return
+            ready.set_result(port)
+            loop.run_forever()
+            loop.run_until_complete(self.runner.cleanup())
+            if self.on_loop_exit is not None:
+                # Clients bound to this loop (e.g. the store's Redis client) must close with it.
+                loop.run_until_complete(self.on_loop_exit())
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
+
+    async def start(self) -> int:
+        loop = asyncio.new_event_loop()
+        ready: concurrent.futures.Future[int] = concurrent.futures.Future()
+        thread = threading.Thread(target=self._main, args=(loop, ready), name="lq-llm-proxy", daemon=True)
+        thread.start()
+        try:
+            port = await asyncio.wrap_future(ready)
+        except BaseException:
+            await asyncio.to_thread(thread.join)
+            raise
+        self._loop, self._thread = loop, thread
+        return port
+
+    async def stop(self) -> None:
+        if self._loop is None or self._thread is None:
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        await asyncio.to_thread(self._thread.join)
+        self._loop = self._thread = None

@@ -1,0 +1,191 @@
+"""LLMProxy: records every LLM call an agent makes through it as a span of that agent's attempt."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+from ..store.base import LightningStore
+from ..types import LLM, ProxyLLM
+from .config import ModelTable, UpstreamModel, normalize_model_list
+from .hosting import LoopHost, ServerRunner, ThreadHost
+from .state import ProxyState, ProxyStats
+from .upstream import UpstreamClient
+
+logger = logging.getLogger(__name__)
+
+LaunchMode = Literal["thread", "asyncio"]
+ModelList = Iterable[UpstreamModel | Mapping[str, Any]]
+_ANY_ADDRESS = ("0.0.0.0", "", "::")
+
+
+def _outbound_ip() -> str:
+    """The address other machines reach this one at (a UDP connect sends nothing)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.connect(("10.255.255.255", 1))
+            return str(sock.getsockname()[0])
+    except OSError:
+        return "127.0.0.1"
+
+
+class LLMProxy:
+    """An OpenAI-compatible proxy in front of one or more upstream models.
+
+    Agents call `http://host:port/rollout/<rid>/attempt/<aid>/v1/chat/completions` (the URL that
+    `as_resource(rid, aid)` hands out); every such call is forwarded to the upstream of its model and
+    stored as one span of that attempt with one store-issued sequence id.
+
+    Args:
+        port: port to bind; None picks a free one at the first start and keeps it across restarts.
+        host: bind address; loopback unless told otherwise (use "0.0.0.0" to serve other machines).
+        model_list: `UpstreamModel`s, or mappings in our shape (`name`, `base_url`, `model`, `api_key`,
+            `extra_body`, `timeout`) or Agent-Lightning's (`model_name`, `litellm_params`).
+        store: where spans go; required by `start()`.
+        auth_token: when set, every request except `GET /health` needs `Authorization: Bearer <token>`.
+        launch_mode: "thread" serves from a thread with its own loop (keeps answering while the
+            caller's loop is busy); "asyncio" serves in the caller's loop.
+        max_body_bytes: larger request bodies get 413.
+        max_upstream_connections: open connections to all upstreams together.
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        host: str | None = "127.0.0.1",
+        model_list: ModelList | None = None,
+        store: LightningStore | None = None,
+        *,
+        auth_token: str | None = None,
+        launch_mode: LaunchMode = "thread",
+        max_body_bytes: int = 16 << 20,
+        max_upstream_connections: int = 1024,
+    ) -> None:
+        if launch_mode not in ("thread", "asyncio"):
+            raise ValueError(f"launch_mode must be 'thread' or 'asyncio', got {launch_mode!r}")
+        if port is not None and not 0 <= port < 65536:
+            raise ValueError(f"port must be in 0..65535 (0 or None = a free port), got {port!r}")
+        self.port = port or None
+        self.host = host or "127.0.0.1"
+        self.model_list = normalize_model_list(model_list)
+        self.store = store
+        self.auth_token = auth_token or None
+        self.launch_mode: LaunchMode = launch_mode
+        self.max_body_bytes = max_body_bytes
+        self.max_upstream_connections = max_upstream_connections
+        self.stats = ProxyStats()
+        self._host: LoopHost | ThreadHost | None = None
+
+    def __repr__(self) -> str:
+        names = sorted({m.name for m in self.model_list})
+        return f"LLMProxy(host={self.host!r}, port={self.port!r}, models={names!r}, running={self.is_running()})"
+
+    # --- configuration ---------------------------------------------------------------------------
+    def get_store(self) -> LightningStore | None:
+        return self.store
+
+    def set_store(self, store: LightningStore) -> None:
+        """Takes effect at the next start or restart."""
+        self.store = store
+
+    def update_model_list(self, model_list: ModelList) -> None:
+        """Replaces the model list in memory; `restart()` applies it to a running proxy."""
+        self.model_list = normalize_model_list(model_list)
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    def is_running(self) -> bool:
+        return self._host is not None and self._host.running
+
+    async def start(self) -> None:
+        if self.is_running():
+            raise RuntimeError(f"{self!r} is already running; use restart() to apply new settings")
+        if self.store is None:
+            raise ValueError("LLMProxy needs a store to record spans: LLMProxy(store=...) or set_store()")
+        if not self.model_list:
+            logger.warning("LLMProxy starts without models: every call will get 404 until update_model_list()")
+        state = ProxyState(
+            ModelTable(self.model_list),
+            self.store,
+            UpstreamClient(self.max_upstream_connections),
+            self.stats,
+            auth_token=self.auth_token,
+            max_body_bytes=self.max_body_bytes,
+        )
+        runner = ServerRunner(state, self.host, self.port or 0)
+        host: LoopHost | ThreadHost
+        if self.launch_mode == "thread":
+            host = ThreadHost(runner, on_loop_exit=getattr(self.store, "aclose", None))
+        else:
+            host = LoopHost(runner)
+        self.port = await host.start()
+        self._host = host
+        logger.info("LLM proxy serving %s on %s", sorted({m.name for m in self.model_list}), self.endpoint)
+
+    async def stop(self) -> None:
+        if not self.is_running() or self._host is None:
+            logger.warning("LLMProxy.stop(): the proxy is not running")
+            return
+        host, self._host = self._host, None
+        await host.stop()
+
+    async def restart(self) -> None:
+        """Stop if running, then start on the same port with the current model list and store."""
+        if self.is_running():
+            await self.stop()
+        await self.start()
+
+    async def __aenter__(self) -> LLMProxy:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self.is_running():
+            await self.stop()
+
+    # --- addresses -------------------------------------------------------------------------------
+    @property
+    def endpoint(self) -> str:
+        """`http://host:port` (no /v1), reachable from elsewhere when bound to all interfaces."""
+        if self.port is None:
+            raise RuntimeError("the proxy has no port yet: start() it first, or construct it with port=...")
+        host = _outbound_ip() if self.host in _ANY_ADDRESS else self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    @property
+    def access_endpoint(self) -> str:
+        """Agent-Lightning's name for `endpoint`."""
+        return self.endpoint
+
+    def _default_model(self, model: str | None) -> str:
+        if model is not None:
+            return model
+        names = sorted({m.name for m in self.model_list})
+        if len(names) != 1:
+            raise ValueError(f"as_resource() needs model=... when the proxy serves {len(names)} models: {names}")
+        return names[0]
+
+    def as_resource(
+        self,
+        rollout_id: str | None = None,
+        attempt_id: str | None = None,
+        model: str | None = None,
+        sampling_parameters: dict[str, Any] | None = None,
+    ) -> LLM:
+        """A `ProxyLLM` for a resources snapshot (no ids), or the `LLM` of one attempt (both ids).
+
+        The api_key is the proxy's own auth token (or None); upstream keys never leave the proxy.
+        """
+        if (rollout_id is None) != (attempt_id is None):
+            raise ValueError("as_resource() needs both rollout_id and attempt_id, or neither")
+        fields: dict[str, Any] = {
+            "model": self._default_model(model),
+            "sampling_parameters": dict(sampling_parameters or {}),
+            "api_key": self.auth_token,
+        }
+        if rollout_id is None or attempt_id is None:
+            return ProxyLLM(endpoint=self.endpoint, **fields)
+        return LLM(endpoint=f"{self.endpoint}/rollout/{rollout_id}/attempt/{attempt_id}", **fields)
