@@ -41,20 +41,23 @@ class RedisServerProcess:
     def start(self) -> None:
         assert REDIS_SERVER is not None
         self.workdir.mkdir(parents=True, exist_ok=True)
+        log = self.workdir / f"redis-{self.port}.log"
+        log.unlink(missing_ok=True)
         args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir)]
         if not any(a == "--save" for a in self.extra_args):
             args += ["--save", "", "--appendonly", "no"]
+        args += ["--logfile", str(log)]
         self.proc = subprocess.Popen([*args, *self.extra_args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
+        # The log line works for every setup (password, ACL, TLS only) where a plain PING would not.
+        deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
+            if log.exists() and "Ready to accept connections" in log.read_text(errors="replace"):
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        output = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        raise RuntimeError(f"redis-server did not start on port {self.port}: {output}")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

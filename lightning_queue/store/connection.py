@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import AuthenticationError, AuthorizationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -105,9 +106,26 @@ def resolve_url(url: str | None = None, *, allow_embedded: bool = True) -> str:
     return start_embedded_server()
 
 
+class TransientRetry(Retry):
+    """Retry lost connections and timeouts, but not bad credentials: those will not heal by waiting.
+
+    redis-py makes its auth errors subclasses of ConnectionError, so they would be retried otherwise.
+    """
+
+    async def call_with_retry(  # type: ignore[override]
+        self, do: Any, fail: Any, is_retryable: Any = None, with_failure_count: bool = False
+    ) -> Any:
+        def retryable(error: Exception) -> bool:
+            if isinstance(error, AuthenticationError | AuthorizationError):
+                return False
+            return bool(is_retryable(error)) if is_retryable is not None else True
+
+        return await super().call_with_retry(do, fail, retryable, with_failure_count)
+
+
 def make_client(url: str, *, blocking: bool = False) -> aioredis.Redis:
     """A redis-py asyncio client that retries dropped connections with backoff instead of failing at once."""
-    retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=6)
+    retry = TransientRetry(ExponentialBackoff(cap=2.0, base=0.05), retries=6)
     return aioredis.Redis.from_url(
         url,
         decode_responses=False,
