@@ -186,13 +186,14 @@ async def _relay_stream(
 
     async def forward(event: bytes) -> None:
         nonlocal client_gone
+        event = state.scrub(event)
         data = event_data(event)
         if data is not None:
             folded.add(data)
             if folded.done:
                 await finish()
         try:
-            await out.write(state.scrub(event))
+            await out.write(event)
         except ConnectionResetError:
             client_gone = True
 
