@@ -31,7 +31,7 @@ class FunctionalAlgorithm(Algorithm):
         self._takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
         self._wanted = [n for n in params if n in INJECTABLE and n not in injected_by_decorators]
         self._async = inspect.iscoroutinefunction(func) or bool(getattr(func, "_lq_async", False))
-        functools.update_wrapper(self, func)  # type: ignore[arg-type]
+        functools.update_wrapper(self, func)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._func(*args, **kwargs)

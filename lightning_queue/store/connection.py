@@ -112,7 +112,7 @@ class TransientRetry(Retry):
     redis-py makes its auth errors subclasses of ConnectionError, so they would be retried otherwise.
     """
 
-    async def call_with_retry(  # type: ignore[override]
+    async def call_with_retry(
         self, do: Any, fail: Any, is_retryable: Any = None, with_failure_count: bool = False
     ) -> Any:
         def retryable(error: Exception) -> bool:
