@@ -1,4 +1,4 @@
-"""Which rollout attempt a request belongs to: path ids checked, then one sequence id per call."""
+"""Which rollout attempt a request belongs to: path ids checked for syntax, then for existence."""
 
 from __future__ import annotations
 
@@ -45,6 +45,3 @@ class AttemptDirectory:
         self._known[pair] = None
         if len(self._known) > self.cache_size:
             self._known.popitem(last=False)
-
-    async def next_sequence_id(self, rollout_id: str, attempt_id: str) -> int:
-        return await self.store.get_next_span_sequence_id(rollout_id, attempt_id)

@@ -58,7 +58,7 @@ async def _attribute(
         state.note_unattributed(request.path)
         return None
     try:
-        sequence_id = await state.directory.next_sequence_id(rollout_id, attempt_id)
+        sequence_id = await state.writer.sequence_ids.submit((rollout_id, attempt_id))
     except (RedisError, OSError) as exc:
         raise ProxyError(
             503, f"the proxy's store is unavailable ({type(exc).__name__}); retry later", "store_error"

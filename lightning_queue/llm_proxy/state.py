@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 
 from ..store.base import LightningStore
 from .attribution import AttemptDirectory
+from .batching import StoreWriter
 from .config import ModelTable
 from .spans import CallRecord, build_span
 from .upstream import UpstreamClient
@@ -42,6 +43,7 @@ class ProxyState:
         self.models = models
         self.store = store
         self.directory = AttemptDirectory(store)
+        self.writer = StoreWriter(store)
         self.upstream = upstream
         self.stats = stats
         self.auth_token = auth_token
@@ -72,7 +74,7 @@ class ProxyState:
     async def record(self, call: CallRecord) -> None:
         span = build_span(call)
         try:
-            await self.store.add_span(span)
+            await self.writer.spans.submit(span)
         except Exception as exc:  # a failing store must not fail the call; the loss is logged and counted
             self.stats.span_write_errors += 1
             logger.error(
