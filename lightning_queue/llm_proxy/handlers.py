@@ -12,8 +12,8 @@ from redis.exceptions import RedisError
 
 from .config import UpstreamModel
 from .errors import ProxyError
+from .relay import StreamRelay
 from .spans import CallKind, CallRecord
-from .sse import EventSplitter, StreamAccumulator, event_data
 from .state import ProxyState
 from .upstream import UPSTREAM_ERRORS, upstream_failure
 
@@ -147,87 +147,6 @@ async def _whole_response(
     return web.Response(body=raw, status=status, content_type="application/json", headers=_headers(call))
 
 
-async def _relay_stream(
-    request: web.Request,
-    state: ProxyState,
-    call: CallRecord | None,
-    upstream: UpstreamModel,
-    response: aiohttp.ClientResponse,
-    kind: CallKind,
-) -> web.StreamResponse:
-    """Forward each complete SSE event as it arrives while folding a copy into the call record."""
-    out = web.StreamResponse(
-        status=response.status,
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **_headers(call)},
-    )
-    await out.prepare(request)
-    splitter = EventSplitter()
-    folded = StreamAccumulator(kind)
-    failure: ProxyError | None = None
-    client_gone = False
-    recorded = False
-
-    async def finish() -> None:
-        # Runs before the client sees `[DONE]`, so the span is stored by the time its call returns.
-        nonlocal recorded
-        if recorded or call is None:
-            return
-        recorded = True
-        call.end_time = time.time()
-        call.status_code = response.status
-        call.response = folded.result()
-        if failure is not None:
-            call.fail(failure.error_type, failure.message)
-        elif folded.error is not None:
-            call.fail("upstream_stream_error", f"upstream sent an error event: {folded.error}")
-        elif client_gone:
-            call.fail("client_disconnected", "the client closed the connection before the stream ended")
-        await state.record(call)
-
-    async def forward(event: bytes) -> None:
-        nonlocal client_gone
-        event = state.scrub(event)
-        data = event_data(event)
-        if data is not None:
-            folded.add(data)
-            if folded.done:
-                await finish()
-        try:
-            await out.write(event)
-        except ConnectionResetError:
-            client_gone = True
-
-    while not client_gone:
-        try:
-            chunk = await response.content.readany()
-        except UPSTREAM_ERRORS as exc:
-            failure = upstream_failure(exc, upstream)
-            break
-        if not chunk:
-            break
-        if call is not None and call.first_chunk_time is None:
-            call.first_chunk_time = time.time()
-        for event in splitter.feed(chunk):
-            await forward(event)
-            if client_gone:
-                break
-    tail = splitter.rest()
-    if tail.strip() and not client_gone:
-        await forward(tail + b"\n\n")
-    if failure is not None:
-        state.stats.upstream_errors += 1
-        if not client_gone:
-            # Status 200 is already sent; an error event makes OpenAI clients raise instead of returning short.
-            await forward(failure.sse_event())
-    await finish()
-    if not client_gone:
-        try:
-            await out.write_eof()
-        except ConnectionResetError:
-            pass
-    return out
-
-
 async def _call(request: web.Request, kind: CallKind) -> web.StreamResponse:
     state = request.app[STATE]
     await check_path_ids(request, state)
@@ -240,7 +159,8 @@ async def _call(request: web.Request, kind: CallKind) -> web.StreamResponse:
     try:
         async with state.upstream.post(upstream, _UPSTREAM_PATHS[kind], upstream_body, stream=stream) as response:
             if stream and response.status < 400 and response.content_type == "text/event-stream":
-                return await _relay_stream(request, state, call, upstream, response, kind)
+                relay = StreamRelay(state, call, upstream, response, kind)
+                return await relay.run(request, _headers(call))
             # Errors, and upstreams that answer a stream request with plain JSON, are passed on whole.
             return await _whole_response(state, call, upstream, response)
     except ProxyError as error:
