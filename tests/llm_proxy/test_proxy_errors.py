@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import fakeredis
 import openai
 import pytest
 from openai import AsyncOpenAI
@@ -236,3 +237,17 @@ async def test_a_span_the_store_refuses_does_not_fail_the_call(
     assert answer.choices[0].message.content == "You said: hello"
     assert proxy.stats.span_write_errors == 1 and proxy.stats.recorded_spans == 0
     assert "was not stored" in caplog.text
+
+
+async def test_an_unreachable_store_gets_503_and_the_proxy_recovers_with_it(stand_in: StandInModelServer) -> None:
+    server = fakeredis.FakeServer()
+    down = RedisLightningStore(client_factory=lambda: fakeredis.FakeAsyncRedis(server=server), namespace="down")
+    attempt = await down.start_rollout(input=None)
+    async with LLMProxy(model_list=[upstream_of(stand_in)], store=down, launch_mode="asyncio") as proxy:
+        server.connected = False
+        status, payload = await post(attempt_url(proxy, attempt), json_body=HELLO)
+        server.connected = True
+        await still_serves(proxy, attempt)
+    await down.aclose()
+
+    assert status == 503 and payload["error"]["type"] == "store_error"
