@@ -21,6 +21,10 @@ STATE: web.AppKey[ProxyState] = web.AppKey("lq_proxy_state", ProxyState)
 _UPSTREAM_PATHS: dict[str, str] = {"chat": "chat/completions", "completion": "completions"}
 
 
+def _store_unavailable(exc: BaseException) -> ProxyError:
+    return ProxyError(503, f"the proxy's store is unavailable ({type(exc).__name__}); retry later", "store_error")
+
+
 async def _json_body(request: web.Request, state: ProxyState) -> dict[str, Any]:
     try:
         raw = await request.read()
@@ -60,9 +64,7 @@ async def _attribute(
     try:
         sequence_id = await state.writer.sequence_ids.submit((rollout_id, attempt_id))
     except (RedisError, OSError) as exc:
-        raise ProxyError(
-            503, f"the proxy's store is unavailable ({type(exc).__name__}); retry later", "store_error"
-        ) from None
+        raise _store_unavailable(exc) from None
     return CallRecord(
         kind=kind,
         rollout_id=rollout_id,
@@ -83,9 +85,7 @@ async def check_path_ids(request: web.Request, state: ProxyState) -> None:
     try:
         await state.directory.check(rollout_id, attempt_id)
     except (RedisError, OSError) as exc:
-        raise ProxyError(
-            503, f"the proxy's store is unavailable ({type(exc).__name__}); retry later", "store_error"
-        ) from None
+        raise _store_unavailable(exc) from None
 
 
 def _headers(call: CallRecord | None) -> dict[str, str]:
