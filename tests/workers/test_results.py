@@ -1,0 +1,105 @@
+"""What an agent returns becomes its attempt's spans: rewards, span lists, and clear errors otherwise."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from lightning_queue import RedisLightningStore
+from lightning_queue.reward import get_reward_value
+from lightning_queue.types import AttemptedRollout, Span, SpanCoreFields
+from workers import results
+
+
+@pytest.fixture
+async def claimed(store: RedisLightningStore) -> AttemptedRollout:
+    await store.enqueue_rollout({"q": 1})
+    rollout = await store.dequeue_rollout(worker_id="w-1")
+    assert rollout is not None
+    return rollout
+
+
+async def to_spans(store: RedisLightningStore, claimed: AttemptedRollout, result: Any) -> list[Span]:
+    kind, items = results.check_result(result)
+    return await results.spans_for(store, claimed, kind, items)
+
+
+async def test_float_becomes_one_primary_reward_span_with_the_next_sequence_id(
+    store: RedisLightningStore, claimed: AttemptedRollout
+) -> None:
+    [span] = await to_spans(store, claimed, 0.25)
+
+    assert span.name == "agentlightning.annotation"
+    assert span.attributes == {"agentlightning.reward.0.name": "primary", "agentlightning.reward.0.value": 0.25}
+    assert (span.rollout_id, span.attempt_id, span.sequence_id) == (
+        claimed.rollout_id,
+        claimed.attempt.attempt_id,
+        1,
+    )
+
+
+@pytest.mark.parametrize("value", [1, True])
+async def test_int_and_bool_rewards_are_converted_with_a_warning(
+    store: RedisLightningStore, claimed: AttemptedRollout, value: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="workers.results"):
+        [span] = await to_spans(store, claimed, value)
+    assert get_reward_value(span) == 1.0
+    assert "converting it to float" in caplog.text
+
+
+async def test_none_and_empty_list_store_nothing(store: RedisLightningStore, claimed: AttemptedRollout) -> None:
+    assert await to_spans(store, claimed, None) == []
+    assert await to_spans(store, claimed, []) == []
+
+
+async def test_core_fields_get_consecutive_sequence_ids(store: RedisLightningStore, claimed: AttemptedRollout) -> None:
+    spans = await to_spans(store, claimed, [SpanCoreFields(name="a"), SpanCoreFields(name="b")])
+    assert [(s.name, s.sequence_id) for s in spans] == [("a", 1), ("b", 2)]
+
+
+async def test_spans_keep_their_sequence_id_and_get_this_attempts_ids(
+    store: RedisLightningStore, claimed: AttemptedRollout
+) -> None:
+    given = [Span.from_attributes(attributes={}, name="x", sequence_id=7), Span.from_attributes(attributes={})]
+    spans = await to_spans(store, claimed, given)
+    assert [s.sequence_id for s in spans] == [7, 1]
+    assert {(s.rollout_id, s.attempt_id) for s in spans} == {(claimed.rollout_id, claimed.attempt.attempt_id)}
+
+
+async def test_span_of_another_attempt_is_refused(store: RedisLightningStore, claimed: AttemptedRollout) -> None:
+    foreign = Span.from_attributes(attributes={}, rollout_id=claimed.rollout_id, attempt_id="at-other")
+    with pytest.raises(ValueError, match="attempt 'at-other' while running"):
+        await to_spans(store, claimed, [foreign])
+
+
+@pytest.mark.parametrize(
+    ("result", "error", "message"),
+    [
+        ("done", TypeError, "agent returned str 'done'; expected None, a float reward"),
+        ({"reward": 1}, TypeError, "agent returned dict"),
+        ([SpanCoreFields(name="a"), 1.0], ValueError, "a list of core, float: expected a list of one kind"),
+    ],
+)
+def test_wrong_results_say_what_was_returned(result: Any, error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        results.check_result(result)
+
+
+def test_a_coroutine_result_says_to_make_the_agent_async() -> None:
+    async def forgot_await() -> float:
+        return 1.0
+
+    with pytest.raises(TypeError, match="make it async"):
+        results.check_result(forgot_await())
+
+
+def test_error_record_has_type_message_and_a_truncated_traceback() -> None:
+    try:
+        raise KeyError("x" * 10)
+    except KeyError as exc:
+        record = results.error_record(exc, max_traceback_chars=50)
+    assert record["type"] == "KeyError" and "xxxxxxxxxx" in record["message"]
+    assert record["traceback"].startswith("...\n") and len(record["traceback"]) <= 54
