@@ -1,0 +1,578 @@
+"""One worker's loop: claim rollouts, run the agent, store spans, end attempts, keep leases alive."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import functools
+import logging
+import os
+import re
+import socket
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, TypeVar
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from lightning_queue.store import RedisLightningStore
+from lightning_queue.store.redis import Claim
+from lightning_queue.types import UNSET, AttemptedRollout, AttemptStatus, NamedResources, Span
+
+from . import results
+from .agent import Hook, LitAgent, RolloutRawResult
+from .telemetry import ProcessProbe
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Redis is unreachable or slow: retry. Anything else from Redis is a real error.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
+# What a background loop survives (logged, retried on its next tick).
+REDIS_ERRORS: tuple[type[Exception], ...] = (RedisError, OSError)
+_INVALID_ID_CHARS = re.compile(r"[^A-Za-z0-9_.@=+-]")
+
+
+def default_worker_id(pid: int | None = None) -> str:
+    """`<host>-<pid>` (this process by default), made a valid store id (no ':' or spaces)."""
+    return _INVALID_ID_CHARS.sub("-", f"{socket.gethostname()}-{os.getpid() if pid is None else pid}")[:128]
+
+
+class LeaseLost(Exception):
+    """The worker no longer holds an attempt's stream entry: someone else ended or reclaimed it."""
+
+
+class AgentTimeout(Exception):
+    """The agent ran past its rollout's `timeout_seconds`."""
+
+
+class _Interrupted(Exception):
+    """The worker gave the attempt up (lost its lease, or shutting down): stop working on it."""
+
+
+@dataclass
+class WorkerTotals:
+    claimed: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    timeout: int = 0
+    lost: int = 0
+    released: int = 0
+
+    @property
+    def completed(self) -> int:
+        return self.succeeded + self.failed + self.timeout
+
+
+@dataclass(eq=False)
+class _Running:
+    """One claimed attempt and the task running it."""
+
+    claim: Claim
+    renewed_at: float
+    task: asyncio.Task[None] | None = None
+    agent_call: asyncio.Future[Any] | None = None
+    thread: concurrent.futures.Future[Any] | None = None
+    finishing: bool = False
+    lost: str | None = None
+    release_reason: str | None = None
+
+    def interrupt(self) -> None:
+        # Only the agent call is cancelled, never a Redis command midway: the task notices the flags.
+        if self.agent_call is not None and not self.agent_call.done():
+            self.agent_call.cancel()
+
+    def check(self) -> None:
+        if self.lost is not None or self.release_reason is not None:
+            raise _Interrupted()
+
+    @property
+    def rollout(self) -> AttemptedRollout:
+        return self.claim.rollout
+
+    @property
+    def entry_id(self) -> str:
+        return self.claim.entry_id
+
+    def __str__(self) -> str:
+        return f"rollout {self.rollout.rollout_id} attempt {self.rollout.attempt.attempt_id}"
+
+
+@dataclass
+class _Backoff:
+    first: float = 0.5
+    cap: float = 10.0
+    current: float = field(default=0.0)
+
+    def next(self) -> float:
+        self.current = self.first if self.current == 0 else min(self.cap, self.current * 2)
+        return self.current
+
+    def reset(self) -> None:
+        self.current = 0.0
+
+
+class _Health:
+    """Logs a periodic task's first failure as a warning, repeats at debug level, and the recovery."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.failures = 0
+
+    def failed(self, exc: BaseException) -> None:
+        self.failures += 1
+        level = logging.WARNING if self.failures == 1 else logging.DEBUG
+        logger.log(level, "%s failed (%s); retrying every tick", self.what, exc)
+
+    def ok(self) -> None:
+        if self.failures:
+            logger.info("%s works again after %d failures", self.what, self.failures)
+            self.failures = 0
+
+
+class Worker:
+    """Runs `agent` on rollouts claimed from `store`, up to `concurrency` at a time.
+
+    Async agents run as tasks on this loop; sync agents in a thread pool of `concurrency` threads.
+    The lease of every held stream entry is renewed every `lease_seconds / 3`; the watchdog sweep
+    runs every `min(5, lease_seconds / 2)`. `stop()` stops claiming at once and lets in-flight
+    rollouts finish for `grace_seconds`; the rest (or all, with `stop(now=True)`) are released
+    back to the queue for another worker.
+    """
+
+    def __init__(
+        self,
+        agent: LitAgent[Any],
+        store: RedisLightningStore,
+        *,
+        worker_id: str | None = None,
+        concurrency: int = 1,
+        max_rollouts: int | None = None,
+        hooks: Sequence[Hook] = (),
+        grace_seconds: float = 30.0,
+        heartbeat_seconds: float = 10.0,
+        claim_block_ms: int = 500,
+    ) -> None:
+        if not isinstance(agent, LitAgent):
+            raise TypeError(f"agent must be a LitAgent (use @workers.rollout on a function), got {agent!r:.100}")
+        if store.lease_seconds is None:
+            raise ValueError("a worker needs a store with lease_seconds set: its claims are kept alive by leases")
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency!r}")
+        if max_rollouts is not None and max_rollouts < 1:
+            raise ValueError(f"max_rollouts must be at least 1 or None, got {max_rollouts!r}")
+        self.agent = agent
+        self.store = store
+        self.worker_id = worker_id or default_worker_id()
+        self.concurrency = concurrency
+        self.max_rollouts = max_rollouts
+        self.hooks = list(hooks)
+        self.grace_seconds = grace_seconds
+        self.heartbeat_seconds = heartbeat_seconds
+        self.claim_block_ms = claim_block_ms
+        self.lease_seconds = float(store.lease_seconds)
+        self.renew_seconds = self.lease_seconds / 3
+        self.sweep_seconds = min(5.0, self.lease_seconds / 2)
+        self.totals = WorkerTotals()
+        self.state = "starting"
+        self._inflight: dict[str, _Running] = {}
+        self._free = concurrency
+        self._abandoned_threads = 0
+        self._capacity = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._hard_stop = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="lq-agent")
+        self._probe = ProcessProbe()
+
+    # --- control ----------------------------------------------------------------------------------
+    def stop(self, *, now: bool = False) -> None:
+        """Stop claiming; with `now`, also release in-flight rollouts without waiting (call on the loop)."""
+        if not self._stop.is_set():
+            logger.info("worker %s: stopping; no new claims", self.worker_id)
+        self._stop.set()
+        if now and not self._hard_stop.is_set():
+            logger.info("worker %s: releasing %d in-flight rollouts now", self.worker_id, len(self._inflight))
+            self._hard_stop.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
+    @property
+    def abandoned_threads(self) -> int:
+        """Sync agent calls still running in a thread after their rollout was given up (timeout, lost)."""
+        return self._abandoned_threads
+
+    async def run(self) -> WorkerTotals:
+        """Claim and run rollouts until `stop()` or `max_rollouts`; then drain and return the totals."""
+        self.agent.set_runner(self)
+        self.state = "running"
+        background = [
+            asyncio.create_task(self._renew_loop(), name="lq-renew"),
+            asyncio.create_task(self._sweep_loop(), name="lq-sweep"),
+            asyncio.create_task(self._heartbeat_loop(), name="lq-heartbeat"),
+        ]
+        logger.info(
+            "worker %s: agent %r, concurrency %d, lease %.1fs, namespace %r",
+            self.worker_id,
+            self.agent,
+            self.concurrency,
+            self.lease_seconds,
+            self.store.namespace,
+        )
+        try:
+            await self._claim_loop()
+            self.state = "draining"
+            await self._drain()
+        finally:
+            self.state = "stopped"
+            # The loops end at their next tick; cancelling one inside a Redis call could wedge its client.
+            self._closing.set()
+            await asyncio.gather(*background, return_exceptions=True)
+            try:
+                await self._report()
+            except REDIS_ERRORS as exc:
+                logger.warning("worker %s: final telemetry not sent: %s", self.worker_id, exc)
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        logger.info("worker %s: stopped; %s", self.worker_id, asdict(self.totals))
+        return self.totals
+
+    # --- claiming ---------------------------------------------------------------------------------
+    def _quota_left(self) -> int | None:
+        return None if self.max_rollouts is None else self.max_rollouts - self.totals.claimed
+
+    async def _claim_loop(self) -> None:
+        backoff = _Backoff()
+        while not self._stop.is_set():
+            quota = self._quota_left()
+            if quota == 0:
+                logger.info("worker %s: claimed max_rollouts=%s; finishing", self.worker_id, self.max_rollouts)
+                return
+            if self._free == 0:
+                self._capacity.clear()
+                await _wait_any(self._capacity, self._stop)
+                continue
+            count = self._free if quota is None else min(self._free, quota)
+            try:
+                claims = await self.store.claim(
+                    consumer=self.worker_id, worker_id=self.worker_id, count=count, block_ms=self.claim_block_ms
+                )
+            except REDIS_ERRORS as exc:
+                delay = backoff.next()
+                logger.warning("worker %s: claiming failed (%s); retrying in %.1fs", self.worker_id, exc, delay)
+                await _wait_any(self._stop, timeout=delay)
+                continue
+            backoff.reset()
+            for claim in claims:
+                if self._stop.is_set():
+                    # Claimed while the stop request arrived: give it straight back rather than start it.
+                    await self._release(_Running(claim, time.monotonic()), "the worker was stopping when it claimed")
+                else:
+                    self._start(claim)
+
+    def _start(self, claim: Claim) -> None:
+        run = _Running(claim, renewed_at=time.monotonic())
+        self._free -= 1
+        self.totals.claimed += 1
+        self._inflight[claim.entry_id] = run
+        run.task = asyncio.create_task(self._execute(run), name=f"lq {run}")
+
+    def _free_slot(self) -> None:
+        self._free += 1
+        self._capacity.set()
+
+    # --- one rollout ------------------------------------------------------------------------------
+    async def _execute(self, run: _Running) -> None:
+        ar = run.rollout
+        try:
+            spans: list[Span] = []
+            try:
+                spans, status, metadata = await self._outcome(run)
+                run.check()
+            finally:
+                await self._call_hooks("on_rollout_end", rollout=ar, spans=spans)
+            await self._finish(run, spans, status, metadata)
+        except _Interrupted:
+            if run.release_reason is not None:
+                await self._release(run, run.release_reason)
+            else:
+                await self._explain_loss(run)
+        except LeaseLost as exc:
+            run.lost = str(exc)
+            self.totals.lost += 1
+            await self._explain_loss(run)
+        finally:
+            self._inflight.pop(run.entry_id, None)
+            if run.thread is not None and not run.thread.done():
+                # The agent's thread cannot be interrupted: its slot stays taken until it returns.
+                self._abandoned_threads += 1
+                loop = asyncio.get_running_loop()
+                run.thread.add_done_callback(lambda _: loop.call_soon_threadsafe(self._thread_returned))
+            else:
+                self._free_slot()
+        if self._inflight:
+            await self._keep_busy()
+
+    def _thread_returned(self) -> None:
+        self._abandoned_threads -= 1
+        self._free_slot()
+
+    async def _outcome(self, run: _Running) -> tuple[list[Span], AttemptStatus, dict[str, Any] | None]:
+        """Run the agent and turn what happened into (spans, attempt status, attempt metadata)."""
+        ar = run.rollout
+        try:
+            resources = await self._retry(run, "reading resources", functools.partial(self._resources, ar))
+            await self._call_hooks("on_rollout_start", rollout=ar)
+            await self._call_hooks("on_trace_start", tracer=None, rollout=ar)
+            try:
+                raw = await self._call_agent(run, resources)
+            finally:
+                await self._call_hooks("on_trace_end", tracer=None, rollout=ar)
+            kind, items = results.check_result(raw)
+            spans = await self._retry(
+                run, "reserving sequence ids", functools.partial(results.spans_for, self.store, ar, kind, items)
+            )
+            return spans, "succeeded", None
+        except (_Interrupted, LeaseLost):
+            raise
+        except Exception as exc:
+            status: AttemptStatus = "timeout" if isinstance(exc, AgentTimeout) else "failed"
+            logger.warning("%s: %s: %s: %s", run, status, type(exc).__name__, exc)
+            span = await self._retry(
+                run, "recording the error", functools.partial(results.exception_span, self.store, ar, exc)
+            )
+            return [span], status, {"error": results.error_record(exc)}
+
+    async def _resources(self, ar: AttemptedRollout) -> NamedResources:
+        if ar.resources_id is not None:
+            update = await self.store.get_resources_by_id(ar.resources_id)
+            if update is None:
+                raise ValueError(
+                    f"resources {ar.resources_id!r} of rollout {ar.rollout_id} not found "
+                    f"in namespace {self.store.namespace!r}"
+                )
+        else:
+            update = await self.store.get_latest_resources()
+        return dict(update.resources) if update is not None else {}
+
+    async def _call_agent(self, run: _Running, resources: NamedResources) -> RolloutRawResult:
+        ar = run.rollout
+        train = ar.mode == "train"
+        call: Awaitable[RolloutRawResult]
+        if self.agent.is_async():
+            method = self.agent.training_rollout_async if train else self.agent.validation_rollout_async
+            call = method(ar.input, resources, ar)
+        else:
+            sync = self.agent.training_rollout if train else self.agent.validation_rollout
+            context = contextvars.copy_context()
+            run.thread = self._executor.submit(functools.partial(context.run, sync, ar.input, resources, ar))
+            call = asyncio.wrap_future(run.thread)
+        inner = run.agent_call = asyncio.ensure_future(call)
+        timeout = ar.config.timeout_seconds
+        remaining = None
+        if timeout is not None:
+            # Act a moment before the watchdog would: the worker can record why, the watchdog only the status.
+            remaining = max(0.0, ar.attempt.start_time + timeout - time.time() - min(0.25, timeout / 10))
+        try:
+            done, _ = await asyncio.wait({inner}, timeout=remaining)
+        except asyncio.CancelledError:
+            inner.cancel()
+            raise
+        run.check()
+        if not done:
+            inner.cancel()
+            raise AgentTimeout(
+                f"agent ran past the rollout's timeout_seconds={timeout} and was cancelled"
+                + ("" if run.thread is None else " (its thread keeps running: sync agents cannot be interrupted)")
+            )
+        result: RolloutRawResult = inner.result()
+        return result
+
+    async def _finish(
+        self, run: _Running, spans: list[Span], status: AttemptStatus, metadata: dict[str, Any] | None
+    ) -> None:
+        ar = run.rollout
+        run.finishing = True
+        # A late result from a reclaimed attempt is dropped here; the store's fencing covers the rest.
+        held = await self._retry(
+            run, "checking the lease", functools.partial(self.store.renew_leases, self.worker_id, [run.entry_id])
+        )
+        if run.entry_id not in held:
+            raise LeaseLost("its stream entry was reclaimed before the result could be stored")
+        if spans:
+            await self._retry(run, "storing spans", functools.partial(self.store.add_many_spans, spans))
+        await self._retry(
+            run,
+            "ending the attempt",
+            lambda: self.store.update_attempt(
+                ar.rollout_id, ar.attempt.attempt_id, status=status, metadata=UNSET if metadata is None else metadata
+            ),
+        )
+        setattr(self.totals, status, getattr(self.totals, status) + 1)
+        logger.debug("%s: %s with %d spans", run, status, len(spans))
+
+    async def _retry(self, run: _Running, what: str, op: Callable[[], Awaitable[T]]) -> T:
+        """Run `op`, retrying while Redis is unreachable, until the lease could have lapsed."""
+        delay = 0.1
+        while True:
+            try:
+                return await op()
+            except TRANSIENT_ERRORS as exc:
+                run.check()
+                if time.monotonic() - run.renewed_at > self.lease_seconds:
+                    raise LeaseLost(f"{what} kept failing for longer than the lease: {exc}") from exc
+                logger.warning("%s: %s failed (%s); retrying in %.1fs", run, what, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _release(self, run: _Running, reason: str) -> None:
+        metadata = {"released": {"worker_id": self.worker_id, "reason": reason}}
+        try:
+            released = await self.store.release(run.rollout.rollout_id, run.rollout.attempt.attempt_id, metadata)
+        except REDIS_ERRORS as exc:
+            # Nothing is lost: the unrenewed lease lapses and the watchdog reclaims the entry.
+            logger.warning("%s: release failed (%s); the watchdog will reclaim it", run, exc)
+            return
+        if released:
+            self.totals.released += 1
+            logger.info("%s: released back to the queue (%s)", run, reason)
+
+    async def _explain_loss(self, run: _Running) -> None:
+        status = "?"
+        try:
+            for attempt in await self.store.query_attempts(run.rollout.rollout_id):
+                if attempt.attempt_id == run.rollout.attempt.attempt_id:
+                    status = attempt.status
+        except REDIS_ERRORS:
+            status = "unknown (Redis unreachable)"
+        logger.warning("%s: no longer held by this worker (%s; attempt is %s); result dropped", run, run.lost, status)
+
+    async def _keep_busy(self) -> None:
+        # Ending one attempt marks the worker idle (the v0.3 worker rule); it still runs others.
+        ar = next(iter(self._inflight.values())).rollout
+        try:
+            await self.store.update_attempt(ar.rollout_id, ar.attempt.attempt_id, worker_id=self.worker_id)
+        except (RedisError, OSError, ValueError) as exc:
+            logger.debug("worker %s: could not mark itself busy: %s", self.worker_id, exc)
+
+    async def _call_hooks(self, name: str, **kwargs: Any) -> None:
+        for hook in self.hooks:
+            try:
+                await getattr(hook, name)(agent=self.agent, runner=self, **kwargs)
+            except Exception:
+                logger.exception("hook %s.%s raised; ignored", type(hook).__name__, name)
+
+    # --- shutdown ---------------------------------------------------------------------------------
+    async def _drain(self) -> None:
+        """Wait for in-flight rollouts (bounded by the grace period once stopping), then release the rest."""
+        deadline: float | None = None
+        while self._inflight and not self._hard_stop.is_set():
+            if self._stop.is_set() and deadline is None:
+                deadline = time.monotonic() + self.grace_seconds
+                logger.info(
+                    "worker %s: waiting up to %.1fs for %d in-flight rollouts",
+                    self.worker_id,
+                    self.grace_seconds,
+                    len(self._inflight),
+                )
+            timeout = None if deadline is None else deadline - time.monotonic()
+            if timeout is not None and timeout <= 0:
+                break
+            tasks = [r.task for r in self._inflight.values() if r.task is not None]
+            await _wait_any(self._hard_stop, *([] if deadline else [self._stop]), tasks=tasks, timeout=timeout)
+        left = [r for r in self._inflight.values() if r.task is not None and not r.task.done()]
+        for run in left:
+            # A run already storing its result is left to finish: its result is worth more than a retry.
+            if not run.finishing:
+                run.release_reason = "the worker shut down before the rollout finished"
+                run.interrupt()
+        await asyncio.gather(*(r.task for r in left if r.task is not None), return_exceptions=True)
+
+    # --- background loops -------------------------------------------------------------------------
+    async def _tick(self, seconds: float) -> bool:
+        """Sleep `seconds`; False once the worker is closing (then the loop ends)."""
+        await _wait_any(self._closing, timeout=seconds)
+        return not self._closing.is_set()
+
+    async def _renew_loop(self) -> None:
+        while await self._tick(self.renew_seconds):
+            runs = [r for r in self._inflight.values() if not r.finishing and r.lost is None]
+            if not runs:
+                continue
+            try:
+                held = await self.store.renew_leases(self.worker_id, [r.entry_id for r in runs])
+            except REDIS_ERRORS as exc:
+                logger.warning("worker %s: renewing %d leases failed: %s", self.worker_id, len(runs), exc)
+                now = time.monotonic()
+                for run in runs:
+                    if now - run.renewed_at > self.lease_seconds:
+                        self._lose(run, f"its lease could not be renewed for {self.lease_seconds}s ({exc})")
+                continue
+            now = time.monotonic()
+            for run in runs:
+                if run.entry_id in held:
+                    run.renewed_at = now
+                elif not run.finishing:
+                    self._lose(run, "its stream entry was reclaimed or its attempt ended by the watchdog")
+
+    def _lose(self, run: _Running, why: str) -> None:
+        run.lost = why
+        self.totals.lost += 1
+        run.interrupt()
+
+    async def _sweep_loop(self) -> None:
+        health = _Health(f"worker {self.worker_id}: watchdog sweep")
+        while await self._tick(self.sweep_seconds):
+            try:
+                # Forced, i.e. without the store's sweep lock: that lock's TTL is the *caller's* debounce, so
+                # one reader with a long debounce (`lq status` uses 3600 s) would stall every reclaim.
+                await self.store.sweep(force=True)
+            except REDIS_ERRORS as exc:
+                health.failed(exc)
+            else:
+                health.ok()
+
+    async def _heartbeat_loop(self) -> None:
+        health = _Health(f"worker {self.worker_id}: telemetry")
+        while True:
+            try:
+                await self._report()
+            except REDIS_ERRORS as exc:
+                health.failed(exc)
+            else:
+                health.ok()
+            if not await self._tick(self.heartbeat_seconds):
+                return
+
+    def telemetry(self) -> dict[str, Any]:
+        return {
+            **self._probe.sample(),
+            **asdict(self.totals),
+            "completed": self.totals.completed,
+            "in_flight": len(self._inflight),
+            "abandoned_threads": self._abandoned_threads,
+            "concurrency": self.concurrency,
+            "state": self.state,
+            "agent": repr(self.agent)[:200],
+        }
+
+    async def _report(self) -> None:
+        await self.store.update_worker(self.worker_id, self.telemetry())
+
+
+async def _wait_any(
+    *events: asyncio.Event, tasks: Sequence[asyncio.Future[Any]] = (), timeout: float | None = None
+) -> None:
+    """Return when any event is set or any task is done, or after `timeout`."""
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait([*waiters, *tasks], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
