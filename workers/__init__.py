@@ -1,16 +1,23 @@
 """lightning-queue workers: run an agent on rollouts claimed from the store, in a supervised pool."""
 
 from .agent import FunctionalLitAgent, Hook, LitAgent, RolloutRawResult, llm_rollout, prompt_rollout, rollout
+from .loader import AgentLoadError, load_agent
+from .pool import WorkerPool
+from .process import WorkerSettings
 from .runner import Worker, WorkerTotals
 
 __all__ = [
+    "AgentLoadError",
     "FunctionalLitAgent",
     "Hook",
     "LitAgent",
     "RolloutRawResult",
     "Worker",
+    "WorkerPool",
+    "WorkerSettings",
     "WorkerTotals",
     "llm_rollout",
+    "load_agent",
     "prompt_rollout",
     "rollout",
 ]

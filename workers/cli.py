@@ -1,0 +1,114 @@
+"""`lq worker`: check the agent, then supervise a pool of worker processes."""
+
+from __future__ import annotations
+
+import click
+
+from lightning_queue.cli import namespace_option, redis_url_option
+from lightning_queue.store.connection import resolve_url
+from lightning_queue.store.keys import check_namespace
+
+from .loader import AgentLoadError, load_agent, load_hook
+from .pool import WorkerPool
+from .process import WorkerSettings, configure_logging
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@click.command("worker", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--agent",
+    "agent_spec",
+    required=True,
+    metavar="MODULE:ATTR",
+    help="The agent to run: a @rollout function or a LitAgent, e.g. workers.examples:echo.",
+)
+@click.option("--hook", "hook_specs", multiple=True, metavar="MODULE:ATTR", help="A workers.Hook (repeatable).")
+@click.option("-n", "--processes", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
+@click.option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Rollouts in flight per process (asyncio tasks; threads for sync agents).",
+)
+@redis_url_option
+@namespace_option
+@click.option(
+    "--max-rollouts",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Each process exits after claiming this many rollouts (not restarted). Default: run until stopped.",
+)
+@click.option(
+    "--lease-seconds",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="A dead worker's rollouts are reclaimed after this long; use one value per namespace.",
+)
+@click.option(
+    "--grace-seconds",
+    type=click.FloatRange(min=0.0),
+    default=30.0,
+    show_default=True,
+    help="On SIGINT/SIGTERM, in-flight rollouts get this long to finish before they are released.",
+)
+@click.option(
+    "--heartbeat-seconds",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Period of the worker telemetry sent through update_worker.",
+)
+@click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default="INFO", show_default=True)
+def worker_command(
+    agent_spec: str,
+    hook_specs: tuple[str, ...],
+    processes: int,
+    concurrency: int,
+    redis_url: str | None,
+    namespace: str,
+    max_rollouts: int | None,
+    lease_seconds: float,
+    grace_seconds: float,
+    heartbeat_seconds: float,
+    log_level: str,
+) -> None:
+    """Start a pool of worker processes that claim rollouts and run an agent on them.
+
+    SIGINT/SIGTERM stop claiming at once and let in-flight rollouts finish within --grace-seconds;
+    a second signal releases them back to the queue at once.
+    """
+    configure_logging(log_level, "lq-worker")
+    # Fail before any process starts: a bad --agent would only crash-loop in every worker.
+    try:
+        load_agent(agent_spec)
+    except AgentLoadError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--agent'") from exc
+    for spec in hook_specs:
+        try:
+            load_hook(spec)
+        except AgentLoadError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--hook'") from exc
+    try:
+        check_namespace(namespace)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--namespace'") from exc
+    try:
+        url = resolve_url(redis_url)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--redis-url'") from exc
+    settings = WorkerSettings(
+        agent=agent_spec,
+        hooks=hook_specs,
+        namespace=namespace,
+        concurrency=concurrency,
+        max_rollouts=max_rollouts,
+        lease_seconds=lease_seconds,
+        grace_seconds=grace_seconds,
+        heartbeat_seconds=heartbeat_seconds,
+        log_level=log_level,
+    )
+    raise SystemExit(WorkerPool(settings, processes, redis_url=url).run())

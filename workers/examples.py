@@ -1,0 +1,93 @@
+"""Example agents for the docs and tests, and a tiny stand-in algorithm that feeds them.
+
+lq worker --agent workers.examples:echo -n 2 --concurrency 4     # workers
+python -m workers.examples --tasks 20                             # enqueue 20 tasks, wait, report
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+from typing import Any
+
+from lightning_queue import LLM, EnqueueRolloutRequest, RedisLightningStore
+from lightning_queue.reward import emit_reward, find_final_reward
+from lightning_queue.semconv import OBJECT_JSON, OBJECT_TYPE, SPAN_OBJECT
+from lightning_queue.types import SpanCoreFields
+
+from .agent import llm_rollout, rollout
+
+
+@rollout
+def echo(task: Any) -> list[SpanCoreFields]:
+    """A no-LLM agent: records the task as an object span and earns reward `task["reward"]` (default 1.0)."""
+    reward = float(task.get("reward", 1.0)) if isinstance(task, dict) else 1.0
+    seen = SpanCoreFields(name=SPAN_OBJECT, attributes={OBJECT_TYPE: "dict", OBJECT_JSON: json.dumps(task)})
+    return [seen, emit_reward(reward, propagate=False)]
+
+
+_ANSWER = re.compile(r"###\s*(-?[\d.]+)\s*###")
+
+
+@llm_rollout
+async def math_agent(task: dict[str, Any], llm: LLM) -> float:
+    """Asks the LLM a question, rewards 1.0 if `### <number> ###` in its reply matches `task["target"]`.
+
+    Through a proxy (`ProxyLLM` resource) `llm.endpoint` is already this attempt's own URL, so the
+    call is recorded as spans of this rollout.
+    """
+    try:
+        from openai import AsyncOpenAI
+    except ImportError as exc:
+        raise ImportError("math_agent needs the openai package: pip install openai") from exc
+    client = AsyncOpenAI(base_url=llm.endpoint, api_key=llm.api_key or "dummy")
+    reply = await client.chat.completions.create(
+        model=llm.model,
+        messages=[
+            {"role": "system", "content": "Answer with the final number between ### marks, like ### 42 ###."},
+            {"role": "user", "content": str(task["question"])},
+        ],
+        temperature=float(llm.sampling_parameters.get("temperature", 0.0)),
+    )
+    match = _ANSWER.search(reply.choices[0].message.content or "")
+    if match is None:
+        return 0.0
+    try:
+        return 1.0 if abs(float(match.group(1)) - float(task["target"])) < 1e-6 else 0.0
+    except ValueError:
+        return 0.0
+
+
+async def feed(url: str | None, namespace: str, tasks: int, timeout: float) -> int:
+    """Enqueue `tasks` echo tasks, wait for them and print a summary; returns how many succeeded."""
+    store = RedisLightningStore(url, namespace=namespace)
+    try:
+        requests = [EnqueueRolloutRequest(input={"i": i, "reward": i % 2}) for i in range(tasks)]
+        queued = await store.enqueue_many_rollouts(requests)
+        ids = [r.rollout_id for r in queued]
+        print(f"enqueued {len(ids)} rollouts in namespace {namespace!r}; waiting up to {timeout:.0f}s")
+        done = await store.wait_for_rollouts(rollout_ids=ids, timeout=timeout)
+        succeeded = [r for r in done if r.status == "succeeded"]
+        rewards = [find_final_reward((await store.query_spans(r.rollout_id, "latest")).items) for r in succeeded]
+        mean = sum(r or 0.0 for r in rewards) / len(rewards) if rewards else 0.0
+        print(f"{len(done)}/{len(ids)} finished, {len(succeeded)} succeeded, mean reward {mean:.2f}")
+        return len(succeeded)
+    finally:
+        await store.aclose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Feed echo tasks to `lq worker --agent workers.examples:echo`.")
+    parser.add_argument("--tasks", type=int, default=20)
+    parser.add_argument("--redis-url", default=None, help="default: LQ_REDIS_URL, REDIS_URL, 127.0.0.1:6379")
+    parser.add_argument("--namespace", default="default")
+    parser.add_argument("--timeout", type=float, default=120.0)
+    args = parser.parse_args(argv)
+    succeeded = asyncio.run(feed(args.redis_url, args.namespace, args.tasks, args.timeout))
+    return 0 if succeeded == args.tasks else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

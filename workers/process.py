@@ -1,0 +1,140 @@
+"""One worker process started by the pool: settings from the environment, signals, the worker loop.
+
+Run as `python -m workers` with `LQ_WORKER_SETTINGS` (JSON) and `LQ_REDIS_URL` set; the
+Redis URL travels in the environment, not argv, so a password never shows in `ps`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from lightning_queue.store import RedisLightningStore
+
+from .agent import Hook, LitAgent
+from .loader import AgentLoadError, load_agent, load_hook
+from .runner import Worker
+
+logger = logging.getLogger("workers.process")
+
+SETTINGS_ENV = "LQ_WORKER_SETTINGS"
+SLOT_ENV = "LQ_WORKER_SLOT"
+SUPERVISOR_ENV = "LQ_SUPERVISOR_PID"
+# Exit code of a process that can never work (bad agent, bad settings): the pool does not restart it.
+EXIT_CONFIG = 2
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Everything a worker process needs besides the Redis URL."""
+
+    agent: str
+    hooks: tuple[str, ...] = ()
+    namespace: str = "default"
+    concurrency: int = 1
+    max_rollouts: int | None = None
+    lease_seconds: float = 30.0
+    grace_seconds: float = 30.0
+    heartbeat_seconds: float = 10.0
+    log_level: str = "INFO"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> WorkerSettings:
+        raw = environ.get(SETTINGS_ENV)
+        if not raw:
+            raise ValueError(f"{SETTINGS_ENV} is not set: worker processes are started by `lq worker`")
+        values = json.loads(raw)
+        values["hooks"] = tuple(values.get("hooks", ()))
+        return cls(**values)
+
+
+def configure_logging(level: str, name: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+
+
+async def serve(settings: WorkerSettings, agent: LitAgent[Any], hooks: list[Hook]) -> int:
+    """Run one worker until it is stopped; returns how many agent threads are still running."""
+    store = RedisLightningStore(
+        os.environ.get("LQ_REDIS_URL"),
+        namespace=settings.namespace,
+        lease_seconds=settings.lease_seconds,
+        # The lazy sweep before store calls shares the worker's sweep period (and its lock TTL).
+        scan_debounce_seconds=min(5.0, settings.lease_seconds / 2),
+    )
+    worker = Worker(
+        agent,
+        store,
+        concurrency=settings.concurrency,
+        max_rollouts=settings.max_rollouts,
+        hooks=hooks,
+        grace_seconds=settings.grace_seconds,
+        heartbeat_seconds=settings.heartbeat_seconds,
+    )
+    loop = asyncio.get_running_loop()
+    signals_seen: list[str] = []
+
+    def on_signal(name: str) -> None:
+        signals_seen.append(name)
+        logger.info("worker %s: got %s", worker.worker_id, name)
+        # First signal: finish in-flight rollouts within the grace period. Second: release them now.
+        worker.stop(now=len(signals_seen) > 1)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+    watcher = asyncio.create_task(_watch_supervisor(worker))
+    try:
+        await worker.run()
+    finally:
+        watcher.cancel()
+        await store.aclose()
+    return worker.abandoned_threads
+
+
+async def _watch_supervisor(worker: Worker) -> None:
+    """Stop gracefully if the supervisor dies: an orphaned worker would otherwise run on unsupervised."""
+    expected = int(os.environ.get(SUPERVISOR_ENV, "0") or 0)
+    if not expected:
+        return
+    # No event tells a process its parent died; polling getppid once a second is cheap.
+    while True:
+        await asyncio.sleep(1.0)
+        if os.getppid() != expected:
+            break
+    logger.warning("worker %s: supervisor %d is gone; stopping", worker.worker_id, expected)
+    worker.stop()
+
+
+def main() -> int:
+    try:
+        settings = WorkerSettings.from_env(os.environ)
+    except (ValueError, TypeError) as exc:
+        print(f"workers.process: bad settings: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(settings.log_level, f"worker#{os.environ.get(SLOT_ENV, '?')}[{os.getpid()}]")
+    try:
+        agent = load_agent(settings.agent)
+        hooks = [load_hook(spec) for spec in settings.hooks]
+    except AgentLoadError as exc:
+        logger.error("%s", exc)
+        return EXIT_CONFIG
+    stuck_threads = asyncio.run(serve(settings, agent, hooks))
+    if stuck_threads:
+        # A sync agent thread that never returns would keep the interpreter alive at exit.
+        logger.warning("exiting with %d agent threads still running (sync agents cannot be interrupted)", stuck_threads)
+        logging.shutdown()
+        os._exit(0)
+    return 0
