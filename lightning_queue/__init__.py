@@ -1,5 +1,9 @@
 """lightning-queue: a Redis rollout bus for training LLM agents with reinforcement learning."""
 
+from .adapter import LlmProxyTraceToTriplet, TraceAdapter, TraceToMessages
+from .algorithm import Algorithm, FunctionalAlgorithm, algo, with_llm_proxy, with_store
+from .llm_proxy import LLMProxy
+from .reward import emit_reward, find_final_reward, get_reward_value
 from .store import LightningStore, RedisLightningStore
 from .types import (
     LLM,
@@ -25,10 +29,14 @@ __version__ = "0.1.0"
 __all__ = [
     "LLM",
     "UNSET",
+    "Algorithm",
     "Attempt",
     "AttemptedRollout",
     "EnqueueRolloutRequest",
+    "FunctionalAlgorithm",
+    "LLMProxy",
     "LightningStore",
+    "LlmProxyTraceToTriplet",
     "NamedResources",
     "PaginatedResult",
     "PromptTemplate",
@@ -39,7 +47,15 @@ __all__ = [
     "RolloutConfig",
     "Span",
     "SpanCoreFields",
+    "TraceAdapter",
+    "TraceToMessages",
     "Triplet",
     "Worker",
     "__version__",
+    "algo",
+    "emit_reward",
+    "find_final_reward",
+    "get_reward_value",
+    "with_llm_proxy",
+    "with_store",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import subprocess
 import sys
 import textwrap
@@ -15,7 +17,7 @@ from lightning_queue.store.connection import check_url, redact, resolve_url
 
 
 def test_explicit_url_wins_over_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LQ_REDIS_URL", "redis://10.0.0.1:6379/0")
+    monkeypatch.setenv("LQ_REDIS_URL", "redis://127.0.0.9:6379/0")
     assert resolve_url("redis://127.0.0.1:7000/2") == "redis://127.0.0.1:7000/2"
 
 
@@ -79,9 +81,10 @@ async def test_embedded_server_serves_a_store_and_a_child_process(monkeypatch: p
         asyncio.run(main())
         """
     )
-    env = {**__import__("os").environ}
+    env = dict(os.environ)
     assert env["LQ_REDIS_URL"] == store.url
-    out = subprocess.run([sys.executable, "-c", child], env=env, capture_output=True, text=True, timeout=60)
+    command = [sys.executable, "-c", child]
+    out = await asyncio.to_thread(subprocess.run, command, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [rollout.rollout_id, "from", "parent"]
     done = await store.wait_for_rollouts(rollout_ids=[rollout.rollout_id], timeout=5)

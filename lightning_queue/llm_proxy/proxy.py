@@ -22,11 +22,9 @@ _ANY_ADDRESS = ("0.0.0.0", "", "::")
 
 
 def _outbound_ip() -> str:
-    """The address other machines reach this one at (a UDP connect sends nothing)."""
+    """The address other machines reach this one at: what the host name resolves to."""
     try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.connect(("10.255.255.255", 1))
-            return str(sock.getsockname()[0])
+        return socket.gethostbyname(socket.gethostname())
     except OSError:
         return "127.0.0.1"
 
