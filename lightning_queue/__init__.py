@@ -5,6 +5,7 @@ from .algorithm import Algorithm, FunctionalAlgorithm, algo, with_llm_proxy, wit
 from .llm_proxy import LLMProxy
 from .reward import emit_reward, find_final_reward, get_reward_value
 from .store import LightningStore, RedisLightningStore
+from .trainer import Trainer
 from .types import (
     LLM,
     UNSET,
@@ -49,6 +50,7 @@ __all__ = [
     "SpanCoreFields",
     "TraceAdapter",
     "TraceToMessages",
+    "Trainer",
     "Triplet",
     "Worker",
     "__version__",

@@ -80,5 +80,5 @@ class Algorithm:
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.run) or getattr(self.run, "_lq_async", False)
 
-    async def run(self, train_dataset: Any = None, val_dataset: Any = None) -> None:
+    async def run(self, train_dataset: Any = None, val_dataset: Any = None) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must implement async run(train_dataset, val_dataset)")

@@ -14,11 +14,9 @@ import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 logger = logging.getLogger(__name__)
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _mark(wrapper: Any, func: Any, injected: str) -> None:
@@ -45,7 +43,7 @@ def _call_target(func: Any) -> Any:
     return lambda _algorithm, *args, **kwargs: func(*args, **kwargs)
 
 
-def with_store(func: F) -> F:
+def with_store(func: Callable[..., Any]) -> Callable[..., Any]:
     """Call `func(self, store, ...)` with `self.get_store()`."""
     target = _call_target(func)
     if _is_async(func):
@@ -55,17 +53,19 @@ def with_store(func: F) -> F:
             return await target(self, self.get_store(), *args, **kwargs)
 
         _mark(async_wrapper, func, "store")
-        return async_wrapper  # type: ignore[return-value]
+        return async_wrapper
 
     @functools.wraps(func)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         return target(self, self.get_store(), *args, **kwargs)
 
     _mark(wrapper, func, "store")
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
-def with_llm_proxy(required: bool = False, auto_start: bool = True) -> Callable[[F], F]:
+def with_llm_proxy(
+    required: bool = False, auto_start: bool = True
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Call `func(self, llm_proxy, ...)` with `self.get_llm_proxy()`.
 
     `required=True` raises ValueError before the body runs when no proxy is set. With `auto_start`,
@@ -73,7 +73,7 @@ def with_llm_proxy(required: bool = False, auto_start: bool = True) -> Callable[
     is left running.
     """
 
-    def decorate(func: F) -> F:
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         if not _is_async(func):
             raise TypeError(
                 f"@with_llm_proxy needs an async function (starting the proxy is async), got {func.__qualname__}"
@@ -101,7 +101,7 @@ def with_llm_proxy(required: bool = False, auto_start: bool = True) -> Callable[
                     await _stop_quietly(proxy.stop(), func.__qualname__)
 
         _mark(wrapper, func, "llm_proxy")
-        return wrapper  # type: ignore[return-value]
+        return wrapper
 
     return decorate
 

@@ -152,8 +152,14 @@ class LightningStore:
         raise NotImplementedError
 
     # --- resources ------------------------------------------------------------------------------
-    async def add_resources(self, resources: NamedResources) -> ResourcesUpdate:
-        """Store a new snapshot under a fresh `rs-` id at version 1; it becomes the latest."""
+    async def add_resources(
+        self, resources: NamedResources | str, named_resources: NamedResources | None = None
+    ) -> ResourcesUpdate:
+        """Store a new snapshot under a fresh `rs-` id at version 1; it becomes the latest.
+
+        `add_resources("default", {...})` (an id first, as the seed guide writes it) is an upsert of
+        that id, like `update_resources`.
+        """
         raise NotImplementedError
 
     async def update_resources(self, resources_id: str, resources: NamedResources) -> ResourcesUpdate:

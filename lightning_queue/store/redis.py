@@ -666,7 +666,17 @@ class RedisLightningStore(LightningStore):
         plain = {name: res.model_dump(mode="json") for name, res in validated.items()}
         return self._pack_limited(plain, "resources", self.max_resources_bytes)
 
-    async def add_resources(self, resources: NamedResources) -> ResourcesUpdate:
+    async def add_resources(
+        self, resources: NamedResources | str, named_resources: NamedResources | None = None
+    ) -> ResourcesUpdate:
+        if isinstance(resources, str):
+            if named_resources is None:
+                raise TypeError(f"add_resources({resources!r}, ...) needs the resources after the id")
+            return await self.update_resources(resources, named_resources)
+        if named_resources is not None:
+            raise TypeError(
+                "add_resources takes the resources once: add_resources(resources) or add_resources(id, resources)"
+            )
         return await self.update_resources(new_resources_id(), resources)
 
     async def update_resources(self, resources_id: str, resources: NamedResources) -> ResourcesUpdate:
