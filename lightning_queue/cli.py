@@ -17,6 +17,7 @@ from . import __version__
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("workers.cli:worker_command", "Start a pool of worker processes that run an agent."),
     "proxy": ("lightning_queue.llm_proxy.cli:proxy_command", "Serve the LLM proxy that records calls as spans."),
+    "demo": ("algorithms.demo:demo_command", "The main job: train SmolLM2-135M with REINFORCE, before/after table."),
     "serve-model": (
         "lightning_queue.model_server.cli:serve_model_command",
         "Serve a small Hugging Face model over an OpenAI-compatible API.",

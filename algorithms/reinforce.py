@@ -1,0 +1,239 @@
+"""REINFORCE with a per-task baseline: roll out through the workers, update the policy, reload the server.
+
+python -m algorithms.reinforce --help
+
+Each iteration publishes the proxied policy as a resources snapshot, enqueues `tasks_per_iteration`
+tasks `samples_per_task` times each, waits, turns every rollout's spans into triplets (the proxy
+records the token ids the server sampled), takes one policy-gradient step on a local copy of the
+model, saves a checkpoint and tells the inference server to load it. Held-out reward is measured
+before the first and after the last iteration.
+
+On this project's CPU machines the policy is SmolLM2-135M served by `lq serve-model`; on a GPU
+machine pass `--device cuda` for the update and `--upstream vllm` so each checkpoint is served by a
+fresh `vllm serve` (see `algorithms/reloaders.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lightning_queue import LLMProxy, LlmProxyTraceToTriplet, find_final_reward, with_llm_proxy, with_store
+from lightning_queue.algorithm import Algorithm, batch_iter_over_dataset
+from lightning_queue.store.base import LightningStore
+from lightning_queue.types import EnqueueRolloutRequest, RolloutConfig, RolloutMode
+
+from .policy import PolicyTrainer, Sample, samples_from_triplets
+from .progress import Progress
+from .reloaders import Reloader
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ReinforceConfig:
+    model_dir: str | None = None  # None: the default SmolLM2-135M-Instruct weights
+    iterations: int = 8
+    tasks_per_iteration: int = 8
+    samples_per_task: int = 4
+    learning_rate: float = 2e-5
+    temperature: float = 1.0
+    max_tokens: int = 24
+    eval_temperature: float = 0.0
+    checkpoint_dir: str = "checkpoints/reinforce"
+    metrics_path: str | None = None
+    max_minutes: float | None = None
+    device: str = "cpu"
+    torch_threads: int | None = None
+    rollout_timeout: float = 600.0
+    seed: int = 0
+    retry: RolloutConfig = field(
+        default_factory=lambda: RolloutConfig(max_attempts=2, retry_condition=["failed", "unresponsive"])
+    )
+
+
+@dataclass
+class Evaluation:
+    """Held-out reward: mean and spread over the evaluation tasks."""
+
+    mean: float
+    std: float
+    n: int
+    finished: int
+
+    @property
+    def stderr(self) -> float:
+        return self.std / math.sqrt(self.n) if self.n > 1 else 0.0
+
+
+def evaluation_of(rewards: Sequence[float | None], total: int) -> Evaluation:
+    # A rollout that failed or earned no reward counts as 0: the policy did not deliver.
+    values = [r if r is not None else 0.0 for r in rewards] + [0.0] * (total - len(rewards))
+    return Evaluation(
+        mean=statistics.fmean(values) if values else float("nan"),
+        std=statistics.pstdev(values) if len(values) > 1 else 0.0,
+        n=len(values),
+        finished=len(rewards),
+    )
+
+
+class Reinforce(Algorithm):
+    """Policy-gradient training of the served model on the rewards the agent's rollouts earn."""
+
+    def __init__(self, config: ReinforceConfig, reloader: Reloader) -> None:
+        super().__init__()
+        self.config = config
+        self.reloader = reloader
+        self.history: list[dict[str, Any]] = []
+
+    @with_llm_proxy(required=True)
+    @with_store
+    async def run(
+        self, store: LightningStore, llm_proxy: LLMProxy, train_dataset: Any = None, val_dataset: Any = None
+    ) -> dict[str, Any]:
+        if not train_dataset:
+            raise ValueError("Reinforce needs a non-empty train_dataset")
+        cfg = self.config
+        started = time.monotonic()
+        trainer, tokenizer = await asyncio.to_thread(self._load_policy)
+        val = list(val_dataset or [])
+        before = await self.evaluate(store, llm_proxy, val, "before") if val else None
+        batches = batch_iter_over_dataset(list(train_dataset), cfg.tasks_per_iteration, seed=cfg.seed)
+        with Progress(cfg.iterations, "REINFORCE") as progress:
+            for iteration in range(cfg.iterations):
+                if cfg.max_minutes is not None and time.monotonic() - started > cfg.max_minutes * 60:
+                    logger.warning(
+                        "stopping after %d iterations: --max-minutes %.1f reached", iteration, cfg.max_minutes
+                    )
+                    break
+                record = await self._iteration(store, llm_proxy, trainer, tokenizer, next(batches), iteration, progress)
+                self._log(record)
+                progress.advance(f"iteration {iteration + 1}: mean reward {record['reward_mean']:.3f}")
+        after = await self.evaluate(store, llm_proxy, val, "after") if val else None
+        return {"before": before, "after": after, "iterations": self.history}
+
+    def _load_policy(self) -> tuple[PolicyTrainer, Any]:
+        import torch
+
+        from lightning_queue.model_server import load_model, resolve_default_model_dir
+
+        if self.config.torch_threads:
+            torch.set_num_threads(self.config.torch_threads)
+        torch.manual_seed(self.config.seed)
+        loaded = load_model(self.config.model_dir or resolve_default_model_dir())
+        trainer = PolicyTrainer(loaded.model, learning_rate=self.config.learning_rate, device=self.config.device)
+        return trainer, loaded.tokenizer
+
+    async def _publish(self, store: LightningStore, llm_proxy: LLMProxy, name: str, temperature: float) -> str:
+        resource = llm_proxy.as_resource(
+            sampling_parameters={"temperature": temperature, "max_tokens": self.config.max_tokens}
+        )
+        return (await store.update_resources(name, {"main_llm": resource})).resources_id
+
+    async def _roll_out(
+        self,
+        store: LightningStore,
+        tasks: Sequence[Any],
+        resources_id: str,
+        mode: RolloutMode,
+        progress: Progress | None = None,
+    ) -> list[tuple[Any, str]]:
+        """Enqueue the tasks, wait, and return (task, rollout id) of those that succeeded."""
+        requests = [
+            EnqueueRolloutRequest(input=t, mode=mode, resources_id=resources_id, config=self.config.retry)
+            for t in tasks
+        ]
+        queued = await store.enqueue_many_rollouts(requests)
+        ids = [r.rollout_id for r in queued]
+        by_id = dict(zip(ids, tasks, strict=True))
+        done: dict[str, str] = {}
+        deadline = time.monotonic() + self.config.rollout_timeout
+        while len(done) < len(ids) and time.monotonic() < deadline:
+            pending = [i for i in ids if i not in done]
+            for rollout in await store.wait_for_rollouts(
+                rollout_ids=pending, timeout=min(2.0, deadline - time.monotonic())
+            ):
+                done[rollout.rollout_id] = rollout.status
+            if progress is not None:
+                progress.rollouts(len(done), len(ids))
+        if len(done) < len(ids):
+            logger.warning(
+                "%d of %d rollouts did not finish within %.0fs",
+                len(ids) - len(done),
+                len(ids),
+                self.config.rollout_timeout,
+            )
+        return [(by_id[i], i) for i in ids if done.get(i) == "succeeded"]
+
+    async def _iteration(
+        self,
+        store: LightningStore,
+        llm_proxy: LLMProxy,
+        trainer: PolicyTrainer,
+        tokenizer: Any,
+        batch: list[Any],
+        iteration: int,
+        progress: Progress,
+    ) -> dict[str, Any]:
+        cfg = self.config
+        started = time.monotonic()
+        resources_id = await self._publish(store, llm_proxy, f"policy-train-{iteration}", cfg.temperature)
+        tasks = [task for task in batch for _ in range(cfg.samples_per_task)]
+        finished = await self._roll_out(store, tasks, resources_id, "train", progress)
+        adapter = self._adapter()
+        samples: list[Sample] = []
+        for task, rollout_id in finished:
+            spans = (await store.query_spans(rollout_id, "latest")).items
+            samples += samples_from_triplets(adapter.adapt(spans), group=json.dumps(task, sort_keys=True, default=str))
+        rolled = time.monotonic()
+        if not samples:
+            raise RuntimeError(
+                f"iteration {iteration}: none of {len(tasks)} rollouts produced a triplet with token ids and a reward; "
+                "does the upstream return token ids, and does the agent return a reward?"
+            )
+        metrics = await asyncio.to_thread(trainer.step, samples)
+        checkpoint = await asyncio.to_thread(trainer.save, Path(cfg.checkpoint_dir) / f"iter-{iteration + 1}")
+        await self.reloader.load(checkpoint)
+        return {
+            "iteration": iteration + 1,
+            "rollouts": len(tasks),
+            "succeeded": len(finished),
+            **{k: v for k, v in metrics.items() if k != "samples"},
+            "samples": len(samples),
+            "rollout_seconds": round(rolled - started, 2),
+            "update_seconds": round(time.monotonic() - rolled, 2),
+            "checkpoint": str(checkpoint),
+        }
+
+    def _adapter(self) -> Any:
+        try:
+            return self.get_adapter()
+        except ValueError:
+            return LlmProxyTraceToTriplet()
+
+    async def evaluate(self, store: LightningStore, llm_proxy: LLMProxy, tasks: Sequence[Any], tag: str) -> Evaluation:
+        """Mean reward of one rollout per held-out task, at the evaluation temperature."""
+        resources_id = await self._publish(store, llm_proxy, f"policy-eval-{tag}", self.config.eval_temperature)
+        finished = await self._roll_out(store, tasks, resources_id, "val")
+        rewards = [find_final_reward((await store.query_spans(rid, "latest")).items) for _task, rid in finished]
+        result = evaluation_of(rewards, len(tasks))
+        self._log({"evaluation": tag, **asdict(result)})
+        return result
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if "iteration" in record:
+            self.history.append(record)
+        logger.info("%s", record)
+        if self.config.metrics_path:
+            path = Path(self.config.metrics_path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as out:
+                out.write(json.dumps({"time": time.time(), **record}) + "\n")

@@ -1,0 +1,77 @@
+"""Start the local model server (`lq serve-model`) as a child process for algorithm scripts and the demo."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ModelServerProcess:
+    """`lq serve-model` in its own process (its generation threads do not share this one's GIL).
+
+    with ModelServerProcess(threads=1) as server:
+        server.url  # http://127.0.0.1:<port>/v1
+    """
+
+    def __init__(self, model_dir: str | Path | None = None, *, threads: int = 1, start_timeout: float = 300.0) -> None:
+        self.model_dir = model_dir
+        self.threads = threads
+        self.start_timeout = start_timeout
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> str:
+        command = [sys.executable, "-m", "lightning_queue.cli", "serve-model", "--port", str(self.port)]
+        command += ["--threads", str(self.threads)]
+        if self.model_dir is not None:
+            command += ["--model", str(self.model_dir)]
+        self.process = subprocess.Popen(command, start_new_session=True)
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"lq serve-model exited with code {self.process.returncode} while starting")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return self.url
+            except OSError:
+                time.sleep(0.3)
+        self.stop()
+        raise TimeoutError(f"lq serve-model did not answer on port {self.port} within {self.start_timeout:.0f}s")
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def __enter__(self) -> ModelServerProcess:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
