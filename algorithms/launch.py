@@ -7,6 +7,7 @@ import logging
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from lightning_queue import LLMProxy, LlmProxyTraceToTriplet, RedisLightningStore, Trainer
@@ -49,7 +50,7 @@ def serving(upstream: Upstream, model_dir: str | None) -> Iterator[tuple[str, Re
         )
         import asyncio
 
-        asyncio.run(vllm.load(model_dir or resolve_default_model_dir()))
+        asyncio.run(vllm.load(Path(model_dir) if model_dir else resolve_default_model_dir()))
         try:
             yield vllm.base_url, vllm, vllm
         finally:

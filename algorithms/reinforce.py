@@ -103,7 +103,7 @@ class Reinforce(Algorithm):
             raise ValueError("Reinforce needs a non-empty train_dataset")
         cfg = self.config
         started = time.monotonic()
-        trainer, tokenizer = await asyncio.to_thread(self._load_policy)
+        trainer = await asyncio.to_thread(self._load_policy)
         val = list(val_dataset or [])
         before = await self.evaluate(store, llm_proxy, val, "before") if val else None
         batches = batch_iter_over_dataset(list(train_dataset), cfg.tasks_per_iteration, seed=cfg.seed)
@@ -114,23 +114,26 @@ class Reinforce(Algorithm):
                         "stopping after %d iterations: --max-minutes %.1f reached", iteration, cfg.max_minutes
                     )
                     break
-                record = await self._iteration(store, llm_proxy, trainer, tokenizer, next(batches), iteration, progress)
+                record = await self._iteration(store, llm_proxy, trainer, next(batches), iteration, progress)
                 self._log(record)
                 progress.advance(f"iteration {iteration + 1}: mean reward {record['reward_mean']:.3f}")
         after = await self.evaluate(store, llm_proxy, val, "after") if val else None
         return {"before": before, "after": after, "iterations": self.history}
 
-    def _load_policy(self) -> tuple[PolicyTrainer, Any]:
+    def _load_policy(self) -> PolicyTrainer:
         import torch
+        from transformers import AutoModelForCausalLM
 
-        from lightning_queue.model_server import load_model, resolve_default_model_dir
+        from lightning_queue.model_server import resolve_default_model_dir
 
         if self.config.torch_threads:
             torch.set_num_threads(self.config.torch_threads)
         torch.manual_seed(self.config.seed)
-        loaded = load_model(self.config.model_dir or resolve_default_model_dir())
-        trainer = PolicyTrainer(loaded.model, learning_rate=self.config.learning_rate, device=self.config.device)
-        return trainer, loaded.tokenizer
+        # float32: the fast dtype on CPU, and what the update needs for stable small steps.
+        model = AutoModelForCausalLM.from_pretrained(
+            self.config.model_dir or resolve_default_model_dir(), dtype=torch.float32
+        )
+        return PolicyTrainer(model, learning_rate=self.config.learning_rate, device=self.config.device)
 
     async def _publish(self, store: LightningStore, llm_proxy: LLMProxy, name: str, temperature: float) -> str:
         resource = llm_proxy.as_resource(
@@ -178,7 +181,6 @@ class Reinforce(Algorithm):
         store: LightningStore,
         llm_proxy: LLMProxy,
         trainer: PolicyTrainer,
-        tokenizer: Any,
         batch: list[Any],
         iteration: int,
         progress: Progress,

@@ -1,0 +1,170 @@
+"""The REINFORCE loop end to end on a tiny model, its reloaders, and the demo task's reward."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from algorithms.reinforce import Reinforce, ReinforceConfig, evaluation_of
+from algorithms.reloaders import LocalServerReloader, VllmReloader
+from algorithms.tasks import brevity, make_tasks, score
+from lightning_queue import LLMProxy, LlmProxyTraceToTriplet, RedisLightningStore, Trainer
+from lightning_queue.testing import StandInModelServer
+from lightning_queue.testing.server import StandInRequest
+
+
+def test_score_pays_for_brevity_and_a_correct_leading_number() -> None:
+    assert score("12", 12) == 1.0
+    assert score("13", 12) == 0.5
+    assert score("The answer is 12", 12) < 0.5
+    assert score("", 12) == 0.0
+    assert brevity("one two") == 1.0 and brevity(" ".join(["w"] * 20)) == 0.0
+
+
+def test_tasks_are_reproducible_and_carry_their_answer() -> None:
+    assert make_tasks(5, seed=3) == make_tasks(5, seed=3)
+    for task in make_tasks(20, seed=4):
+        a, b = map(int, re.findall(r"\d+", task["question"]))
+        assert task["answer"] == a + b
+
+
+def test_evaluation_counts_missing_rollouts_as_zero() -> None:
+    result = evaluation_of([1.0, None], total=4)
+    assert (result.mean, result.n, result.finished) == (0.25, 4, 2)
+
+
+class RecordingReloader:
+    """A test double for the inference server: remembers which checkpoints it was asked to load."""
+
+    def __init__(self) -> None:
+        self.loaded: list[Path] = []
+
+    async def load(self, checkpoint: Path) -> None:
+        assert (checkpoint / "config.json").exists()
+        self.loaded.append(checkpoint)
+
+
+def tiny_model_dir(folder: Path) -> Path:
+    torch = pytest.importorskip("torch")
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    # The stand-in's fake token ids span SmolLM2's vocabulary size; everything else is tiny.
+    config = LlamaConfig(
+        vocab_size=49_152, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=1, max_position_embeddings=256,
+    )  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+def alternating_answers() -> Any:
+    """Answer each question alternately well ("12") and badly (a rambling sentence): rewards differ."""
+    flips = itertools.count()
+
+    def respond(request: StandInRequest) -> str:
+        question = request.body["messages"][-1]["content"]
+        a, b = map(int, re.findall(r"\d+", question))
+        return str(a + b) if next(flips) % 2 == 0 else f"Well, adding {a} and {b} gives {a + b} I think"
+
+    return respond
+
+
+@pytest.mark.slow
+async def test_reinforce_loop_updates_saves_and_reloads_each_iteration(redis_url: str, tmp_path: Path) -> None:
+    model_dir = tiny_model_dir(tmp_path / "tiny")
+    store = RedisLightningStore(redis_url, namespace=f"rf-{uuid.uuid4().hex[:8]}", scan_debounce_seconds=0)
+    reloader = RecordingReloader()
+    config = ReinforceConfig(
+        model_dir=str(model_dir), iterations=2, tasks_per_iteration=2, samples_per_task=2,
+        checkpoint_dir=str(tmp_path / "ckpt"), metrics_path=str(tmp_path / "metrics.jsonl"), rollout_timeout=60,
+    )  # fmt: skip
+    try:
+        async with StandInModelServer(responder=alternating_answers(), token_ids="always") as model:
+            proxy = LLMProxy(model_list=[{"name": "policy", "base_url": model.url, "model": model.model}])
+            trainer = Trainer(
+                algorithm=Reinforce(config, reloader), store=store, llm_proxy=proxy,
+                adapter=LlmProxyTraceToTriplet(), n_workers=1, worker_concurrency=4, stop_timeout=5,
+            )  # fmt: skip
+            result = await trainer.fit_async(
+                "algorithms.tasks:arithmetic_agent", make_tasks(4, seed=1), val_dataset=make_tasks(2, seed=2)
+            )
+            requests = list(model.requests)
+    finally:
+        await store.purge()
+        await store.aclose()
+    assert [r["iteration"] for r in result["iterations"]] == [1, 2]
+    assert all(r["samples"] == 4 and r["succeeded"] == 4 for r in result["iterations"])
+    assert all(r["grad_norm"] > 0 for r in result["iterations"])
+    assert reloader.loaded == [tmp_path / "ckpt" / "iter-1", tmp_path / "ckpt" / "iter-2"]
+    assert result["before"].n == 2 and result["after"].n == 2
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [line.get("evaluation") or line.get("iteration") for line in lines] == ["before", 1, 2, "after"]
+    # Training rollouts sample at the training temperature, evaluation ones at the evaluation one.
+    temperatures = sorted({r.body.get("temperature") for r in requests})
+    assert temperatures == [config.eval_temperature, config.temperature]
+
+
+FAKE_VLLM = textwrap.dedent(
+    """
+    import sys
+    from aiohttp import web
+    args = sys.argv[1:]
+    assert args[0] == "serve", args
+    port = int(args[args.index("--port") + 1])
+    with open(args[args.index("--record") + 1], "a") as out:
+        out.write(args[1] + "\\n")
+    app = web.Application()
+    app.router.add_get("/health", lambda request: web.Response(text="ok"))
+    web.run_app(app, host="127.0.0.1", port=port, print=None)
+    """
+)
+
+
+async def test_vllm_reloader_restarts_the_server_on_each_checkpoint(tmp_path: Path) -> None:
+    import psutil
+
+    script, record = tmp_path / "fake_vllm.py", tmp_path / "served.txt"
+    script.write_text(FAKE_VLLM)
+    from algorithms.serving import free_port
+
+    reloader = VllmReloader(
+        port=free_port(), executable=(sys.executable, str(script)), extra_args=("--record", str(record)),
+        health_timeout=30,
+    )  # fmt: skip
+    try:
+        await reloader.load(tmp_path / "ckpt-1")
+        first = reloader.process
+        assert first is not None
+        assert "--served-model-name" in reloader.command(tmp_path / "x")
+        await reloader.load(tmp_path / "ckpt-2")
+        assert first.poll() is not None and reloader.process is not None and reloader.process.poll() is None
+        assert record.read_text().split() == [str(tmp_path / "ckpt-1"), str(tmp_path / "ckpt-2")]
+    finally:
+        last = reloader.process
+        await reloader.stop()
+    assert last is not None and (last.poll() is not None or not psutil.pid_exists(last.pid))
+
+
+async def test_vllm_reloader_reports_a_server_that_dies_on_start(tmp_path: Path) -> None:
+    from algorithms.serving import free_port
+
+    reloader = VllmReloader(
+        port=free_port(), executable=(sys.executable, "-c", "raise SystemExit(3)"), health_timeout=30
+    )
+    with pytest.raises(RuntimeError, match="exited with code 3"):
+        await reloader.load(tmp_path)
+
+
+async def test_local_reloader_surfaces_a_refused_checkpoint(tmp_path: Path) -> None:
+    async with StandInModelServer() as model:  # it has no /v1/load: the refusal path
+        with pytest.raises(RuntimeError, match="refused checkpoint"):
+            await LocalServerReloader(model.url).load(tmp_path)
