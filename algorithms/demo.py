@@ -47,7 +47,7 @@ def _table(result: dict[str, Any], seconds: float) -> str:
 @click.option("--eval-tasks", default=24, show_default=True, help="Held-out tasks scored before and after.")
 @click.option("--learning-rate", default=2e-5, show_default=True)
 @click.option("--workers", "n_workers", default=2, show_default=True, help="Local worker processes.")
-@click.option("--max-minutes", default=14.0, show_default=True, help="Stop starting iterations after this long.")
+@click.option("--max-minutes", default=11.0, show_default=True, help="Start no iteration after this long.")
 @click.option("--redis-url", envvar="LQ_REDIS_URL", default=None, help="Default: 127.0.0.1:6379, else embedded.")
 @click.option("--checkpoint-dir", default="checkpoints/demo", show_default=True)
 @click.option("--metrics", "metrics_path", default="checkpoints/demo/metrics.jsonl", show_default=True)
@@ -78,7 +78,7 @@ def demo_command(
         checkpoint_dir=checkpoint_dir,
         metrics_path=metrics_path,
         max_minutes=max_minutes,
-        torch_threads=1,
+        torch_threads=2,
     )
     started = time.monotonic()
     result = run_reinforce(
