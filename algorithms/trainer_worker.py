@@ -1,0 +1,154 @@
+"""`lq trainer`: an rq worker on the training queue that runs each fine-tuning job in a forked process.
+
+    lq trainer --redis-url redis://gpu-box-redis:6379/0          # or python -m algorithms.trainer_worker
+
+Jobs travel as JSON (rq's JSONSerializer), never pickle, and only functions of allowed modules run:
+with rq, whoever can write to Redis names the function a worker imports and calls, so the trainer
+refuses any job whose function lives outside `--allow` (default: the SFT job's module).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+import redis
+from rq import Worker
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+TRAIN_QUEUE = "lq-train"
+DEFAULT_ALLOWED = ("algorithms.sft_job",)
+# rq's default (420 s) keeps a crashed trainer registered for 7 minutes, during which an algorithm
+# would believe it listens; with 60 s its registration lapses a minute after it dies.
+DEFAULT_WORKER_TTL = 60
+
+
+def redis_url_or_default(url: str | None) -> str:
+    """`url`, else LQ_REDIS_URL, REDIS_URL, then the local default. Never an embedded server: a trainer
+    with a Redis of its own would wait for jobs no algorithm can reach."""
+    return url or os.environ.get("LQ_REDIS_URL") or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+
+
+def describe(url: str) -> str:
+    """host:port/db of a Redis URL, without credentials, for messages."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or 6379}{parts.path or ''}" if parts.scheme != "unix" else parts.path
+
+
+def check_rq_support(connection: redis.Redis, url: str) -> None:
+    """Fail clearly on a Redis that is down, or one rq cannot work with (the embedded fakeredis server
+    drops the connection on CLIENT INFO, which rq workers send when they start)."""
+    try:
+        connection.ping()
+    except redis.RedisError as exc:
+        raise RuntimeError(f"cannot reach the Redis at {describe(url)}: {exc}") from exc
+    try:
+        connection.client_info()
+    except redis.ConnectionError as exc:
+        raise RuntimeError(
+            f"the Redis at {describe(url)} cannot host the rq training queue (CLIENT INFO failed: {exc}). "
+            "The embedded Redis-compatible server is not enough for a trainer: start redis-server and pass "
+            "its URL (--redis-url or LQ_REDIS_URL)"
+        ) from exc
+
+
+def allowlisted_job_class(allowed: Iterable[str]) -> type[Job]:
+    """An rq Job class that refuses, as a failed job, any function outside the `allowed` modules."""
+    modules = frozenset(allowed)
+
+    class AllowlistedJob(Job):
+        def perform(self) -> Any:
+            # Checked in the work horse before the function is imported, so a refused module never loads.
+            module = (self.func_name or "").rpartition(".")[0]
+            if module not in modules:
+                raise PermissionError(
+                    f"job {self.id} names {self.func_name!r}, whose module is not allowed on this trainer; "
+                    f"allowed: {sorted(modules)} (start the trainer with --allow {module} to run it)"
+                )
+            return super().perform()
+
+    return AllowlistedJob
+
+
+def build_worker(
+    url: str,
+    queue: str = TRAIN_QUEUE,
+    *,
+    allowed: Iterable[str] = DEFAULT_ALLOWED,
+    name: str | None = None,
+    worker_ttl: int = DEFAULT_WORKER_TTL,
+) -> Worker:
+    """The forking rq Worker of `lq trainer`, with the JSON serializer and the module allowlist."""
+    # rq stores bytes and decodes itself; it needs a client without decode_responses.
+    connection = redis.Redis.from_url(url)
+    check_rq_support(connection, url)
+    return Worker(
+        [queue],
+        connection=connection,
+        serializer=JSONSerializer,
+        job_class=allowlisted_job_class(allowed),
+        name=name or f"lq-trainer-{socket.gethostname()}-{os.getpid()}",
+        worker_ttl=worker_ttl,
+    )
+
+
+@click.command("trainer")
+@click.option(
+    "--redis-url",
+    envvar="LQ_REDIS_URL",
+    default=None,
+    help="Redis URL (env LQ_REDIS_URL, then REDIS_URL; default redis://127.0.0.1:6379/0).",
+)
+@click.option("--queue", "queue_name", default=TRAIN_QUEUE, show_default=True, help="The rq queue to work on.")
+@click.option("--burst", is_flag=True, help="Exit once the queue is empty instead of waiting for jobs.")
+@click.option(
+    "--allow",
+    "allowed",
+    multiple=True,
+    default=DEFAULT_ALLOWED,
+    show_default=True,
+    help="Module whose functions jobs may run (repeatable; replaces the default).",
+)
+@click.option("--name", default=None, help="Worker name. Default: lq-trainer-<host>-<pid>.")
+@click.option(
+    "--worker-ttl",
+    type=click.IntRange(min=20),
+    default=DEFAULT_WORKER_TTL,
+    show_default=True,
+    help="Seconds a dead trainer stays registered as listening.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default="INFO",
+    show_default=True,
+)
+def trainer_command(
+    redis_url: str | None,
+    queue_name: str,
+    burst: bool,
+    allowed: tuple[str, ...],
+    name: str | None,
+    worker_ttl: int,
+    log_level: str,
+) -> None:
+    """Run training jobs (SFT fine-tuning) from an rq queue, each in a forked process."""
+    url = redis_url_or_default(redis_url)
+    try:
+        worker = build_worker(url, queue_name, allowed=allowed, name=name, worker_ttl=worker_ttl)
+    except (RuntimeError, ValueError, redis.RedisError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"trainer {worker.name} on queue {queue_name!r} at {describe(url)}; allowed modules: {', '.join(allowed)}",
+        err=True,
+    )
+    worker.work(burst=burst, logging_level=log_level.upper())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    trainer_command()
