@@ -2,7 +2,7 @@
 
     lq trainer --redis-url redis://gpu-box-redis:6379/0          # or python -m algorithms.trainer_worker
 
-Jobs travel as JSON (rq's JSONSerializer), never pickle, and only functions of allowed modules run:
+Jobs travel as JSON (rq's JSONSerializer, not its binary default), and only functions of allowed modules run:
 with rq, whoever can write to Redis names the function a worker imports and calls, so the trainer
 refuses any job whose function lives outside `--allow` (default: the SFT job's module).
 """
