@@ -66,8 +66,8 @@ def configure_logging(level: str, name: str) -> None:
     )
 
 
-async def serve(settings: WorkerSettings, agent: LitAgent[Any], hooks: list[Hook]) -> int:
-    """Run one worker until it is stopped; returns how many agent threads are still running."""
+async def serve(settings: WorkerSettings, agent: LitAgent[Any], hooks: list[Hook]) -> None:
+    """Run one worker until it is stopped."""
     store = RedisLightningStore(
         os.environ.get("LQ_REDIS_URL"),
         namespace=settings.namespace,
@@ -100,8 +100,18 @@ async def serve(settings: WorkerSettings, agent: LitAgent[Any], hooks: list[Hook
         await worker.run()
     finally:
         watcher.cancel()
-        await store.aclose()
-    return worker.abandoned_threads
+        await asyncio.wait([asyncio.create_task(store.aclose())], timeout=2.0)
+    leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and t is not watcher]
+    if worker.abandoned_threads or leftover:
+        # A sync agent thread that never returns, or a Redis call stuck on a dead server, would keep the
+        # process alive (asyncio.run awaits leftover tasks). All that matters is stored or will be reclaimed.
+        logger.warning(
+            "exiting with %d agent threads and %d Redis calls still running",
+            worker.abandoned_threads,
+            len(leftover),
+        )
+        logging.shutdown()
+        os._exit(0)
 
 
 async def _watch_supervisor(worker: Worker) -> None:
@@ -131,10 +141,5 @@ def main() -> int:
     except AgentLoadError as exc:
         logger.error("%s", exc)
         return EXIT_CONFIG
-    stuck_threads = asyncio.run(serve(settings, agent, hooks))
-    if stuck_threads:
-        # A sync agent thread that never returns would keep the interpreter alive at exit.
-        logger.warning("exiting with %d agent threads still running (sync agents cannot be interrupted)", stuck_threads)
-        logging.shutdown()
-        os._exit(0)
+    asyncio.run(serve(settings, agent, hooks))
     return 0

@@ -12,7 +12,7 @@ import re
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -35,6 +35,8 @@ T = TypeVar("T")
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
 # What a background loop survives (logged, retried on its next tick).
 REDIS_ERRORS: tuple[type[Exception], ...] = (RedisError, OSError)
+# How long shutdown waits for background Redis calls (redis-py's own retries can take seconds).
+_SHUTDOWN_WAIT = 2.0
 _INVALID_ID_CHARS = re.compile(r"[^A-Za-z0-9_.@=+-]")
 
 
@@ -107,7 +109,7 @@ class _Running:
 class _Backoff:
     first: float = 0.5
     cap: float = 10.0
-    current: float = field(default=0.0)
+    current: float = 0.0
 
     def next(self) -> float:
         self.current = self.first if self.current == 0 else min(self.cap, self.current * 2)
@@ -187,6 +189,7 @@ class Worker:
         self._stop = asyncio.Event()
         self._hard_stop = asyncio.Event()
         self._closing = asyncio.Event()
+        self._report_soon = asyncio.Event()
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="lq-agent")
         self._probe = ProcessProbe()
 
@@ -226,22 +229,32 @@ class Worker:
             self.lease_seconds,
             self.store.namespace,
         )
+        claimer = asyncio.create_task(self._claim_loop(), name="lq-claim")
         try:
-            await self._claim_loop()
+            await _wait_any(self._stop, tasks=[claimer])
+            # A claim in progress returns within its block time, unless Redis is unreachable: then a
+            # stopping worker does not wait for it (an entry it read meanwhile is reclaimed, not lost).
+            await _settle([claimer], self.claim_block_ms / 1000 + 1.0, "claim")
+            error = claimer.exception() if claimer.done() and not claimer.cancelled() else None
+            if error is not None:
+                raise error
             self.state = "draining"
             await self._drain()
         finally:
             self.state = "stopped"
             # The loops end at their next tick; cancelling one inside a Redis call could wedge its client.
             self._closing.set()
-            await asyncio.gather(*background, return_exceptions=True)
-            try:
-                await self._report()
-            except REDIS_ERRORS as exc:
-                logger.warning("worker %s: final telemetry not sent: %s", self.worker_id, exc)
+            await _settle(background, _SHUTDOWN_WAIT, "background")
+            await _settle([asyncio.create_task(self._final_report())], _SHUTDOWN_WAIT, "final telemetry")
             self._executor.shutdown(wait=False, cancel_futures=True)
         logger.info("worker %s: stopped; %s", self.worker_id, asdict(self.totals))
         return self.totals
+
+    async def _final_report(self) -> None:
+        try:
+            await self._report()
+        except REDIS_ERRORS as exc:
+            logger.warning("worker %s: final telemetry not sent: %s", self.worker_id, exc)
 
     # --- claiming ---------------------------------------------------------------------------------
     def _quota_left(self) -> int | None:
@@ -304,11 +317,12 @@ class Worker:
             else:
                 await self._explain_loss(run)
         except LeaseLost as exc:
-            run.lost = str(exc)
-            self.totals.lost += 1
+            self._lose(run, str(exc))
             await self._explain_loss(run)
         finally:
             self._inflight.pop(run.entry_id, None)
+            if not self._inflight:
+                self._report_soon.set()  # so `lq status` shows an idle worker's totals without waiting
             if run.thread is not None and not run.thread.done():
                 # The agent's thread cannot be interrupted: its slot stays taken until it returns.
                 self._abandoned_threads += 1
@@ -501,6 +515,7 @@ class Worker:
         return not self._closing.is_set()
 
     async def _renew_loop(self) -> None:
+        health = _Health(f"worker {self.worker_id}: lease renewal")
         while await self._tick(self.renew_seconds):
             runs = [r for r in self._inflight.values() if not r.finishing and r.lost is None]
             if not runs:
@@ -508,12 +523,13 @@ class Worker:
             try:
                 held = await self.store.renew_leases(self.worker_id, [r.entry_id for r in runs])
             except REDIS_ERRORS as exc:
-                logger.warning("worker %s: renewing %d leases failed: %s", self.worker_id, len(runs), exc)
+                health.failed(exc)
                 now = time.monotonic()
                 for run in runs:
                     if now - run.renewed_at > self.lease_seconds:
                         self._lose(run, f"its lease could not be renewed for {self.lease_seconds}s ({exc})")
                 continue
+            health.ok()
             now = time.monotonic()
             for run in runs:
                 if run.entry_id in held:
@@ -522,8 +538,10 @@ class Worker:
                     self._lose(run, "its stream entry was reclaimed or its attempt ended by the watchdog")
 
     def _lose(self, run: _Running, why: str) -> None:
-        run.lost = why
-        self.totals.lost += 1
+        # Both the renew loop and a failing write may find out; the first one counts.
+        if run.lost is None:
+            run.lost = why
+            self.totals.lost += 1
         run.interrupt()
 
     async def _sweep_loop(self) -> None:
@@ -541,13 +559,18 @@ class Worker:
     async def _heartbeat_loop(self) -> None:
         health = _Health(f"worker {self.worker_id}: telemetry")
         while True:
+            self._report_soon.clear()
             try:
                 await self._report()
             except REDIS_ERRORS as exc:
                 health.failed(exc)
             else:
                 health.ok()
-            if not await self._tick(self.heartbeat_seconds):
+            # At most one report a second, however often the worker falls idle.
+            if not await self._tick(min(1.0, self.heartbeat_seconds)):
+                return
+            await _wait_any(self._closing, self._report_soon, timeout=max(0.0, self.heartbeat_seconds - 1.0))
+            if self._closing.is_set():
                 return
 
     def telemetry(self) -> dict[str, Any]:
@@ -564,6 +587,15 @@ class Worker:
 
     async def _report(self) -> None:
         await self.store.update_worker(self.worker_id, self.telemetry())
+
+
+async def _settle(tasks: Sequence[asyncio.Task[Any]], timeout: float, what: str) -> None:
+    """Give `tasks` up to `timeout` to end; leave the rest running (never cancel a Redis call midway)."""
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=timeout)
+    if pending:
+        logger.warning("not waiting for %d %s call(s) still pending: is Redis unreachable?", len(pending), what)
 
 
 async def _wait_any(
