@@ -2,6 +2,9 @@
 
 lq worker --agent workers.examples:echo -n 2 --concurrency 4     # workers
 python -m workers.examples --tasks 20                             # enqueue 20 tasks, wait, report
+
+lq worker --agent workers.examples:math_agent --concurrency 4    # an agent that asks an LLM
+python -m workers.examples --llm http://127.0.0.1:8100/v1 --model policy   # through `lq proxy`
 """
 
 from __future__ import annotations
@@ -10,9 +13,10 @@ import argparse
 import asyncio
 import json
 import re
+import time
 from typing import Any
 
-from lightning_queue import LLM, EnqueueRolloutRequest, RedisLightningStore
+from lightning_queue import LLM, EnqueueRolloutRequest, ProxyLLM, RedisLightningStore
 from lightning_queue.reward import emit_reward, find_final_reward
 from lightning_queue.semconv import OBJECT_JSON, OBJECT_TYPE, SPAN_OBJECT
 from lightning_queue.types import SpanCoreFields
@@ -50,6 +54,7 @@ async def math_agent(task: dict[str, Any], llm: LLM) -> float:
             {"role": "user", "content": str(task["question"])},
         ],
         temperature=float(llm.sampling_parameters.get("temperature", 0.0)),
+        max_tokens=int(llm.sampling_parameters.get("max_tokens", 256)),
     )
     match = _ANSWER.search(reply.choices[0].message.content or "")
     if match is None:
@@ -60,14 +65,52 @@ async def math_agent(task: dict[str, Any], llm: LLM) -> float:
         return 0.0
 
 
-async def feed(url: str | None, namespace: str, tasks: int, timeout: float) -> int:
-    """Enqueue `tasks` echo tasks, wait for them and print a summary; returns how many succeeded."""
+async def wait_for_llm(base_url: str, model: str, timeout: float) -> None:
+    """Wait until one chat completion goes through `base_url` (a proxy answers before its model is up)."""
+    import aiohttp
+
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        while True:
+            try:
+                async with session.post(f"{base_url.rstrip('/')}/chat/completions", json=body) as reply:
+                    if reply.status == 200:
+                        return
+                    why = f"HTTP {reply.status}"
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                why = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no completion from {base_url} within {timeout:.0f}s (last: {why})")
+            await asyncio.sleep(1.0)
+
+
+def _tasks(n: int, with_llm: bool) -> list[dict[str, Any]]:
+    if with_llm:
+        return [{"question": f"What is {i} + {2 * i + 1}?", "target": 3 * i + 1} for i in range(n)]
+    return [{"i": i, "reward": i % 2} for i in range(n)]
+
+
+async def feed(
+    url: str | None, namespace: str | None, tasks: int, timeout: float, llm: str | None = None, model: str = "policy"
+) -> int:
+    """Enqueue `tasks` tasks, wait for them and print a summary; returns how many succeeded.
+
+    With `llm` (an `lq proxy` URL), the tasks are questions for `math_agent` and the proxy is
+    registered as the `ProxyLLM` resource their rollouts are pinned to.
+    """
     store = RedisLightningStore(url, namespace=namespace)
     try:
-        requests = [EnqueueRolloutRequest(input={"i": i, "reward": i % 2}) for i in range(tasks)]
+        resources_id = None
+        if llm is not None:
+            print(f"waiting for {llm} to answer")
+            await wait_for_llm(llm, model, timeout)
+            update = await store.add_resources({"main_llm": ProxyLLM(endpoint=llm, model=model)})
+            resources_id = update.resources_id
+        requests = [EnqueueRolloutRequest(input=t, resources_id=resources_id) for t in _tasks(tasks, llm is not None)]
         queued = await store.enqueue_many_rollouts(requests)
         ids = [r.rollout_id for r in queued]
-        print(f"enqueued {len(ids)} rollouts in namespace {namespace!r}; waiting up to {timeout:.0f}s")
+        print(f"enqueued {len(ids)} rollouts in namespace {store.namespace!r}; waiting up to {timeout:.0f}s")
         done = await store.wait_for_rollouts(rollout_ids=ids, timeout=timeout)
         succeeded = [r for r in done if r.status == "succeeded"]
         rewards = [find_final_reward((await store.query_spans(r.rollout_id, "latest")).items) for r in succeeded]
@@ -79,13 +122,15 @@ async def feed(url: str | None, namespace: str, tasks: int, timeout: float) -> i
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Feed echo tasks to `lq worker --agent workers.examples:echo`.")
+    parser = argparse.ArgumentParser(description="Feed tasks to `lq worker --agent workers.examples:echo|math_agent`.")
     parser.add_argument("--tasks", type=int, default=20)
+    parser.add_argument("--llm", default=None, help="an `lq proxy` base URL: enqueue questions for math_agent")
+    parser.add_argument("--model", default="policy", help="the model name the proxy serves (with --llm)")
     parser.add_argument("--redis-url", default=None, help="default: LQ_REDIS_URL, REDIS_URL, 127.0.0.1:6379")
-    parser.add_argument("--namespace", default="default")
+    parser.add_argument("--namespace", default=None, help="default: LQ_NAMESPACE, else 'default'")
     parser.add_argument("--timeout", type=float, default=120.0)
     args = parser.parse_args(argv)
-    succeeded = asyncio.run(feed(args.redis_url, args.namespace, args.tasks, args.timeout))
+    succeeded = asyncio.run(feed(args.redis_url, args.namespace, args.tasks, args.timeout, args.llm, args.model))
     return 0 if succeeded == args.tasks else 1
 
 
