@@ -199,3 +199,16 @@ async def test_sigterm_past_the_grace_period_releases_rollouts_for_another_worke
     for rid in ids:
         assert [a.status for a in (await observer.query_attempts(rid)).items] == ["unresponsive", "succeeded"]
     assert await observer.pending_entries() == 0
+
+
+async def test_processes_exit_after_max_rollouts_and_the_pool_with_them(
+    start_pool: Any, observer: RedisLightningStore
+) -> None:
+    ids = [(await observer.enqueue_rollout({"sleep": 0.05})).rollout_id for _ in range(4)]
+    pool = start_pool(processes=2, concurrency=1, extra=("--max-rollouts", "2"))
+
+    assert await pool.wait(30) == 0
+    done = await observer.wait_for_rollouts(rollout_ids=ids, timeout=0)
+    assert [r.status for r in done] == ["succeeded"] * 4
+    assert pool.log().count("done (max-rollouts reached)") == 2
+    assert "restarting" not in pool.log()
