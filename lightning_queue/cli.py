@@ -18,6 +18,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("workers.cli:worker_command", "Start a pool of worker processes that run an agent."),
     "proxy": ("lightning_queue.llm_proxy.cli:proxy_command", "Serve the LLM proxy that records calls as spans."),
     "demo": ("algorithms.demo:demo_command", "The main job: train SmolLM2-135M with REINFORCE, before/after table."),
+    "trainer": (
+        "algorithms.trainer_worker:trainer_command",
+        "Run fine-tuning jobs from the rq queue lq-train, each in a forked process.",
+    ),
     "serve-model": (
         "lightning_queue.model_server.cli:serve_model_command",
         "Serve a small Hugging Face model over an OpenAI-compatible API.",

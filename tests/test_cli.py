@@ -15,7 +15,7 @@ from lightning_queue.cli import main
 def test_help_lists_every_command() -> None:
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0
-    for name in ("status", "worker", "proxy", "serve-model"):
+    for name in ("status", "worker", "proxy", "serve-model", "demo", "trainer"):
         assert name in result.output
 
 
@@ -67,3 +67,12 @@ def test_status_with_malformed_url_fails_without_leaking_the_password() -> None:
     assert result.exit_code == 1
     assert "malformed Redis URL" in result.output
     assert "hunter2" not in result.output
+
+
+def test_every_lazy_command_loads_and_has_help() -> None:
+    from lightning_queue.cli import LAZY_COMMANDS
+
+    for name in LAZY_COMMANDS:
+        result = CliRunner().invoke(main, [name, "--help"])
+        assert result.exit_code == 0, f"lq {name} --help: {result.output}"
+        assert "Usage:" in result.output
