@@ -156,3 +156,20 @@ async def test_idle_claim_waits_its_block_time_instead_of_spinning(make_store: S
     started = loop.time()
     assert await store.claim(consumer="idle", count=1, block_ms=300) == []
     assert loop.time() - started >= 0.25
+
+
+async def test_claim_recreates_the_group_after_redis_lost_it(make_store: StoreFactory) -> None:
+    store = make_store()
+    assert await store.claim(consumer="w1", count=1, block_ms=10) == []
+    await store.purge()  # as after a restart without persistence: stream and group are gone
+    assert await store.claim(consumer="w1", count=1, block_ms=10) == []
+    rollout = await make_store().enqueue_rollout("after the restart")
+    [claim] = await store.claim(consumer="w1", count=1, block_ms=100)
+    assert claim.rollout.rollout_id == rollout.rollout_id
+
+
+async def test_a_long_debounce_does_not_silence_other_sweepers(make_store: StoreFactory) -> None:
+    reader = make_store(scan_debounce_seconds=3600)
+    await reader.get_rollout_by_id("ro-none")  # its lazy sweep takes the cross-process lock
+    ttl_ms = await reader._redis.pttl(reader.keys.prefix + "lock:sweep")
+    assert 0 < ttl_ms <= 10_000

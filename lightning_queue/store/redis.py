@@ -61,6 +61,7 @@ from .scripts import SCRIPT_NAMES, script_source
 logger = logging.getLogger(__name__)
 
 GROUP = "workers"
+SWEEP_LOCK_MAX_SECONDS = 10.0
 _NOTFOUND = "NOTFOUND "
 _resources_adapter: Any = None
 
@@ -195,7 +196,9 @@ class RedisLightningStore(LightningStore):
 
         Returns (verdicts, reclaimed entries); (-1, 0) if another process swept within the debounce window.
         """
-        lock_ms = 0 if force else int(self.scan_debounce_seconds * 1000)
+        # The lock only spaces sweeps across processes; a reader with a long debounce (`lq status`)
+        # must not silence everyone else's watchdog, so its TTL is capped.
+        lock_ms = 0 if force else int(min(self.scan_debounce_seconds, SWEEP_LOCK_MAX_SECONDS) * 1000)
         lease_ms = int(self.lease_seconds * 1000) if self.lease_seconds else 0
         verdicts, reclaimed = await self._run("sweep", lock_ms, lease_ms, "reaper")
         self._last_sweep = time.monotonic()
@@ -596,7 +599,16 @@ class RedisLightningStore(LightningStore):
         await lc.ensure_group(self.keys.queue)
         started = time.monotonic()
         block_ms = max(1, block_ms)
-        reply = await lc.blocking.xreadgroup(GROUP, consumer, {self.keys.queue: ">"}, count=count, block=block_ms)
+        try:
+            reply = await lc.blocking.xreadgroup(GROUP, consumer, {self.keys.queue: ">"}, count=count, block=block_ms)
+        except ResponseError as exc:
+            # Redis says NOGROUP; fakeredis says the key must exist.
+            if "NOGROUP" not in str(exc) and "requires the key to exist" not in str(exc):
+                raise
+            # Redis came back empty (restart without persistence, or a purge): make the group again.
+            lc.group_ready = False
+            await lc.ensure_group(self.keys.queue)
+            reply = await lc.blocking.xreadgroup(GROUP, consumer, {self.keys.queue: ">"}, count=count, block=block_ms)
         waited_ms = (time.monotonic() - started) * 1000
         if not reply and waited_ms < block_ms / 2:
             # fakeredis (the embedded server) answers XREADGROUP BLOCK at once; wait on XREAD instead so
@@ -923,7 +935,7 @@ class _LoopClient:
     def __init__(self, redis_client: aioredis.Redis) -> None:
         self.redis = redis_client
         self._scripts: dict[str, AsyncScript] = {}
-        self._group_ready = False
+        self.group_ready = False
 
     def script(self, name: str) -> AsyncScript:
         script = self._scripts.get(name)
@@ -939,14 +951,14 @@ class _LoopClient:
         return self.redis
 
     async def ensure_group(self, queue: str) -> None:
-        if self._group_ready:
+        if self.group_ready:
             return
         try:
             await self.redis.xgroup_create(queue, GROUP, id="0", mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
-        self._group_ready = True
+        self.group_ready = True
 
 
 async def _batched(iterator: Any, size: int) -> Any:
