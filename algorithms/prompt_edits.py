@@ -125,11 +125,11 @@ def edit_messages(template: str, critique: str) -> list[dict[str, str]]:
 
 @dataclass(frozen=True)
 class Proposal:
-    """The outcome of one critique and edit: a usable `template`, or the `rejected` reason."""
+    """One critique and edit: the edited template (if the editor answered) and, if unusable, why."""
 
     critique: str | None
-    template: str | None
-    rejected: str | None
+    edit: str | None
+    rejected: str | None = None
 
 
 class PromptEditor:
@@ -167,10 +167,7 @@ class PromptEditor:
         except OpenAIError as exc:
             return Proposal(critique, None, f"the edit call failed: {type(exc).__name__}: {exc}")
         edited = extract_template(reply)
-        problem = problem_with_edit(edited, template, max_chars=self.max_prompt_chars)
-        if problem is not None:
-            return Proposal(critique, None, problem)
-        return Proposal(critique, edited, None)
+        return Proposal(critique, edited, problem_with_edit(edited, template, max_chars=self.max_prompt_chars))
 
     async def _ask(self, model: str, messages: list[dict[str, str]]) -> str:
         reply: Any = await self.client.chat.completions.create(

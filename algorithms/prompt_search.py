@@ -28,7 +28,7 @@ from lightning_queue.store.base import LightningStore
 from lightning_queue.types import NamedResources
 
 from .progress import Progress
-from .prompt_edits import PromptEditor, placeholders
+from .prompt_edits import PromptEditor, Proposal, placeholders
 from .prompt_eval import Candidate, Evaluation, PromptEvaluator
 
 if TYPE_CHECKING:
@@ -255,17 +255,19 @@ class _BeamSearch:
         train_rewards = [r.reward or 0.0 for evaluation, _ in expansions for r in evaluation.results]
         known = {c.template: c.version for c in beam}
         fresh: list[Candidate] = []
-        rejections: list[dict[str, str]] = []
-        for (_evaluation, outcome), parent in zip(expansions, parents, strict=True):
-            if isinstance(outcome, str):
-                rejections.append({"parent": parent.version, "reason": outcome})
-            elif outcome.template in known:
-                reason = f"duplicate of {known[outcome.template]}"
+        rejections: list[dict[str, str | None]] = []
+        for (_evaluation, proposal), parent in zip(expansions, parents, strict=True):
+            reason = proposal.rejected
+            if reason is None and proposal.edit in known:
+                reason = f"duplicate of {known[proposal.edit]}"
+            if reason is not None or proposal.edit is None:
+                reason = reason or "the editor gave no template"
                 logger.info("round %d: edit of %s rejected: %s", round_number, parent.version, reason)
-                rejections.append({"parent": parent.version, "reason": reason})
-            else:
-                known[outcome.template] = outcome.version
-                fresh.append(outcome)
+                rejections.append({"parent": parent.version, "reason": reason, "edit": _clip(proposal.edit, 300)})
+                continue
+            candidate = self._candidate(proposal.edit, parent, proposal.critique)
+            known[candidate.template] = candidate.version
+            fresh.append(candidate)
         pool = beam + fresh
         batch = next(val_batches)
         self.evaluator.begin_phase()
@@ -304,16 +306,11 @@ class _BeamSearch:
         self.progress.advance(f"round {round_number}: best {best.val_score:.3f} ({best.version})")
         return new_beam
 
-    async def _expand(self, parent: Candidate, batch: Sequence[Any]) -> tuple[Evaluation, Candidate | str]:
-        """Run the parent on a train batch and ask for an edit; the new candidate, or why there is none."""
+    async def _expand(self, parent: Candidate, batch: Sequence[Any]) -> tuple[Evaluation, Proposal]:
+        """Run the parent on a train batch, show some results to the critic, and ask for an edit."""
         evaluation = await self.evaluator.evaluate(parent, batch, "train")
         shown = self.rng.sample(evaluation.results, min(self.cfg.critique_samples, len(evaluation.results)))
-        proposal = await self.editor.propose(parent.template, shown)
-        if proposal.template is None:
-            reason = proposal.rejected or "no template in the reply"
-            logger.info("edit of %s rejected: %s", parent.version, reason)
-            return evaluation, reason
-        return evaluation, self._candidate(proposal.template, parent, proposal.critique)
+        return evaluation, await self.editor.propose(parent.template, shown)
 
     def _log(self, record: dict[str, Any]) -> None:
         self.owner.history.append(record)

@@ -137,6 +137,8 @@ async def test_unusable_edits_are_rejected_and_the_seed_stays_best(store: RedisL
         "identical to its parent",
     ):
         assert expected in reasons
+    # The rejected text is kept for diagnosis.
+    assert "Review: {text}\nGold label: {label}" in [r["edit"] for r in record["rejections"]]
 
 
 @pytest.mark.slow
