@@ -1,20 +1,24 @@
-"""Wire a REINFORCE run: store, inference server, proxy, local workers, and the Trainer."""
+"""Wire a training run: store, inference server, proxy, local workers and the Trainer.
+
+REINFORCE and SFT share it: both train the served policy and reload the server between iterations.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lightning_queue import LLMProxy, LlmProxyTraceToTriplet, RedisLightningStore, Trainer
+from lightning_queue.algorithm import Algorithm
 
-from .reinforce import Reinforce, ReinforceConfig
 from .reloaders import LocalServerReloader, Reloader, VllmReloader
-from .serving import ModelServerProcess, free_port
+from .serving import ModelServerProcess, free_port, wait_until_healthy
 
 logger = logging.getLogger(__name__)
 
@@ -23,23 +27,47 @@ POLICY_MODEL = "policy"
 
 @dataclass
 class Upstream:
-    """Where rollouts' LLM calls are served: the local model server, or vLLM on a GPU machine."""
+    """Where rollouts' LLM calls are served.
 
-    kind: str = "local"  # "local" | "vllm"
+    kind: "local" starts `lq serve-model`; "vllm" restarts `vllm serve` per checkpoint (GPU machines);
+        "external" uses an `lq serve-model` already running at `base_url` (e.g. a Procfile's).
+    """
+
+    kind: str = "local"
+    base_url: str | None = None
     model_server_threads: int = 1
     vllm_port: int | None = None
     vllm_args: tuple[str, ...] = ()
     vllm_executable: tuple[str, ...] = ("vllm",)
 
+    def model_entry(self, url: str) -> dict[str, Any]:
+        """The proxy's model list entry for the policy served at `url`."""
+        if self.kind == "vllm":
+            # vLLM (>= 0.10.2) returns token ids only when asked; it serves under our policy name.
+            return {
+                "name": POLICY_MODEL,
+                "base_url": url,
+                "model": POLICY_MODEL,
+                "extra_body": {"return_token_ids": True},
+            }
+        # `lq serve-model` answers to the alias "default" whatever checkpoint it serves.
+        return {"name": POLICY_MODEL, "base_url": url, "model": "default"}
+
 
 @contextlib.contextmanager
-def serving(upstream: Upstream, model_dir: str | None) -> Iterator[tuple[str, Reloader, Any]]:
-    """Start the inference server; yield its /v1 URL, the reloader for checkpoints, and a stopper."""
+def serving(upstream: Upstream, model_dir: str | None) -> Iterator[tuple[str, Reloader]]:
+    """Make the policy servable; yield its /v1 URL and the reloader that swaps in checkpoints."""
     if upstream.kind == "local":
         with ModelServerProcess(model_dir, threads=upstream.model_server_threads) as server:
-            yield server.url, LocalServerReloader(server.url), server
-        return
-    if upstream.kind == "vllm":
+            yield server.url, LocalServerReloader(server.url)
+    elif upstream.kind == "external":
+        if not upstream.base_url:
+            raise ValueError("an external upstream needs base_url (the /v1 URL of a running lq serve-model)")
+        # Started beside us (a Procfile starts everything at once): wait until it serves.
+        root = upstream.base_url.rstrip("/").removesuffix("/v1")
+        wait_until_healthy(f"{root}/health", timeout=600)
+        yield upstream.base_url, LocalServerReloader(upstream.base_url)
+    elif upstream.kind == "vllm":
         from lightning_queue.model_server import resolve_default_model_dir
 
         vllm = VllmReloader(
@@ -48,66 +76,73 @@ def serving(upstream: Upstream, model_dir: str | None) -> Iterator[tuple[str, Re
             extra_args=upstream.vllm_args,
             executable=upstream.vllm_executable,
         )
-        import asyncio
-
         asyncio.run(vllm.load(Path(model_dir) if model_dir else resolve_default_model_dir()))
         try:
-            yield vllm.base_url, vllm, vllm
+            yield vllm.base_url, vllm
         finally:
             asyncio.run(vllm.stop())
-        return
-    raise ValueError(f"upstream must be 'local' or 'vllm', got {upstream.kind!r}")
+    else:
+        raise ValueError(f"upstream must be 'local', 'external' or 'vllm', got {upstream.kind!r}")
 
 
-def run_reinforce(
-    config: ReinforceConfig,
+def run_training(
+    make_algorithm: Callable[[Reloader], Algorithm],
     agent: Any,
     train: list[Any],
-    val: list[Any],
+    val: list[Any] | None = None,
     *,
+    model_dir: str | None = None,
     upstream: Upstream | None = None,
+    use_proxy: bool = True,
     n_workers: int = 2,
     worker_concurrency: int = 4,
     redis_url: str | None = None,
     namespace: str | None = None,
     keep_data: bool = False,
 ) -> dict[str, Any]:
-    """Run REINFORCE end to end and return its result (held-out reward before/after, per-iteration metrics)."""
+    """Serve the policy, run the algorithm through a Trainer with `n_workers` local workers, clean up.
+
+    With `use_proxy=False` no proxy is started here: the algorithm publishes an external `lq proxy`
+    (which must record into the same namespace) and reloads the server itself.
+    """
     upstream = upstream or Upstream()
-    store = RedisLightningStore(redis_url, namespace=namespace or f"reinforce-{uuid.uuid4().hex[:8]}")
-    with serving(upstream, config.model_dir) as (url, reloader, _server):
-        # The served model returns token ids itself; vLLM needs to be asked for them.
-        extra = {"return_token_ids": True} if upstream.kind == "vllm" else {}
-        proxy = LLMProxy(
-            model_list=[{"name": POLICY_MODEL, "base_url": url, "model": _served_name(upstream), "extra_body": extra}]
-        )
-        algorithm = Reinforce(config, reloader)
-        trainer = Trainer(
-            algorithm=algorithm,
-            store=store,
-            llm_proxy=proxy,
-            adapter=LlmProxyTraceToTriplet(),
-            n_workers=n_workers,
-            worker_concurrency=worker_concurrency,
-        )
-        try:
+    store = RedisLightningStore(redis_url, namespace=namespace or f"train-{uuid.uuid4().hex[:8]}")
+    try:
+        with serving(upstream, model_dir) as (url, reloader):
+            proxy = LLMProxy(model_list=[upstream.model_entry(url)]) if use_proxy else None
+            trainer = Trainer(
+                algorithm=make_algorithm(reloader),
+                store=store,
+                llm_proxy=proxy,
+                adapter=LlmProxyTraceToTriplet(),
+                n_workers=n_workers,
+                worker_concurrency=worker_concurrency,
+            )
             result: dict[str, Any] = trainer.fit(agent, train, val_dataset=val)
-        finally:
-            if not keep_data:
-                _purge(store)
+    finally:
+        if not keep_data:
+            purge_quietly(store)
     result["namespace"] = store.namespace
     return result
 
 
-def _served_name(upstream: Upstream) -> str:
-    # `lq serve-model` answers to the alias "default" whatever checkpoint it serves.
-    return "default" if upstream.kind == "local" else POLICY_MODEL
+def purge_quietly(store: RedisLightningStore) -> None:
+    """Delete the run's namespace; a failure here is logged, never raised over the run's own outcome."""
 
-
-def _purge(store: RedisLightningStore) -> None:
-    import asyncio
+    async def purge() -> None:
+        try:
+            await store.purge()
+        finally:
+            await store.aclose()
 
     try:
-        asyncio.run(store.purge())
-    except Exception as exc:  # cleanup only; the run's own outcome matters more
+        asyncio.run(purge())
+    except Exception as exc:
         logger.warning("could not purge namespace %s: %s", store.namespace, exc)
+
+
+def setup_logging() -> None:
+    """INFO logs for a training script, without a line per HTTP request."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("aiohttp.access", "httpx", "httpx2", "lightning_queue.llm_proxy"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

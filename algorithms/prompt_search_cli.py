@@ -20,6 +20,7 @@ import click
 
 from lightning_queue import LLMProxy, RedisLightningStore, TraceToMessages, Trainer
 
+from .launch import setup_logging
 from .prompt_edits import placeholders
 from .prompt_search import PromptSearch, PromptSearchConfig
 from .prompt_tasks import SEED_TEMPLATE, make_tasks
@@ -79,9 +80,7 @@ def prompt_search_command(
     as_json: bool,
 ) -> None:
     """APO-style beam search for the prompt of a review-labelling agent; prints the seed's and the best's score."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("aiohttp.access", "httpx", "httpx2", "lightning_queue.llm_proxy"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    setup_logging()
     if base_url is not None and model is None:
         raise click.UsageError("--base-url needs --model (the model name that API serves)")
     if critic_base_url is not None and critic_model is None:

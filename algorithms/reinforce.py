@@ -29,8 +29,9 @@ from typing import Any
 from lightning_queue import LLMProxy, LlmProxyTraceToTriplet, find_final_reward, with_llm_proxy, with_store
 from lightning_queue.algorithm import Algorithm, batch_iter_over_dataset
 from lightning_queue.store.base import LightningStore
-from lightning_queue.types import EnqueueRolloutRequest, RolloutConfig, RolloutMode
+from lightning_queue.types import EnqueueRolloutRequest, ProxyLLM, RolloutConfig, RolloutMode
 
+from .launch import POLICY_MODEL
 from .policy import PolicyTrainer, Sample, samples_from_triplets
 from .progress import Progress
 from .reloaders import Reloader
@@ -55,6 +56,7 @@ class ReinforceConfig:
     torch_threads: int | None = None
     rollout_timeout: float = 600.0
     seed: int = 0
+    proxy_url: str | None = None  # an external `lq proxy` to publish when no LLMProxy is wired
     retry: RolloutConfig = field(
         default_factory=lambda: RolloutConfig(max_attempts=2, retry_condition=["failed", "unresponsive"])
     )
@@ -94,13 +96,15 @@ class Reinforce(Algorithm):
         self.reloader = reloader
         self.history: list[dict[str, Any]] = []
 
-    @with_llm_proxy(required=True)
+    @with_llm_proxy()
     @with_store
     async def run(
-        self, store: LightningStore, llm_proxy: LLMProxy, train_dataset: Any = None, val_dataset: Any = None
+        self, store: LightningStore, llm_proxy: LLMProxy | None, train_dataset: Any = None, val_dataset: Any = None
     ) -> dict[str, Any]:
         if not train_dataset:
             raise ValueError("Reinforce needs a non-empty train_dataset")
+        if llm_proxy is None and not self.config.proxy_url:
+            raise ValueError("Reinforce needs an LLM proxy: wire an LLMProxy or set ReinforceConfig.proxy_url")
         cfg = self.config
         started = time.monotonic()
         trainer = await asyncio.to_thread(self._load_policy)
@@ -135,10 +139,12 @@ class Reinforce(Algorithm):
         )
         return PolicyTrainer(model, learning_rate=self.config.learning_rate, device=self.config.device)
 
-    async def _publish(self, store: LightningStore, llm_proxy: LLMProxy, name: str, temperature: float) -> str:
-        resource = llm_proxy.as_resource(
-            sampling_parameters={"temperature": temperature, "max_tokens": self.config.max_tokens}
-        )
+    async def _publish(self, store: LightningStore, llm_proxy: LLMProxy | None, name: str, temperature: float) -> str:
+        sampling = {"temperature": temperature, "max_tokens": self.config.max_tokens}
+        if llm_proxy is not None:
+            resource = llm_proxy.as_resource(sampling_parameters=sampling)
+        else:
+            resource = ProxyLLM(endpoint=str(self.config.proxy_url), model=POLICY_MODEL, sampling_parameters=sampling)
         return (await store.update_resources(name, {"main_llm": resource})).resources_id
 
     async def _roll_out(
@@ -179,7 +185,7 @@ class Reinforce(Algorithm):
     async def _iteration(
         self,
         store: LightningStore,
-        llm_proxy: LLMProxy,
+        llm_proxy: LLMProxy | None,
         trainer: PolicyTrainer,
         batch: list[Any],
         iteration: int,
@@ -221,7 +227,9 @@ class Reinforce(Algorithm):
         except ValueError:
             return LlmProxyTraceToTriplet()
 
-    async def evaluate(self, store: LightningStore, llm_proxy: LLMProxy, tasks: Sequence[Any], tag: str) -> Evaluation:
+    async def evaluate(
+        self, store: LightningStore, llm_proxy: LLMProxy | None, tasks: Sequence[Any], tag: str
+    ) -> Evaluation:
         """Mean reward of one rollout per held-out task, at the evaluation temperature."""
         resources_id = await self._publish(store, llm_proxy, f"policy-eval-{tag}", self.config.eval_temperature)
         finished = await self._roll_out(store, tasks, resources_id, "val")
@@ -239,3 +247,10 @@ class Reinforce(Algorithm):
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("a", encoding="utf-8") as out:
                 out.write(json.dumps({"time": time.time(), **record}) + "\n")
+
+
+if __name__ == "__main__":
+    # The command lives in its own module; this keeps `python -m algorithms.reinforce` working.
+    from algorithms.reinforce_cli import reinforce_command
+
+    reinforce_command()

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
+from .serving import healthy
+
 logger = logging.getLogger(__name__)
 
 
@@ -36,14 +38,6 @@ def _post_json(url: str, body: dict[str, object], timeout: float) -> tuple[int, 
             return int(response.status), response.read().decode()
     except urllib.error.HTTPError as error:
         return int(error.code), error.read().decode(errors="replace")
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return int(response.status) == 200
-    except OSError:
-        return False
 
 
 class LocalServerReloader:
@@ -113,7 +107,7 @@ class VllmReloader:
                 raise RuntimeError(
                     f"{' '.join(self.executable)} exited with code {self.process.returncode} while starting"
                 )
-            if await asyncio.to_thread(_healthy, url):
+            if await asyncio.to_thread(healthy, url):
                 return
             await asyncio.sleep(0.5)
         await self.stop()

@@ -13,6 +13,27 @@ from pathlib import Path
 from types import TracebackType
 
 
+def healthy(url: str) -> bool:
+    """True if GET `url` answers 200 within two seconds."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status) == 200
+    except OSError:
+        return False
+
+
+def wait_until_healthy(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll `url` until it answers; fail early if `process` (the server) exits meanwhile."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server behind {url} exited with code {process.returncode} while starting")
+        if healthy(url):
+            return
+        time.sleep(0.3)
+    raise TimeoutError(f"nothing healthy answered at {url} within {timeout:.0f}s")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -43,18 +64,12 @@ class ModelServerProcess:
         if self.model_dir is not None:
             command += ["--model", str(self.model_dir)]
         self.process = subprocess.Popen(command, start_new_session=True)
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"lq serve-model exited with code {self.process.returncode} while starting")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return self.url
-            except OSError:
-                time.sleep(0.3)
-        self.stop()
-        raise TimeoutError(f"lq serve-model did not answer on port {self.port} within {self.start_timeout:.0f}s")
+        try:
+            wait_until_healthy(f"http://127.0.0.1:{self.port}/health", self.start_timeout, self.process)
+        except BaseException:
+            self.stop()
+            raise
+        return self.url
 
     def stop(self) -> None:
         process, self.process = self.process, None

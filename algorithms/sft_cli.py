@@ -8,7 +8,6 @@ already listens on the queue. `--tasks` and `--agent` train on your own task ins
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import uuid
@@ -17,27 +16,14 @@ from typing import Any
 
 import click
 
-from lightning_queue import LLMProxy, LlmProxyTraceToTriplet, RedisLightningStore, Trainer
-
+from .launch import Upstream, run_training, setup_logging
+from .reinforce_cli import load_tasks
 from .sft import SFT, SFTConfig
 from .trainer_worker import TRAIN_QUEUE
 
 logger = logging.getLogger(__name__)
 
 BUILTIN_AGENT = "algorithms.tasks:arithmetic_agent"
-
-
-def _load_tasks(path: Path) -> list[Any]:
-    tasks = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                tasks.append(json.loads(line))
-            except ValueError as exc:
-                raise click.BadParameter(f"line {number} of {path} is not JSON: {exc}", param_hint="--tasks") from None
-    if not tasks:
-        raise click.BadParameter(f"{path} holds no tasks (one JSON value per line)", param_hint="--tasks")
-    return tasks
 
 
 @click.command("sft")
@@ -138,13 +124,11 @@ def sft_command(
     as_json: bool,
 ) -> None:
     """Rejection-sampling fine-tuning: roll out, keep the best replies by reward, fine-tune on them, repeat."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("aiohttp.access", "httpx", "lightning_queue.llm_proxy"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    setup_logging()
     if tasks_path is None and agent != BUILTIN_AGENT:
         raise click.UsageError("--agent needs --tasks: the built-in tasks are for the built-in agent")
     if tasks_path is not None:
-        tasks = _load_tasks(tasks_path)
+        tasks = load_tasks(tasks_path, "--tasks")
     else:
         from .tasks import make_tasks
 
@@ -203,41 +187,17 @@ def run_sft(
     redis_url: str | None = None,
 ) -> dict[str, Any]:
     """Serve the model, run SFT through a Trainer with local workers, purge the run's namespace."""
-    from .launch import POLICY_MODEL, Upstream, serving
-
-    store = RedisLightningStore(redis_url, namespace=f"sft-{uuid.uuid4().hex[:8]}")
-    with serving(Upstream(kind=upstream, vllm_args=vllm_args), config.model_dir) as (url, reloader, _server):
-        # `lq serve-model` answers to "default" whatever it serves; vLLM must be asked for token ids.
-        served: dict[str, Any] = {"model": "default"}
-        if upstream != "local":
-            served = {"model": POLICY_MODEL, "extra_body": {"return_token_ids": True}}
-        proxy = LLMProxy(model_list=[{"name": POLICY_MODEL, "base_url": url, **served}])
-        trainer = Trainer(
-            algorithm=SFT(config, reloader),
-            store=store,
-            llm_proxy=proxy,
-            adapter=LlmProxyTraceToTriplet(),
-            n_workers=n_workers,
-            worker_concurrency=concurrency,
-        )
-        try:
-            result: dict[str, Any] = trainer.fit(agent, tasks)
-        finally:
-            _purge(store)
-    return result
-
-
-def _purge(store: RedisLightningStore) -> None:
-    import asyncio
-
-    async def purge() -> None:
-        try:
-            await store.purge()
-        finally:
-            await store.aclose()
-
-    with contextlib.suppress(Exception):  # cleanup only; the run's own outcome matters more
-        asyncio.run(purge())
+    return run_training(
+        lambda reloader: SFT(config, reloader),
+        agent,
+        tasks,
+        model_dir=config.model_dir,
+        upstream=Upstream(kind=upstream, vllm_args=vllm_args),
+        n_workers=n_workers,
+        worker_concurrency=concurrency,
+        redis_url=redis_url,
+        namespace=f"sft-{uuid.uuid4().hex[:8]}",
+    )
 
 
 def _table(result: dict[str, Any]) -> str:

@@ -168,3 +168,52 @@ async def test_local_reloader_surfaces_a_refused_checkpoint(tmp_path: Path) -> N
     async with StandInModelServer() as model:  # it has no /v1/load: the refusal path
         with pytest.raises(RuntimeError, match="refused checkpoint"):
             await LocalServerReloader(model.url).load(tmp_path)
+
+
+@pytest.mark.slow
+async def test_reinforce_publishes_an_external_proxy_when_none_is_wired(redis_url: str, tmp_path: Path) -> None:
+    model_dir = tiny_model_dir(tmp_path / "tiny")
+    store = RedisLightningStore(redis_url, namespace=f"rf-ext-{uuid.uuid4().hex[:8]}", scan_debounce_seconds=0)
+    try:
+        async with StandInModelServer(responder=alternating_answers(), token_ids="always") as model:
+            # A proxy run by someone else (a Procfile's `lq proxy`), recording into the same namespace.
+            external = LLMProxy(
+                model_list=[{"name": "policy", "base_url": model.url, "model": model.model}], store=store
+            )
+            await external.start()
+            try:
+                config = ReinforceConfig(
+                    model_dir=str(model_dir), iterations=1, tasks_per_iteration=2, samples_per_task=2,
+                    checkpoint_dir=str(tmp_path / "ckpt"), proxy_url=external.as_resource().endpoint,
+                )  # fmt: skip
+                trainer = Trainer(algorithm=Reinforce(config, RecordingReloader()), store=store, n_workers=1)
+                result = await trainer.fit_async("algorithms.tasks:arithmetic_agent", make_tasks(2, seed=1))
+            finally:
+                await external.stop()
+    finally:
+        await store.purge()
+        await store.aclose()
+    assert result["iterations"][0]["samples"] == 4
+
+
+async def test_reinforce_without_any_proxy_is_a_clear_error(tmp_path: Path) -> None:
+    algorithm = Reinforce(ReinforceConfig(checkpoint_dir=str(tmp_path)), RecordingReloader())
+    algorithm.set_store(object())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="needs an LLM proxy"):
+        await algorithm.run(train_dataset=make_tasks(1, seed=1))
+
+
+def test_reinforce_cli_help_and_argument_errors(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from algorithms.reinforce_cli import reinforce_command
+
+    assert CliRunner().invoke(reinforce_command, ["--help"]).exit_code == 0
+    custom = CliRunner().invoke(reinforce_command, ["--agent", "my.mod:agent"])
+    assert custom.exit_code == 2 and "--train-tasks" in custom.output
+    external = CliRunner().invoke(reinforce_command, ["--upstream", "external"])
+    assert external.exit_code == 2 and "--model-server-url" in external.output
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "1+1"}\nnot json\n')
+    broken = CliRunner().invoke(reinforce_command, ["--train-tasks", str(bad), "--val-tasks", str(bad)])
+    assert broken.exit_code == 2 and "line 2" in broken.output
