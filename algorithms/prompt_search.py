@@ -203,6 +203,8 @@ class _BeamSearch:
         self.started = time.monotonic()
         self.seed = self.best = self._candidate(seed)
         owner.seed = owner.best = self.seed
+        # Every template proposed so far: one dropped from the beam is not worth scoring again.
+        self.seen = {self.seed.template: self.seed.version}
 
     def _candidate(self, template: str, parent: Candidate | None = None, critique: str | None = None) -> Candidate:
         return Candidate(f"prompt-v{next(self._versions)}", template, parent.version if parent else None, critique)
@@ -230,7 +232,7 @@ class _BeamSearch:
         return {
             "seed": asdict(seed),
             "best": asdict(best),
-            "improvement": best.val_score - (seed.val_score if seed.val_score is not None else best.val_score),
+            "improvement": None if seed.val_score is None else best.val_score - seed.val_score,
             "iterations": self.owner.history,
             "rollouts": self.evaluator.rollouts_total,
             "stopped": stopped,
@@ -253,20 +255,19 @@ class _BeamSearch:
         self.evaluator.begin_phase()
         expansions = await asyncio.gather(*(self._expand(parent, next(train_batches)) for parent in parents))
         train_rewards = [r.reward or 0.0 for evaluation, _ in expansions for r in evaluation.results]
-        known = {c.template: c.version for c in beam}
         fresh: list[Candidate] = []
         rejections: list[dict[str, str | None]] = []
         for (_evaluation, proposal), parent in zip(expansions, parents, strict=True):
             reason = proposal.rejected
-            if reason is None and proposal.edit in known:
-                reason = f"duplicate of {known[proposal.edit]}"
+            if reason is None and proposal.edit in self.seen:
+                reason = f"duplicate of {self.seen[proposal.edit]}"
             if reason is not None or proposal.edit is None:
                 reason = reason or "the editor gave no template"
                 logger.info("round %d: edit of %s rejected: %s", round_number, parent.version, reason)
                 rejections.append({"parent": parent.version, "reason": reason, "edit": _clip(proposal.edit, 300)})
                 continue
             candidate = self._candidate(proposal.edit, parent, proposal.critique)
-            known[candidate.template] = candidate.version
+            self.seen[candidate.template] = candidate.version
             fresh.append(candidate)
         pool = beam + fresh
         batch = next(val_batches)
