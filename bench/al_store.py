@@ -82,6 +82,7 @@ class ServerRole:
             read_spans=read_spans,
             rollouts=int(command["rollouts"]),
             chunk=int(command["chunk"]),
+            window=int(command["window"]),
             read_concurrency=int(command["read_concurrency"]),
             deadline_seconds=float(command["deadline_seconds"]),
         )

@@ -1,9 +1,10 @@
 """The Agent-Lightning 0.3.0 virtualenv the baseline runs in, created by the bench on first use.
 
 It pulls many packages (about 75 s here), so it lives apart from the project's venv, in
-`bench/.venv-baseline` (gitignored). `--baseline-python` or `LQ_BENCH_BASELINE_PYTHON` points at a
-prepared one instead. The OpenTelemetry stack is pinned to agentlightning 0.3.0's release month: newer
-exporters bind their endpoint at construction, which breaks its store exporter.
+`bench/.venv/agentlightning-0.3.0`: under a `.venv` directory, which git (`.gitignore`), ruff and
+pytest already skip. `--baseline-python` or `LQ_BENCH_BASELINE_PYTHON` points at a prepared one
+instead. The OpenTelemetry stack is pinned to agentlightning 0.3.0's release month: newer exporters
+bind their endpoint at construction, which breaks its store exporter.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ PINS = [
     "opentelemetry-instrumentation==0.60b1",
     "opentelemetry-semantic-conventions==0.60b1",
 ]
-DEFAULT_VENV = REPO_ROOT / "bench" / ".venv-baseline"
+DEFAULT_VENV = REPO_ROOT / "bench" / ".venv" / "agentlightning-0.3.0"
 _MARKER = ".lq-bench-ready"
 
 
@@ -48,6 +49,7 @@ def baseline_python(explicit: str | None = None, *, venv: Path = DEFAULT_VENV, c
     if not create:
         raise FileNotFoundError(f"no baseline virtualenv at {venv}; run `python -m bench lifecycle` once to create it")
     print(f"bench: creating the baseline virtualenv {venv} ({AGENTLIGHTNING}; takes a minute or two)", file=sys.stderr)
+    venv.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
     constraints = venv / "constraints.txt"
     constraints.write_text("\n".join(PINS) + "\n")

@@ -43,6 +43,7 @@ class LifecycleOptions:
     backends: tuple[str, ...] = BACKENDS
     batch: int = 8  # rollouts one worker claims (and then runs concurrently) per claim call
     chunk: int = 100  # rollouts per enqueue_many_rollouts call
+    window: int = 256  # oldest unseen rollouts named by one wait_for_rollouts call
     wait_slice: float = 0.05  # seconds per wait_for_rollouts call (or per poll of the baseline)
     read_concurrency: int = 16  # query_spans calls in flight on the algorithm side
     poll_interval: float = 0.05  # the baseline workers' sleep when the queue is empty
@@ -69,7 +70,7 @@ def _start_pool(group: ChildGroup, backend: str, k: int, opts: LifecycleOptions)
         python = baseline_python(opts.baseline_python)
         env = child_env({"LITELLM_LOCAL_MODEL_COST_MAP": "True"})
         server = group.add(
-            LineChild([python, "-m", "bench.al_store", "server"], log_path=logs / f"al-server-k{k}.log", env=env)
+            LineChild([python, "-m", "bench.al_store", "server"], log_path=logs / "al-server.log", env=env)
         )
         argv = [python, "-m", "bench.al_store", "worker"]
     else:
@@ -78,7 +79,7 @@ def _start_pool(group: ChildGroup, backend: str, k: int, opts: LifecycleOptions)
         argv = [sys.executable, "-m", "bench.worker", "--backend", backend]
     workers = []
     for i in range(k):
-        consumer = f"{backend}-k{k}-w{i}"
+        consumer = f"{backend}-w{i}"
         workers.append(
             group.add(
                 LineChild(
@@ -125,6 +126,7 @@ async def _lq_algorithm(url: str, namespace: str, opts: LifecycleOptions) -> dic
             read_spans=read_spans,
             rollouts=opts.rollouts,
             chunk=opts.chunk,
+            window=opts.window,
             read_concurrency=opts.read_concurrency,
             deadline_seconds=opts.deadline_seconds,
         )
@@ -164,8 +166,10 @@ def _counters(client: redis.Redis, pid: int | None) -> dict[str, Any]:
     }
 
 
-async def _run_round(pool: Pool, opts: LifecycleOptions, server: RedisServer, rep: int) -> dict[str, Any]:
+async def _run_round(pool: Pool, k: int, opts: LifecycleOptions, server: RedisServer, rep: int) -> dict[str, Any]:
+    """One round with the first `k` workers of the pool (the others stay idle on their stdin)."""
     backend = pool.backend
+    workers = pool.workers[:k]
     namespace = f"bench-{backend}-{uuid.uuid4().hex[:10]}"
     url = server.url
     if pool.server is not None:
@@ -175,9 +179,9 @@ async def _run_round(pool: Pool, opts: LifecycleOptions, server: RedisServer, re
     redis_pid = server.proc.pid if server.proc else None
     try:
         command = {"cmd": "go", "url": url, "namespace": namespace, "poll_interval": opts.poll_interval}
-        for worker in pool.workers:
+        for worker in workers:
             worker.send(command)
-        for worker in pool.workers:
+        for worker in workers:
             worker.recv(timeout=60)  # {"started": true}
         before = _counters(client, redis_pid)
         cpu0 = time.process_time()
@@ -190,6 +194,7 @@ async def _run_round(pool: Pool, opts: LifecycleOptions, server: RedisServer, re
                     namespace,
                     rollouts=opts.rollouts,
                     chunk=opts.chunk,
+                    window=opts.window,
                     wait_slice=opts.wait_slice,
                     read_concurrency=opts.read_concurrency,
                     deadline_seconds=opts.deadline_seconds,
@@ -202,6 +207,7 @@ async def _run_round(pool: Pool, opts: LifecycleOptions, server: RedisServer, re
                         "phase": "algorithm",
                         "rollouts": opts.rollouts,
                         "chunk": opts.chunk,
+                        "window": opts.window,
                         "wait_slice": opts.wait_slice,
                         "read_concurrency": opts.read_concurrency,
                         "deadline_seconds": opts.deadline_seconds,
@@ -211,9 +217,9 @@ async def _run_round(pool: Pool, opts: LifecycleOptions, server: RedisServer, re
             algorithm_cpu = algo.get("cpu_s", time.process_time() - cpu0)
             after = _counters(client, redis_pid)
         finally:
-            for worker in pool.workers:
+            for worker in workers:
                 worker.send({"cmd": "stop"})
-            results = [worker.recv(timeout=60) for worker in pool.workers]
+            results = [worker.recv(timeout=60) for worker in workers]
             await _purge(backend, url, namespace)
     finally:
         client.close()
@@ -232,7 +238,7 @@ async def _run_round(pool: Pool, opts: LifecycleOptions, server: RedisServer, re
     completed = sum(int(r["completed"]) for r in results)
     row: dict[str, Any] = {
         "backend": backend,
-        "workers": len(pool.workers),
+        "workers": len(workers),
         "rep": rep,
         "rollouts": opts.rollouts,
         "finished": algo["finished"],
@@ -247,7 +253,15 @@ async def _run_round(pool: Pool, opts: LifecycleOptions, server: RedisServer, re
         "workers_cpu_pct": 100 * sum(float(r["cpu_s"]) for r in results) / elapsed,
         "machine_cpu_pct": 100 * (after["machine_busy_s"] - before["machine_busy_s"]) / elapsed,
     }
+    # CPU per rollout by role: unlike rollouts/s, barely moved by other tenants of a shared machine,
+    # and cores / (total CPU per rollout) bounds the throughput this machine can reach.
+    finished = max(1, int(algo["finished"]))
+    row["cpu_ms_per_rollout"] = {
+        "algorithm": 1000 * algorithm_cpu / finished,
+        "workers": 1000 * sum(float(r["cpu_s"]) for r in results) / finished,
+    }
     if backend != "al":
+        row["cpu_ms_per_rollout"]["redis"] = 1000 * (after["cpu_s"] - before["cpu_s"]) / finished
         row["redis_cpu_pct"] = 100 * (after["cpu_s"] - before["cpu_s"]) / elapsed
         row["redis_commands_per_rollout"] = (after["commands"] - before["commands"]) / opts.rollouts
         # Calls per rollout by command, commands run inside Lua scripts included.
@@ -256,6 +270,7 @@ async def _run_round(pool: Pool, opts: LifecycleOptions, server: RedisServer, re
             for name, calls in sorted(after["by_command"].items(), key=lambda kv: -kv[1])
             if calls > before["by_command"].get(name, 0.0)
         }
+    row["cpu_ms_per_rollout"]["total"] = sum(row["cpu_ms_per_rollout"].values())
     if algo["finished"] != opts.rollouts or algo["wrong_span_counts"]:
         row["error"] = (
             f"{algo['finished']} of {opts.rollouts} rollouts seen, "
@@ -310,6 +325,9 @@ def summarize(rows: list[dict[str, Any]], opts: LifecycleOptions) -> dict[str, A
                 "algorithm_cpu_pct": median(r["algorithm_cpu_pct"] for r in mine),
                 "workers_cpu_pct": median(r["workers_cpu_pct"] for r in mine),
                 "machine_cpu_pct": median(r["machine_cpu_pct"] for r in mine),
+                "cpu_ms_per_rollout": {
+                    role: median(r["cpu_ms_per_rollout"][role] for r in mine) for role in mine[0]["cpu_ms_per_rollout"]
+                },
                 "repetitions": len(mine),
             }
             if backend != "al":
@@ -343,14 +361,16 @@ async def run(opts: LifecycleOptions) -> dict[str, Any]:
     if "al" in opts.backends:
         baseline_python(opts.baseline_python)  # create the venv now, not inside a timed region
     with RedisServer(opts.workdir / "redis") as server:
-        for k in opts.workers:
-            with ChildGroup() as group:
-                pools = [_start_pool(group, backend, k, opts) for backend in opts.backends]
-                for pool in pools:
-                    _wait_ready(pool)
-                for rep in range(opts.repeat):
-                    for pool in pools:
-                        row = await _run_round(pool, opts, server, rep)
+        # One pool per backend, as large as the largest K, started once: a round uses its first K
+        # workers. Repetitions run K and backends interleaved, so drifting noise hits all alike.
+        with ChildGroup() as group:
+            pools = {b: _start_pool(group, b, max(opts.workers), opts) for b in opts.backends}
+            for pool in pools.values():
+                _wait_ready(pool)
+            for rep in range(opts.repeat):
+                for k in opts.workers:
+                    for backend in opts.backends:
+                        row = await _run_round(pools[backend], k, opts, server, rep)
                         rows.append(row)
                         print(_progress(row), file=sys.stderr, flush=True)
         benchmark = redis_benchmark(server.port, opts.redis_benchmark_requests) if "raw" in opts.backends else []
@@ -397,7 +417,9 @@ def render(result: dict[str, Any]) -> str:
         "(ratios: median of the per-repetition ratios)",
         table(heads, lines),
         "",
-        "Per stage (medians of the per-run percentiles, ms) and CPU (% of one core)",
+        "Per stage: medians of the per-run percentiles (ms). CPU: ms of CPU time per rollout by role (the "
+        "baseline's algorithm column includes its HTTP server); machine: how busy both cores were (%), "
+        "other tenants included.",
     ]
     detail_heads = [
         "backend",
@@ -406,10 +428,11 @@ def render(result: dict[str, Any]) -> str:
         "p99",
         "done→seen p50",
         "p99",
-        "algo CPU",
-        "workers CPU",
-        "Redis CPU",
-        "machine CPU",
+        "CPU algo",
+        "workers",
+        "Redis",
+        "total",
+        "machine %",
         "Redis cmds/rollout",
     ]
     detail = []
@@ -418,6 +441,7 @@ def render(result: dict[str, Any]) -> str:
             e = by.get(f"{b}/K={k}")
             if e is None:
                 continue
+            cpu = e["cpu_ms_per_rollout"]
             detail.append(
                 [
                     b,
@@ -426,14 +450,15 @@ def render(result: dict[str, Any]) -> str:
                     e["enqueue_to_claim_p99_ms"],
                     e["complete_to_seen_p50_ms"],
                     e["complete_to_seen_p99_ms"],
-                    e["algorithm_cpu_pct"],
-                    e["workers_cpu_pct"],
-                    e.get("redis_cpu_pct", float("nan")),
+                    cpu["algorithm"],
+                    cpu["workers"],
+                    cpu.get("redis", float("nan")),
+                    cpu["total"],
                     e["machine_cpu_pct"],
                     e.get("redis_commands_per_rollout", float("nan")),
                 ]
             )
-    out.append(table(detail_heads, detail))
+    out.append(table(detail_heads, detail, digits=(0, 0, 1, 1, 1, 1, 3, 3, 3, 3, 0, 1)))
     errors = [r for r in result["rows"] if "error" in r]
     if errors:
         out.append("")

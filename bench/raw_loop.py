@@ -145,6 +145,7 @@ async def algorithm(
     *,
     rollouts: int,
     chunk: int,
+    window: int,
     wait_slice: float,
     read_concurrency: int,
     deadline_seconds: float,
@@ -192,6 +193,7 @@ async def algorithm(
             read_spans=read_spans,
             rollouts=rollouts,
             chunk=chunk,
+            window=window,
             read_concurrency=read_concurrency,
             deadline_seconds=deadline_seconds,
         )

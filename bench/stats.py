@@ -59,8 +59,11 @@ def machine() -> dict[str, Any]:
         info["redis"] = "unknown"
     try:
         import redis
+        from redis.utils import HIREDIS_AVAILABLE
 
         info["redis_py"] = redis.__version__
+        # hiredis parses replies in C; without it redis-py's pure-Python parser costs the clients CPU.
+        info["redis_py_parser"] = "hiredis" if HIREDIS_AVAILABLE else "python"
     except ImportError:
         pass
     return info

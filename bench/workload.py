@@ -13,6 +13,7 @@ reads JSON-line commands on stdin: `{"cmd": "go", ...}` starts a round, `{"cmd":
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import sys
@@ -141,14 +142,19 @@ async def algorithm_round(
     read_spans: ReadFn,
     rollouts: int,
     chunk: int,
+    window: int,
     read_concurrency: int,
     deadline_seconds: float,
 ) -> dict[str, Any]:
     """Enqueue `rollouts` in chunks while collecting finished ones, then read every rollout's spans.
 
-    `enqueue` returns (rollout id, start time); `wait` blocks for a slice on the pending ids (or
+    `enqueue` returns (rollout id, start time); `wait` blocks for a slice on the ids it is given (or
     polls and sleeps) and returns (rollout id, end time) of the terminal ones; `read_spans` returns
     how many spans a rollout has. Times are wall-clock seconds, comparable across local processes.
+
+    Each wait names the oldest `window` unseen rollouts, as an algorithm waits for its batch: checking
+    every pending id costs both stores O(pending) per call, which would swamp the workload itself.
+    Workers claim in FIFO order, so the rollouts that finish are almost always in that window.
     """
     started = time.perf_counter()
     deadline = started + deadline_seconds
@@ -182,9 +188,17 @@ async def algorithm_round(
     end_time: dict[str, float] = {}
     readers: list[asyncio.Task[None]] = []
     waits = 0
+    first_unseen = 0  # known[:first_unseen] are all seen
     try:
         while time.perf_counter() < deadline:
-            pending = [rid for rid in known if rid not in seen_at]
+            while first_unseen < len(known) and known[first_unseen] in seen_at:
+                first_unseen += 1
+            pending = []
+            for rid in itertools.islice(known, first_unseen, None):
+                if rid not in seen_at:
+                    pending.append(rid)
+                    if len(pending) >= window:
+                        break
             if not pending:
                 if enqueue_done:
                     break

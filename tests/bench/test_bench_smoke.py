@@ -114,7 +114,7 @@ def test_proxy_reports_overhead_or_says_why_not(quick_all: dict[str, Any]) -> No
 @pytest.mark.skipif(
     not baseline_available(),
     reason="no Agent-Lightning baseline venv (LQ_BENCH_BASELINE_PYTHON or "
-    "bench/.venv-baseline); `python -m bench lifecycle` creates it",
+    "bench/.venv/agentlightning-0.3.0); `python -m bench lifecycle` creates it",
 )
 def test_lifecycle_runs_the_agent_lightning_baseline(tmp_path: Path) -> None:
     proc = run_bench(tmp_path, "lifecycle", "--backends", "lq,al", "--workers", "1", timeout=600)
