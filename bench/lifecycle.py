@@ -29,10 +29,16 @@ from . import raw_loop
 from .baseline import baseline_python
 from .children import ChildGroup, LineChild, RedisServer, child_env, free_port
 from .stats import latency_summary, median, table
+from .worker_pool import LqWorkerPool
 from .workload import algorithm_round
 
-BACKENDS = ("lq", "al", "raw")
-LABELS = {"lq": "lightning-queue", "al": "Agent-Lightning 0.3.0", "raw": "raw redis-py loop"}
+BACKENDS = ("lq", "al", "raw", "workers")
+LABELS = {
+    "lq": "lightning-queue",
+    "al": "Agent-Lightning 0.3.0",
+    "raw": "raw redis-py loop",
+    "workers": "lightning-queue, `lq worker` pool",
+}
 
 
 @dataclass
@@ -66,6 +72,8 @@ class Pool:
 
 def _start_pool(group: ChildGroup, backend: str, k: int, opts: LifecycleOptions) -> Pool:
     logs = opts.workdir / "logs"
+    if backend == "workers":
+        return Pool(backend, [])  # an `lq worker` pool per round: its namespace is a command-line option
     if backend == "al":
         python = baseline_python(opts.baseline_python)
         env = child_env({"LITELLM_LOCAL_MODEL_COST_MAP": "True"})
@@ -105,14 +113,15 @@ async def _lq_algorithm(url: str, namespace: str, opts: LifecycleOptions) -> dic
         made = await store.enqueue_many_rollouts([EnqueueRolloutRequest(input=x) for x in inputs])
         return [(r.rollout_id, r.start_time) for r in made]
 
-    async def wait(pending: list[str]) -> list[tuple[str, float | None]]:
-        import os
+    claimed_at: dict[str, float] = {}
 
-        if os.environ.get("POLLHACK"):
-            await asyncio.sleep(opts.wait_slice)
-            done = await store.wait_for_rollouts(rollout_ids=pending, timeout=0)
-        else:
-            done = await store.wait_for_rollouts(rollout_ids=pending, timeout=opts.wait_slice)
+    async def wait(pending: list[str]) -> list[tuple[str, float | None]]:
+        done = await store.wait_for_rollouts(rollout_ids=pending, timeout=opts.wait_slice)
+        for r in done:
+            # The claim script stamps the attempt: the claim time of workers that report none.
+            attempt = getattr(r, "attempt", None)
+            if attempt is not None:
+                claimed_at[r.rollout_id] = attempt.start_time
         return [(r.rollout_id, r.end_time) for r in done]
 
     async def read_spans(rid: str) -> int:
@@ -120,7 +129,7 @@ async def _lq_algorithm(url: str, namespace: str, opts: LifecycleOptions) -> dic
 
     try:
         await store.ping()
-        return await algorithm_round(
+        result = await algorithm_round(
             enqueue=enqueue,
             wait=wait,
             read_spans=read_spans,
@@ -132,13 +141,15 @@ async def _lq_algorithm(url: str, namespace: str, opts: LifecycleOptions) -> dic
         )
     finally:
         await store.aclose()
+    result["claimed_at"] = claimed_at
+    return result
 
 
 async def _purge(backend: str, url: str, namespace: str) -> None:
     # Only once the workers stopped: deleting the stream under a blocked XREADGROUP fails it.
     if backend == "raw":
         await raw_loop.purge(url, namespace)
-    elif backend == "lq":
+    elif backend in ("lq", "workers"):
         store = RedisLightningStore(url, namespace=namespace)
         try:
             await store.purge()
@@ -183,10 +194,15 @@ async def _run_round(pool: Pool, k: int, opts: LifecycleOptions, server: RedisSe
             worker.send(command)
         for worker in workers:
             worker.recv(timeout=60)  # {"started": true}
+        lq_pool = None
+        if backend == "workers":
+            log = opts.workdir / "logs" / f"lq-worker-k{k}.log"
+            lq_pool = LqWorkerPool(url, namespace, k, opts.batch, log).start()
         before = _counters(client, redis_pid)
+        pool_cpu0 = lq_pool.cpu_seconds() if lq_pool else 0.0
         cpu0 = time.process_time()
         try:
-            if backend == "lq":
+            if backend in ("lq", "workers"):
                 algo = await _lq_algorithm(url, namespace, opts)
             elif backend == "raw":
                 algo = await raw_loop.algorithm(
@@ -216,11 +232,19 @@ async def _run_round(pool: Pool, k: int, opts: LifecycleOptions, server: RedisSe
                 algo = await asyncio.to_thread(pool.server.recv, opts.deadline_seconds + 60)
             algorithm_cpu = algo.get("cpu_s", time.process_time() - cpu0)
             after = _counters(client, redis_pid)
+            if lq_pool is not None:
+                # The runtime reports no claim times: the attempts' start times (set by the claim) stand in.
+                cpu = lq_pool.cpu_seconds() - pool_cpu0
+                lq_results = [{"claimed_at": algo["claimed_at"], "completed": algo["finished"], "cpu_s": cpu}]
         finally:
+            if lq_pool is not None:
+                lq_pool.stop()
             for worker in workers:
                 worker.send({"cmd": "stop"})
             results = [worker.recv(timeout=60) for worker in workers]
             await _purge(backend, url, namespace)
+        if lq_pool is not None:
+            results = lq_results
     finally:
         client.close()
         if pool.server is not None:
@@ -238,7 +262,7 @@ async def _run_round(pool: Pool, k: int, opts: LifecycleOptions, server: RedisSe
     completed = sum(int(r["completed"]) for r in results)
     row: dict[str, Any] = {
         "backend": backend,
-        "workers": len(workers),
+        "workers": k,
         "rep": rep,
         "rollouts": opts.rollouts,
         "finished": algo["finished"],

@@ -56,7 +56,7 @@ class _Waiter:
             returned = time.time()
             if not done or done[0].end_time is None:
                 return None
-            return (returned - done[0].end_time) * 1000
+            return (returned - float(done[0].end_time)) * 1000
 
         latencies = await asyncio.gather(*(wait_one(rid) for rid in command["rollout_ids"]))
         return {

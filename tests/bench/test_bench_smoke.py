@@ -63,7 +63,7 @@ def test_all_writes_every_scenario_with_the_machine_it_ran_on(quick_all: dict[st
 @pytest.mark.slow
 def test_lifecycle_reports_throughput_latencies_and_ratio_to_the_raw_loop(quick_all: dict[str, Any]) -> None:
     result = quick_all["scenarios"]["lifecycle"]
-    assert {r["backend"] for r in result["rows"]} == {"lq", "raw"}
+    assert {r["backend"] for r in result["rows"]} == {"lq", "raw", "workers"}
     for row in result["rows"]:
         assert "error" not in row, row.get("error")
         assert row["finished"] == row["rollouts"] == row["completed_by_workers"]
