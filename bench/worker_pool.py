@@ -45,8 +45,9 @@ class LqWorkerPool:
                 if len(blocked) >= self.processes:
                     return self
                 if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()  # the caller never gets a pool to stop
                     tail = self.log_path.read_text(errors="replace")[-3000:]
-                    raise RuntimeError(f"`lq worker` pool did not get {self.processes} consumers ready: {tail}")
+                    raise RuntimeError(f"`lq worker` pool: {self.processes} processes not claiming in time: {tail}")
                 time.sleep(0.05)
         finally:
             client.close()
