@@ -151,3 +151,52 @@ def test_agent_that_workers_cannot_import_is_a_clear_error() -> None:
 def test_fit_without_an_algorithm_says_to_use_dev(redis_url: str) -> None:
     with pytest.raises(ValueError, match="dev"):
         Trainer(store=RedisLightningStore(redis_url, namespace=namespace()), n_workers=0).fit(echo, [1])
+
+
+CTRL_C_SCRIPT = """
+import asyncio, sys, time, threading
+from lightning_queue import RedisLightningStore, Trainer, algo
+from workers.examples import echo
+
+@algo
+async def forever(train_dataset):
+    await asyncio.sleep(3600)
+
+store = RedisLightningStore(sys.argv[1], namespace=sys.argv[2])
+trainer = Trainer(algorithm=forever, store=store, n_workers=2, stop_timeout=2)
+
+def report_pids():
+    while len(trainer.worker_pids()) < 2:
+        time.sleep(0.05)
+    print("pids", *trainer.worker_pids(), flush=True)
+
+threading.Thread(target=report_pids, daemon=True).start()
+trainer.fit(echo, [1])
+"""
+
+
+def test_ctrl_c_stops_the_algorithm_and_every_worker_process(redis_url: str, tmp_path: Any) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "ctrl_c.py"
+    script.write_text(CTRL_C_SCRIPT)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), redis_url, namespace()], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("pids"), proc.stderr.read() if proc.stderr else line
+        pids = [int(p) for p in line.split()[1:]]
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(psutil.pid_exists(p) for p in pids):
+            time.sleep(0.1)
+        assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
