@@ -36,15 +36,17 @@ def namespace() -> str:
 
 @pytest.fixture
 def redis_servers(tmp_path: Path) -> Iterator[ServerFactory]:
-    """Start redis-servers of this test's own (`factory(*extra_args)`); all are stopped at teardown."""
+    """Start redis-servers of this test's own (`factory(*extra_args)`, or `start=False` to start one later);
+    all are stopped at teardown."""
     if REDIS_SERVER is None:
         pytest.skip("no redis-server binary on PATH")
     started: list[RedisServerProcess] = []
 
-    def factory(*extra_args: str) -> RedisServerProcess:
+    def factory(*extra_args: str, start: bool = True) -> RedisServerProcess:
         server = RedisServerProcess(tmp_path / f"redis{len(started)}", *extra_args)
         started.append(server)
-        server.start()
+        if start:
+            server.start()
         return server
 
     yield factory
