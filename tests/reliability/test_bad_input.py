@@ -21,10 +21,12 @@ from typing import Any
 import msgpack
 import pytest
 import redis.exceptions
+from click.testing import CliRunner
 from lq_reliability_support import PoolFactory, ServerFactory
 from lq_test_support import eventually
 
 from lightning_queue import RedisLightningStore
+from lightning_queue.cli import main
 from lightning_queue.types import AttemptedRollout, PromptTemplate, Span
 from tests.conftest import free_port
 
@@ -197,6 +199,47 @@ async def test_wrong_rollout_config_is_refused_naming_the_field_and_stores_nothi
     assert await snapshot(quiet_store) == before
 
 
+async def test_unknown_mode_is_refused_naming_it_and_stores_nothing(quiet_store: RedisLightningStore) -> None:
+    before = await snapshot(quiet_store)
+
+    with pytest.raises(ValueError, match="mode must be one of 'train', 'val', 'test', got 'training'"):
+        await quiet_store.enqueue_rollout("task", mode="training")  # type: ignore[arg-type]
+
+    assert await snapshot(quiet_store) == before
+
+
+@pytest.mark.parametrize("namespace", ["a b", "a:b", "{ns}", "n" * 65], ids=["space", "colon", "braces", "65 chars"])
+def test_a_namespace_that_cannot_be_a_key_part_is_refused_naming_it(namespace: str) -> None:
+    with pytest.raises(ValueError, match=f"invalid namespace {namespace!r}"):
+        RedisLightningStore("redis://127.0.0.1:6390/0", namespace=namespace)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--redis-url", "http://127.0.0.1:6379", "scheme must be one of redis, rediss, unix"),
+        ("--redis-url", "redis://alice:pw-on-argv@127.0.0.1:99999/0", "Port out of range 0-65535"),
+        ("--namespace", "a b", "invalid namespace 'a b'"),
+    ],
+)
+def test_lq_worker_with_a_bad_url_or_namespace_exits_2_before_any_process_starts(
+    option: str, value: str, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_spawning(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a worker process was started")
+
+    monkeypatch.setattr("workers.pool.subprocess.Popen", no_spawning)
+    args = ["worker", "--agent", "lq_test_agents:scripted", option, value]
+    if option != "--redis-url":
+        args += ["--redis-url", "redis://127.0.0.1:6390/0"]
+
+    result = CliRunner().invoke(main, args)
+
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}'" in result.output and message in result.output
+    assert "pw-on-argv" not in result.output
+
+
 # --- absurd paging and limits ---------------------------------------------------------------------
 async def test_absurdly_large_limit_and_offset_give_an_empty_page_with_the_true_total(
     quiet_store: RedisLightningStore, started: AttemptedRollout
@@ -227,6 +270,7 @@ async def test_dequeue_with_an_absurd_limit_returns_at_once(redis_url: str) -> N
         f"""
         import asyncio
         from lightning_queue import RedisLightningStore
+from lightning_queue.cli import main
         async def main():
             store = RedisLightningStore({redis_url!r}, namespace="rel-absurd-limit")
             try:
