@@ -3,6 +3,7 @@ seconds and the supervisor restarts it: delivery, fencing and clean-up hold for 
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import os
 import random
@@ -16,7 +17,9 @@ from lq_test_agents import MARK
 from lq_test_support import Pool, eventually
 
 from lightning_queue import EnqueueRolloutRequest, RedisLightningStore, RolloutConfig
-from lightning_queue.types import TERMINAL_STATUSES
+from lightning_queue.store.redis import GROUP
+from lightning_queue.types import TERMINAL_STATUSES, Attempt
+from workers.runner import default_worker_id
 
 ROLLOUTS = 1000
 PROCESSES = 3
@@ -34,7 +37,7 @@ class Chaos(threading.Thread):
         self.pool = pool
         self.rng = rng
         self.interval = interval
-        self.killed: list[int] = []
+        self.killed: dict[int, float] = {}  # pid -> when it was killed (wall clock, as attempt end times)
         self._stop_event = threading.Event()
 
     def run(self) -> None:
@@ -47,15 +50,29 @@ class Chaos(threading.Thread):
                 os.kill(victim, signal.SIGKILL)
             except ProcessLookupError:
                 continue
-            self.killed.append(victim)
+            self.killed[victim] = time.time()
 
     def stop(self) -> None:
         self._stop_event.set()
         self.join(10)
 
 
-async def check_rollout(store: RedisLightningStore, rollout: Any) -> tuple[int, bool]:
-    """Assert the invariants of one terminal rollout; return (its attempts, whether a dead attempt left spans)."""
+async def watch_reclaims(store: RedisLightningStore, chaos: Chaos, reclaims: dict[int, float]) -> None:
+    """Record, per killed worker, how long after its kill no stream entry was pending on it any more."""
+    while True:
+        for pid, killed_at in list(chaos.killed.items()):
+            if pid in reclaims:
+                continue
+            held = await store._redis.xpending_range(
+                store.keys.queue, GROUP, min="-", max="+", count=1, consumername=default_worker_id(pid)
+            )
+            if not held:
+                reclaims[pid] = time.time() - killed_at
+        await asyncio.sleep(0.05)
+
+
+async def check_rollout(store: RedisLightningStore, rollout: Any) -> tuple[list[Attempt], bool]:
+    """Assert the invariants of one terminal rollout; return its attempts and whether a dead one left spans."""
     rid = rollout.rollout_id
     attempts = (await store.query_attempts(rid)).items
     latest = attempts[-1]
@@ -82,7 +99,7 @@ async def check_rollout(store: RedisLightningStore, rollout: Any) -> tuple[int, 
     # A worker killed between storing its spans and ending its attempt leaves spans on that dead attempt;
     # the contract keeps them (query_spans(rid, "latest") never shows them).
     dead_spans = any(s.attempt_id != latest.attempt_id for s in spans)
-    return len(attempts), dead_spans
+    return attempts, dead_spans
 
 
 @pytest.mark.slow
@@ -106,11 +123,14 @@ async def test_1000_rollouts_end_terminal_and_fenced_while_workers_are_sigkilled
     chaos = Chaos(pool, rng, interval=(1.0, 2.5))
     started = time.monotonic()
     chaos.start()
+    reclaims: dict[int, float] = {}
+    watching = asyncio.create_task(watch_reclaims(observer, chaos, reclaims))
     try:
         ids = [r.rollout_id for r in await observer.enqueue_many_rollouts(requests)]
         done = await observer.wait_for_rollouts(rollout_ids=ids, timeout=180)
     finally:
         chaos.stop()
+        watching.cancel()
     took = time.monotonic() - started
 
     assert len(done) == ROLLOUTS, f"only {len(done)} of {ROLLOUTS} rollouts ended"
@@ -119,7 +139,7 @@ async def test_1000_rollouts_end_terminal_and_fenced_while_workers_are_sigkilled
     with_dead_spans = 0
     for rollout in done:
         attempts, dead_spans = await check_rollout(observer, rollout)
-        attempts_per_rollout[attempts] += 1
+        attempts_per_rollout[len(attempts)] += 1
         with_dead_spans += dead_spans
     # Each terminal transition notifies `done` once: a second entry would mean a stale attempt moved it again.
     notices = collections.Counter(
@@ -145,8 +165,16 @@ async def test_1000_rollouts_end_terminal_and_fenced_while_workers_are_sigkilled
         "attempts_per_rollout": dict(sorted(attempts_per_rollout.items())),
         "statuses": dict(statuses),
         "rollouts_with_spans_of_a_dead_attempt": with_dead_spans,
+        "reclaim_seconds_min_median_max": [round(x, 2) for x in quantiles(list(reclaims.values()))],
     }
     for key, value in report.items():
         record_property(key, value)
     print(f"\nchaos run: {report}")
     assert statuses["succeeded"] >= ROLLOUTS * 0.99, report
+    # The stream entries a killed worker held are reclaimed about a lease (+ a sweep period) after the kill.
+    assert reclaims and max(reclaims.values()) < LEASE + 5.0, report
+
+
+def quantiles(values: list[float]) -> list[float]:
+    ordered = sorted(values) or [float("nan")]
+    return [ordered[0], ordered[len(ordered) // 2], ordered[-1]]
