@@ -97,7 +97,6 @@ async def _measure(url: str, rollouts: int, large: bool) -> dict[str, Any]:
             "at:<rid>:<aid> (attempt hash)": store.keys.attempt(sample.rollout_id, sample.attempt.attempt_id),
             "ats:<rid> (attempt index)": store.keys.attempts(sample.rollout_id),
             "sp:<rid> (span blobs)": store.keys.spans(sample.rollout_id),
-            "spi:<rid> (span order)": store.keys.span_order(sample.rollout_id),
             "seq:<rid> (sequence counter)": store.keys.sequence(sample.rollout_id),
         }
         usage = {label: await client.memory_usage(key, samples=0) for label, key in keys.items()}

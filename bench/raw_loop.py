@@ -39,9 +39,6 @@ class RawKeys:
     def spans(self, rid: str) -> str:
         return f"{self.prefix}sp:{rid}"
 
-    def span_order(self, rid: str) -> str:
-        return f"{self.prefix}spi:{rid}"
-
 
 def client(url: str) -> Any:
     # Any: redis-py types replies as unions of every RESP shape; this loop knows which it gets.
@@ -96,7 +93,6 @@ async def worker(url: str, namespace: str, consumer: str, stop: asyncio.Event, b
 
         async def finish(rid: str, aid: str) -> None:
             fields = {}
-            order = {}
             for seq in range(1, SPANS_PER_ROLLOUT + 1):
                 field = f"{aid}:{uuid.uuid4().hex[:16]}"
                 # The fields of a stored Span, so the payload is about the store's size.
@@ -119,11 +115,7 @@ async def worker(url: str, namespace: str, consumer: str, stop: asyncio.Event, b
                     "resource": {"attributes": {}, "schema_url": ""},
                 }
                 fields[field] = msgpack.packb(span)
-                order[field] = seq
-            async with r.pipeline(transaction=False) as pipe:
-                pipe.hset(keys.spans(rid), mapping=fields)
-                pipe.zadd(keys.span_order(rid), order)
-                await pipe.execute()
+            await r.hset(keys.spans(rid), mapping=fields)
             now = repr(time.time())
             entry = entries.pop(aid)
             async with r.pipeline(transaction=False) as pipe:
@@ -183,9 +175,7 @@ async def algorithm(
             return finished
 
         async def read_spans(rid: str) -> int:
-            fields = await r.zrange(keys.span_order(rid), 0, -1)
-            blobs = await r.hmget(keys.spans(rid), fields) if fields else []
-            return sum(1 for b in blobs if b)
+            return len(await r.hgetall(keys.spans(rid)))
 
         return await algorithm_round(
             enqueue=enqueue,

@@ -74,9 +74,6 @@ class Keys:
     def spans(self, rollout_id: str) -> str:
         return f"{self.prefix}sp:{rollout_id}"
 
-    def span_order(self, rollout_id: str) -> str:
-        return f"{self.prefix}spi:{rollout_id}"
-
     def sequence(self, rollout_id: str) -> str:
         return f"{self.prefix}seq:{rollout_id}"
 

@@ -833,24 +833,26 @@ class RedisLightningStore(LightningStore):
         if not is_valid_id(rollout_id):
             return empty
         await self._healthcheck()
-        r = self._redis
+        # One round trip: the latest attempt id and every span; sorting happens below anyway.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hget(self.keys.rollout(rollout_id), "latest")
+            pipe.hgetall(self.keys.spans(rollout_id))
+            latest, stored = await pipe.execute()
         if attempt_id == "latest":
-            latest = await r.hget(self.keys.rollout(rollout_id), "latest")
             if latest is None:
                 return empty
             attempt_id = latest.decode()
-        fields = [f.decode() for f in await r.zrange(self.keys.span_order(rollout_id), 0, -1)]
-        if attempt_id is not None:
-            fields = [f for f in fields if f.startswith(attempt_id + ":")]
-        if not fields:
-            return empty
-        blobs = await r.hmget(self.keys.spans(rollout_id), fields)
         key = self.keys.spans(rollout_id)
+        prefix = None if attempt_id is None else (attempt_id + ":").encode()
         spans = [
-            Span.model_validate(codec.unpack(b, key=f"{key} field {f}"))
-            for f, b in zip(fields, blobs, strict=True)
-            if b
+            Span.model_validate(codec.unpack(blob, key=f"{key} field {field.decode()}"))
+            for field, blob in stored.items()
+            if prefix is None or field.startswith(prefix)
         ]
+        if not spans:
+            return empty
+        # Spans come back in hash order; the contract's natural order is by sequence id.
+        spans.sort(key=lambda span: span.sequence_id)
 
         def matches(s: Span) -> bool:
             verdicts = text_matches(s.trace_id, trace_id, trace_id_contains)
