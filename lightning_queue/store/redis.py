@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -57,6 +58,7 @@ from .query import (
     text_matches,
 )
 from .scripts import SCRIPT_NAMES, script_source
+from .waiting import DoneFeed
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +180,7 @@ class RedisLightningStore(LightningStore):
         with self._clients_lock:
             lc = self._clients.pop(loop, None)
         if lc is not None:
-            await lc.redis.aclose()
+            await lc.close()
 
     async def ping(self) -> bool:
         return bool(await self._redis.ping())
@@ -485,34 +487,43 @@ class RedisLightningStore(LightningStore):
         deadline = None if timeout is None else time.monotonic() + timeout
         ids = list(dict.fromkeys(r for r in rollout_ids if is_valid_id(r)))
         await self._healthcheck()
-        finished: list[str] = []
-        while ids:
-            last_id, statuses = await self._statuses_and_cursor(ids)
-            finished = [rid for rid, s in zip(ids, statuses, strict=True) if s in TERMINAL_STATUSES]
-            pending = [
-                rid for rid, s in zip(ids, statuses, strict=True) if s is not None and s not in TERMINAL_STATUSES
-            ]
-            if not pending:
-                break
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                break
-            # Short slices keep the watchdog running while we wait on a long timeout.
-            slice_ms = 1000 if remaining is None else max(1, min(1000, int(remaining * 1000)))
-            await self._loop_client().blocking.xread({self.keys.done: last_id}, count=1000, block=slice_ms)
-            await self._healthcheck()
-        found = await self._read_rollouts(finished)
-        return [r for r in found if r.status in TERMINAL_STATUSES]
+        if not ids:
+            return []
+        statuses = await self._statuses(ids)
+        if timeout == 0 or all(s is None or s in TERMINAL_STATUSES for s in statuses):
+            return await self._terminal(ids, statuses)
+        feed = self._loop_client().done_feed(self.keys.done)
+        woken = asyncio.Event()
+        await feed.subscribe(ids, woken)
+        try:
+            while True:
+                # Read after subscribing: a completion is either in this read or wakes us later.
+                statuses = await self._statuses(ids)
+                if all(s is None or s in TERMINAL_STATUSES for s in statuses):
+                    break
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                # Short slices keep the watchdog running (and re-read statuses) during a long wait.
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(woken.wait(), 1.0 if remaining is None else min(1.0, remaining))
+                woken.clear()
+                await self._healthcheck()
+        finally:
+            feed.unsubscribe(ids, woken)
+        return await self._terminal(ids, statuses)
 
-    async def _statuses_and_cursor(self, ids: list[str]) -> tuple[bytes | str, list[str | None]]:
-        # One transaction: the cursor of `done` and the statuses, so no completion slips between them.
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xrevrange(self.keys.done, count=1)
+    async def _statuses(self, ids: list[str]) -> list[str | None]:
+        async with self._redis.pipeline(transaction=False) as pipe:
             for rid in ids:
                 pipe.hget(self.keys.rollout(rid), "status")
             replies = await pipe.execute()
-        last = replies[0][0][0] if replies[0] else b"0-0"
-        return last, [None if s is None else s.decode() for s in replies[1:]]
+        return [None if s is None else s.decode() for s in replies]
+
+    async def _terminal(self, ids: list[str], statuses: list[str | None]) -> list[Rollout]:
+        finished = [rid for rid, s in zip(ids, statuses, strict=True) if s in TERMINAL_STATUSES]
+        found = await self._read_rollouts(finished)
+        return [r for r in found if r.status in TERMINAL_STATUSES]
 
     # --- attempts ---------------------------------------------------------------------------------
     async def query_attempts(
@@ -936,6 +947,7 @@ class _LoopClient:
 
     def __init__(self, redis_client: aioredis.Redis) -> None:
         self.redis = redis_client
+        self._feed: DoneFeed | None = None
         self._scripts: dict[str, AsyncScript] = {}
         self.group_ready = False
 
@@ -946,6 +958,16 @@ class _LoopClient:
             script = self.redis.register_script(script_source(name))
             self._scripts[name] = script
         return script
+
+    def done_feed(self, done_key: str) -> DoneFeed:
+        if self._feed is None:
+            self._feed = DoneFeed(self.redis, done_key)
+        return self._feed
+
+    async def close(self) -> None:
+        if self._feed is not None:
+            await self._feed.close()
+        await self.redis.aclose()
 
     @property
     def blocking(self) -> Any:
