@@ -123,11 +123,21 @@ class TransientRetry(Retry):
         return await super().call_with_retry(do, fail, retryable, with_failure_count)
 
 
+# Connections one event loop may open; past that, callers queue for a free one instead of failing.
+MAX_CONNECTIONS = 512
+
+
 def make_client(url: str, *, blocking: bool = False) -> aioredis.Redis:
-    """A redis-py asyncio client that retries dropped connections with backoff instead of failing at once."""
+    """A redis-py asyncio client that retries dropped connections with backoff instead of failing at once.
+
+    Its pool waits for a free connection when all are busy: redis-py's default pool raises
+    MaxConnectionsError at 100, which a worker with high concurrency or many waiters would hit.
+    """
     retry = TransientRetry(ExponentialBackoff(cap=2.0, base=0.05), retries=6)
-    return aioredis.Redis.from_url(
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=None,
         decode_responses=False,
         retry=retry,
         retry_on_error=[RedisConnectionError, RedisTimeoutError, ConnectionResetError],
@@ -137,3 +147,6 @@ def make_client(url: str, *, blocking: bool = False) -> aioredis.Redis:
         socket_keepalive=True,
         health_check_interval=15,
     )
+    client = aioredis.Redis(connection_pool=pool)
+    client.auto_close_connection_pool = True
+    return client
