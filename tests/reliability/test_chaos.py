@@ -131,6 +131,7 @@ async def test_1000_rollouts_end_terminal_and_fenced_while_workers_are_sigkilled
     finally:
         chaos.stop()
         watching.cancel()
+        await asyncio.gather(watching, return_exceptions=True)
     took = time.monotonic() - started
 
     assert len(done) == ROLLOUTS, f"only {len(done)} of {ROLLOUTS} rollouts ended"
