@@ -15,7 +15,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..types import (
     ATTEMPT_STATUSES,
@@ -64,6 +66,7 @@ logger = logging.getLogger(__name__)
 
 GROUP = "workers"
 SWEEP_LOCK_MAX_SECONDS = 10.0
+DEQUEUE_BATCH = 1000
 _NOTFOUND = "NOTFOUND "
 _resources_adapter: Any = None
 
@@ -268,7 +271,7 @@ class RedisLightningStore(LightningStore):
 
     def _rollout(self, pair: list[Any]) -> Rollout | AttemptedRollout:
         ro, at = codec.pairs(pair[0]), codec.pairs(pair[1])
-        return codec.rollout_from_fields(ro, at or None, key=self.keys.rollout(str(ro.get("rollout_id", b""))))
+        return codec.rollout_from_fields(ro, at or None, key=self.keys.rollout(codec.text(ro, "rollout_id") or ""))
 
     def _attempted(self, pair: list[Any]) -> AttemptedRollout:
         rollout = self._rollout(pair)
@@ -358,16 +361,38 @@ class RedisLightningStore(LightningStore):
         if limit == 0:
             return []
         await self._healthcheck()
-        aids = [new_attempt_id() for _ in range(limit)]
-        # Entries are deleted as they are claimed here, so one shared consumer name keeps the group small.
-        reply = await self._run("dequeue", "api", worker_id or "", limit, *aids)
-        return [self._attempted(pair) for pair in reply]
+        claimed: list[AttemptedRollout] = []
+        # Bounded batches: the script needs a fresh attempt id per slot, and `limit` may be absurd.
+        while len(claimed) < limit:
+            batch = min(limit - len(claimed), DEQUEUE_BATCH)
+            aids = [new_attempt_id() for _ in range(batch)]
+            # Entries are deleted as they are claimed here, so one shared consumer name keeps the group small.
+            first = "1" if not claimed else "0"  # a later empty batch must not mark a busy worker idle
+            reply = await self._run("dequeue", "api", worker_id or "", batch, first, *aids)
+            claimed += [r for r in [await self._claimed(pair) for pair in reply] if r is not None]
+            if len(reply) < batch:
+                break
+        return claimed
+
+    async def _claimed(self, pair: list[Any]) -> AttemptedRollout | None:
+        """The claimed rollout, or None (its attempt failed, saying why) if its stored record is corrupt.
+
+        A corrupt record must not take down the worker that happened to claim it, nor its neighbours.
+        """
+        try:
+            return self._attempted(pair)
+        except ValueError as exc:
+            ro, at = codec.pairs(pair[0]), codec.pairs(pair[1])
+            rollout_id, attempt_id = codec.text(ro, "rollout_id") or "", codec.text(at, "attempt_id") or ""
+            logger.error("rollout %s cannot be run: %s; failing its attempt %s", rollout_id, exc, attempt_id)
+            await self.update_attempt(rollout_id, attempt_id, status="failed", metadata={"error": str(exc)})
+            return None
 
     async def start_attempt(self, rollout_id: str, worker_id: str | None = None) -> AttemptedRollout:
         if worker_id is not None:
             check_id("worker_id", worker_id)
         if not is_valid_id(rollout_id):
-            raise ValueError(f"Rollout {rollout_id!r} not found")
+            raise ValueError(f"Rollout {rollout_id!r:.100} not found")
         await self._healthcheck()
         reply = await self._run("start_attempt", rollout_id, new_attempt_id(), worker_id or "")
         return self._attempted(reply)
@@ -486,19 +511,32 @@ class RedisLightningStore(LightningStore):
             timeout = 0.0
         deadline = None if timeout is None else time.monotonic() + timeout
         ids = list(dict.fromkeys(r for r in rollout_ids if is_valid_id(r)))
-        await self._healthcheck()
         if not ids:
             return []
-        statuses = await self._statuses(ids)
-        if timeout == 0 or all(s is None or s in TERMINAL_STATUSES for s in statuses):
-            return await self._terminal(ids, statuses)
         feed = self._loop_client().done_feed(self.keys.done)
         woken = asyncio.Event()
-        await feed.subscribe(ids, woken)
+        subscribed = False
+        statuses: list[str | None] | None = None
+        outage = _Outage(f"wait_for_rollouts in namespace {self.namespace!r}")
         try:
             while True:
-                # Read after subscribing: a completion is either in this read or wakes us later.
-                statuses = await self._statuses(ids)
+                remaining = None if deadline is None else deadline - time.monotonic()
+                try:
+                    if not subscribed and timeout != 0:
+                        await feed.subscribe(ids, woken)
+                        subscribed = True
+                    await self._healthcheck()
+                    # Read after subscribing: a completion is either in this read or wakes us later.
+                    statuses = await self._statuses(ids)
+                    outage.over()
+                except REDIS_DOWN as exc:
+                    # Wait out an outage until the deadline; a caller that never got one answer hears why.
+                    if remaining is not None and remaining <= 0:
+                        if statuses is None:
+                            raise
+                        break
+                    await asyncio.sleep(outage.backoff(exc, remaining))
+                    continue
                 if all(s is None or s in TERMINAL_STATUSES for s in statuses):
                     break
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -508,9 +546,9 @@ class RedisLightningStore(LightningStore):
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(woken.wait(), 1.0 if remaining is None else min(1.0, remaining))
                 woken.clear()
-                await self._healthcheck()
         finally:
-            feed.unsubscribe(ids, woken)
+            if subscribed:
+                feed.unsubscribe(ids, woken)
         return await self._terminal(ids, statuses)
 
     async def _statuses(self, ids: list[str]) -> list[str | None]:
@@ -552,7 +590,9 @@ class RedisLightningStore(LightningStore):
                 pipe.hgetall(self.keys.attempt(rollout_id, aid))
             replies = await pipe.execute()
         return [
-            codec.attempt_from_fields({k.decode(): v for k, v in fields.items()}, self.keys.attempt(rollout_id, aid))
+            codec.attempt_from_fields(
+                {k.decode(): v for k, v in fields.items()}, key=self.keys.attempt(rollout_id, aid)
+            )
             for aid, fields in zip(aids, replies, strict=True)
             if fields
         ]
@@ -598,7 +638,9 @@ class RedisLightningStore(LightningStore):
             b"" if metadata is UNSET else codec.pack(metadata),
         )
         fields = codec.pairs(reply)
-        return codec.attempt_from_fields(fields, self.keys.attempt(rollout_id, str(fields.get("attempt_id"))))
+        return codec.attempt_from_fields(
+            fields, key=self.keys.attempt(rollout_id, codec.text(fields, "attempt_id") or "")
+        )
 
     # --- worker-side claiming (used by `workers`) ---------------------------------------------------
     async def claim(
@@ -636,9 +678,10 @@ class RedisLightningStore(LightningStore):
         claimed = await self._run("claim", consumer, worker_id or "", *args)
         out = []
         for pair in claimed:
-            rollout = self._attempted(pair)
-            entry = codec.pairs(pair[1]).get("entry", b"")
-            out.append(Claim(entry_id=entry.decode(), rollout=rollout))
+            rollout = await self._claimed(pair)
+            if rollout is not None:
+                entry = codec.pairs(pair[1]).get("entry", b"")
+                out.append(Claim(entry_id=entry.decode(), rollout=rollout))
         return out
 
     async def renew_leases(self, consumer: str, entry_ids: Sequence[str]) -> set[str]:
@@ -707,7 +750,7 @@ class RedisLightningStore(LightningStore):
         blob = self._pack_resources(resources)
         await self._healthcheck()
         reply = await self._run("update_resources", resources_id, blob)
-        return codec.resources_from_fields(codec.pairs(reply), self.keys.resources(resources_id))
+        return codec.resources_from_fields(codec.pairs(reply), key=self.keys.resources(resources_id))
 
     async def get_resources_by_id(self, resources_id: str) -> ResourcesUpdate | None:
         if not is_valid_id(resources_id):
@@ -716,7 +759,7 @@ class RedisLightningStore(LightningStore):
         if not fields:
             return None
         return codec.resources_from_fields(
-            {k.decode(): v for k, v in fields.items()}, self.keys.resources(resources_id)
+            {k.decode(): v for k, v in fields.items()}, key=self.keys.resources(resources_id)
         )
 
     async def get_latest_resources(self) -> ResourcesUpdate | None:
@@ -742,7 +785,7 @@ class RedisLightningStore(LightningStore):
                 pipe.hgetall(self.keys.resources(rid))
             replies = await pipe.execute() if ids else []
         found = [
-            codec.resources_from_fields({k.decode(): v for k, v in fields.items()}, self.keys.resources(rid))
+            codec.resources_from_fields({k.decode(): v for k, v in fields.items()}, key=self.keys.resources(rid))
             for rid, fields in zip(ids, replies, strict=True)
             if fields
         ]
@@ -856,7 +899,7 @@ class RedisLightningStore(LightningStore):
         key = self.keys.spans(rollout_id)
         prefix = None if attempt_id is None else (attempt_id + ":").encode()
         spans = [
-            Span.model_validate(codec.unpack(blob, key=f"{key} field {field.decode()}"))
+            codec.span_from_blob(blob, key=f"{key} field {field.decode()}")
             for field, blob in stored.items()
             if prefix is None or field.startswith(prefix)
         ]
@@ -912,7 +955,7 @@ class RedisLightningStore(LightningStore):
                 pipe.hgetall(self.keys.worker(wid))
             replies = await pipe.execute()
         return [
-            codec.worker_from_fields({k.decode(): v for k, v in fields.items()}, self.keys.worker(wid))
+            codec.worker_from_fields({k.decode(): v for k, v in fields.items()}, key=self.keys.worker(wid))
             for wid, fields in zip(ids, replies, strict=True)
             if fields
         ]
@@ -939,7 +982,30 @@ class RedisLightningStore(LightningStore):
                 pipe.hset(key, "heartbeat_stats", self._pack_limited(heartbeat_stats, "heartbeat_stats", 1 << 20))
             pipe.hgetall(key)
             replies = await pipe.execute()
-        return codec.worker_from_fields({k.decode(): v for k, v in replies[-1].items()}, key)
+        return codec.worker_from_fields({k.decode(): v for k, v in replies[-1].items()}, key=key)
+
+
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class _Outage:
+    """Backoff and logging for a loop that waits out a Redis outage: one warning, then one recovery line."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.failures = 0
+
+    def backoff(self, error: BaseException, remaining: float | None) -> float:
+        self.failures += 1
+        if self.failures == 1:
+            logger.warning("%s: Redis unreachable (%s); retrying with backoff", self.what, error)
+        delay: float = min(2.0, 0.1 * 2**self.failures)
+        return delay if remaining is None else max(0.0, min(delay, remaining))
+
+    def over(self) -> None:
+        if self.failures:
+            logger.warning("%s: Redis answers again after %d failed attempts", self.what, self.failures)
+        self.failures = 0
 
 
 class _LoopClient:

@@ -116,16 +116,7 @@ async def test_writes_with_an_id_that_cannot_be_a_key_part_fail_naming_it_and_st
     assert await snapshot(quiet_store) == before
 
 
-ECHOES_IN_FULL = pytest.mark.xfail(
-    strict=True,
-    reason="start_attempt quotes a bad rollout id in full (lightning_queue/store/redis.py, start_attempt: "
-    "f'Rollout {rollout_id!r} not found' has no :.100 cut like the other calls)",
-)
-
-
-@pytest.mark.parametrize(
-    "write", [pytest.param(w, marks=ECHOES_IN_FULL) if w == "start_attempt" else w for w in ID_WRITES]
-)
+@pytest.mark.parametrize("write", ID_WRITES)
 async def test_an_error_about_a_10kB_id_quotes_only_its_start(
     quiet_store: RedisLightningStore, started: AttemptedRollout, write: str
 ) -> None:
@@ -259,18 +250,12 @@ async def test_a_limit_that_is_not_an_integer_is_refused_naming_it(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="dequeue_many_rollouts(limit=N) builds N attempt ids in Python before asking Redis: an absurd N "
-    "hangs the caller and eats memory (lightning_queue/store/redis.py, dequeue_many_rollouts)",
-)
 async def test_dequeue_with_an_absurd_limit_returns_at_once(redis_url: str) -> None:
     # In a child process: the current code spins in pure Python, which no asyncio timeout can interrupt.
     child = textwrap.dedent(
         f"""
         import asyncio
         from lightning_queue import RedisLightningStore
-from lightning_queue.cli import main
         async def main():
             store = RedisLightningStore({redis_url!r}, namespace="rel-absurd-limit")
             try:
@@ -358,15 +343,10 @@ async def plant_site(store: RedisLightningStore, where: str) -> Planted:
     )
 
 
-ROLLOUT_KEY_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="the error names key 'lq:{ns}:ro:b'ro-…'' (the id's bytes repr), not the rollout's key "
-    "(lightning_queue/store/redis.py, RedisLightningStore._rollout: str() of the bytes rollout_id)",
-)
 SITES = [
-    pytest.param("rollout input", marks=ROLLOUT_KEY_BUG),
-    pytest.param("rollout config", marks=ROLLOUT_KEY_BUG),
-    pytest.param("rollout metadata", marks=ROLLOUT_KEY_BUG),
+    "rollout input",
+    "rollout config",
+    "rollout metadata",
     "attempt metadata",
     "span",
     "resources",
@@ -391,14 +371,6 @@ async def test_a_corrupt_msgpack_record_fails_its_reads_naming_the_key_and_other
     assert await site.sibling() == sibling_before
 
 
-WRONG_SHAPE_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="valid msgpack of the wrong shape fails pydantic validation without naming the key "
-    "(lightning_queue/store/codec.py: the *_from_fields builders validate outside unpack's key context)",
-)
-
-
-@WRONG_SHAPE_BUG
 @pytest.mark.parametrize(
     "where", ["rollout config", "rollout metadata", "attempt metadata", "span", "resources", "worker heartbeat_stats"]
 )
@@ -417,12 +389,6 @@ async def test_a_record_of_the_wrong_shape_fails_its_reads_naming_the_key(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="a worker that claims a rollout whose record is corrupt dies (ValueError out of store.claim, "
-    "uncaught by workers/runner.py Worker._claim_loop), and the good rollouts claimed in the same batch "
-    "end 'unresponsive' with it",
-)
 async def test_a_corrupt_rollout_in_the_queue_does_not_take_down_the_worker_or_its_neighbours(
     observer: RedisLightningStore, start_pool: PoolFactory, redis_url: str
 ) -> None:
@@ -435,7 +401,7 @@ async def test_a_corrupt_rollout_in_the_queue_does_not_take_down_the_worker_or_i
     done = await observer.wait_for_rollouts(rollout_ids=good, timeout=20)
 
     assert [r.status for r in done] == ["succeeded"] * 6
-    assert all(len((await observer.query_attempts(rid)).items) == 1 for rid in good)
+    assert [len((await observer.query_attempts(rid)).items) for rid in good] == [1] * 6
     assert "restarting" not in pool.log(), "the worker process died"
 
     async def bad_attempts_ended() -> bool:

@@ -198,11 +198,6 @@ class CountingConnection(aioredis.Connection):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="wait_for_rollouts raises redis ConnectionError ~5 s into an outage instead of waiting it out "
-    "(lightning_queue/store/redis.py, RedisLightningStore.wait_for_rollouts)",
-)
 async def test_wait_for_rollouts_waits_out_a_10s_outage_without_busy_looping(
     redis_servers: ServerFactory, observer_of: ObserverFactory, namespace: str, record_property: Any
 ) -> None:
