@@ -6,6 +6,7 @@ lists) and parsed with `json`; anything that is not a plain literal is refused w
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
@@ -32,10 +33,8 @@ def _string(literal: str) -> str:
 
 def parse_python_literal(text: str) -> Any:
     """The value of a repr of nested lists, tuples, dicts, strings, numbers, booleans and None."""
-    try:
+    with contextlib.suppress(ValueError):
         return json.loads(text)  # most reprs of id lists are already JSON
-    except ValueError:
-        pass
     parts: list[str] = []
     try:
         for token in tokenize.generate_tokens(io.StringIO(text).readline):
