@@ -18,23 +18,23 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
-import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lightning_queue import LLMProxy, LlmProxyTraceToTriplet, find_final_reward, with_llm_proxy, with_store
+from lightning_queue import LLMProxy, LlmProxyTraceToTriplet, with_llm_proxy, with_store
 from lightning_queue.algorithm import Algorithm, batch_iter_over_dataset
 from lightning_queue.store.base import LightningStore
-from lightning_queue.types import EnqueueRolloutRequest, ProxyLLM, RolloutConfig, RolloutMode
+from lightning_queue.types import ProxyLLM, RolloutConfig, RolloutMode
 
+from .evaluation import Checker, HeldOut, Scored, evaluate_held_out, load_checker, score_rollout
 from .launch import POLICY_MODEL
 from .policy import PolicyTrainer, Sample, samples_from_triplets
 from .progress import Progress
 from .reloaders import Reloader
+from .rollouts import run_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class ReinforceConfig:
     samples_per_task: int = 4
     learning_rate: float = 2e-5
     temperature: float = 1.0
-    max_tokens: int = 24
+    max_tokens: int = 16
     eval_temperature: float = 0.0
     checkpoint_dir: str = "checkpoints/reinforce"
     metrics_path: str | None = None
@@ -57,33 +57,10 @@ class ReinforceConfig:
     rollout_timeout: float = 600.0
     seed: int = 0
     proxy_url: str | None = None  # an external `lq proxy` to publish when no LLMProxy is wired
+    # The task's checker (`module:name`, see algorithms/evaluation.py): accuracy beside the reward.
+    checker: str | None = None
     retry: RolloutConfig = field(
         default_factory=lambda: RolloutConfig(max_attempts=2, retry_condition=["failed", "unresponsive"])
-    )
-
-
-@dataclass
-class Evaluation:
-    """Held-out reward: mean and spread over the evaluation tasks."""
-
-    mean: float
-    std: float
-    n: int
-    finished: int
-
-    @property
-    def stderr(self) -> float:
-        return self.std / math.sqrt(self.n) if self.n > 1 else 0.0
-
-
-def evaluation_of(rewards: Sequence[float | None], total: int) -> Evaluation:
-    # A rollout that failed or earned no reward counts as 0: the policy did not deliver.
-    values = [r if r is not None else 0.0 for r in rewards] + [0.0] * (total - len(rewards))
-    return Evaluation(
-        mean=statistics.fmean(values) if values else float("nan"),
-        std=statistics.pstdev(values) if len(values) > 1 else 0.0,
-        n=len(values),
-        finished=len(rewards),
     )
 
 
@@ -95,6 +72,7 @@ class Reinforce(Algorithm):
         self.config = config
         self.reloader = reloader
         self.history: list[dict[str, Any]] = []
+        self.checker: Checker | None = load_checker(config.checker) if config.checker else None
 
     @with_llm_proxy()
     @with_store
@@ -154,33 +132,16 @@ class Reinforce(Algorithm):
         resources_id: str,
         mode: RolloutMode,
         progress: Progress | None = None,
-    ) -> list[tuple[Any, str]]:
-        """Enqueue the tasks, wait, and return (task, rollout id) of those that succeeded."""
-        requests = [
-            EnqueueRolloutRequest(input=t, mode=mode, resources_id=resources_id, config=self.config.retry)
-            for t in tasks
-        ]
-        queued = await store.enqueue_many_rollouts(requests)
-        ids = [r.rollout_id for r in queued]
-        by_id = dict(zip(ids, tasks, strict=True))
-        done: dict[str, str] = {}
-        deadline = time.monotonic() + self.config.rollout_timeout
-        while len(done) < len(ids) and time.monotonic() < deadline:
-            pending = [i for i in ids if i not in done]
-            for rollout in await store.wait_for_rollouts(
-                rollout_ids=pending, timeout=min(2.0, deadline - time.monotonic())
-            ):
-                done[rollout.rollout_id] = rollout.status
-            if progress is not None:
-                progress.rollouts(len(done), len(ids))
-        if len(done) < len(ids):
-            logger.warning(
-                "%d of %d rollouts did not finish within %.0fs",
-                len(ids) - len(done),
-                len(ids),
-                self.config.rollout_timeout,
-            )
-        return [(by_id[i], i) for i in ids if done.get(i) == "succeeded"]
+    ) -> list[tuple[Any, str | None]]:
+        return await run_tasks(
+            store,
+            tasks,
+            resources_id=resources_id,
+            mode=mode,
+            timeout=self.config.rollout_timeout,
+            config=self.config.retry,
+            progress=progress,
+        )
 
     async def _iteration(
         self,
@@ -195,12 +156,18 @@ class Reinforce(Algorithm):
         started = time.monotonic()
         resources_id = await self._publish(store, llm_proxy, f"policy-train-{iteration}", cfg.temperature)
         tasks = [task for task in batch for _ in range(cfg.samples_per_task)]
-        finished = await self._roll_out(store, tasks, resources_id, "train", progress)
+        rolled_out = await self._roll_out(store, tasks, resources_id, "train", progress)
         adapter = self._adapter()
         samples: list[Sample] = []
-        for task, rollout_id in finished:
+        scored: list[Scored] = []
+        for task, rollout_id in rolled_out:
+            if rollout_id is None:  # did not succeed: wrong, as in the held-out evaluation
+                scored.append(score_rollout(task, None, None))
+                continue
             spans = (await store.query_spans(rollout_id, "latest")).items
             samples += samples_from_triplets(adapter.adapt(spans), group=json.dumps(task, sort_keys=True, default=str))
+            scored.append(score_rollout(task, spans, self.checker))
+        train = HeldOut(scored, checked=self.checker is not None)
         rolled = time.monotonic()
         if not samples:
             raise RuntimeError(
@@ -213,9 +180,12 @@ class Reinforce(Algorithm):
         return {
             "iteration": iteration + 1,
             "rollouts": len(tasks),
-            "succeeded": len(finished),
+            "succeeded": sum(rid is not None for _task, rid in rolled_out),
             **{k: v for k, v in metrics.items() if k != "samples"},
             "samples": len(samples),
+            "train_accuracy": train.accuracy,
+            "train_parts": train.parts(),
+            "train_replies": train.samples(3),
             "rollout_seconds": round(rolled - started, 2),
             "update_seconds": round(time.monotonic() - rolled, 2),
             "checkpoint": str(checkpoint),
@@ -229,13 +199,18 @@ class Reinforce(Algorithm):
 
     async def evaluate(
         self, store: LightningStore, llm_proxy: LLMProxy | None, tasks: Sequence[Any], tag: str
-    ) -> Evaluation:
-        """Mean reward of one rollout per held-out task, at the evaluation temperature."""
+    ) -> HeldOut:
+        """One rollout per held-out task at the evaluation temperature: accuracy by the checker, reward, replies."""
         resources_id = await self._publish(store, llm_proxy, f"policy-eval-{tag}", self.config.eval_temperature)
-        finished = await self._roll_out(store, tasks, resources_id, "val")
-        rewards = [find_final_reward((await store.query_spans(rid, "latest")).items) for _task, rid in finished]
-        result = evaluation_of(rewards, len(tasks))
-        self._log({"evaluation": tag, **asdict(result)})
+        result = await evaluate_held_out(
+            store,
+            tasks,
+            resources_id=resources_id,
+            checker=self.checker,
+            timeout=self.config.rollout_timeout,
+            config=self.config.retry,
+        )
+        self._log({"evaluation": tag, **result.record()})
         return result
 
     def _log(self, record: dict[str, Any]) -> None:
@@ -246,7 +221,7 @@ class Reinforce(Algorithm):
             path = Path(self.config.metrics_path)
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("a", encoding="utf-8") as out:
-                out.write(json.dumps({"time": time.time(), **record}) + "\n")
+                out.write(json.dumps({"time": time.time(), "seed": self.config.seed, **record}, default=str) + "\n")
 
 
 if __name__ == "__main__":

@@ -7,17 +7,22 @@ ones instead (the Procfile does), and `--upstream vllm --device cuda` is the GPU
 
 from __future__ import annotations
 
+import functools
 import json
+import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
+from .evaluation import HeldOut, accuracy_gain, held_out_table
 from .launch import Upstream, run_training, setup_logging
-from .reinforce import Evaluation, Reinforce, ReinforceConfig
+from .reinforce import Reinforce, ReinforceConfig
 
 BUILTIN_AGENT = "algorithms.tasks:arithmetic_agent"
+BUILTIN_CHECKER = "algorithms.tasks:check"
 
 
 def load_tasks(path: Path, option: str) -> list[Any]:
@@ -35,26 +40,54 @@ def load_tasks(path: Path, option: str) -> list[Any]:
 
 
 def result_table(result: dict[str, Any], seconds: float) -> str:
-    """Per-iteration training reward, then held-out reward before and after."""
-    lines = ["", "iteration  rollouts  samples  train reward (mean ± std)  rollout s  update s"]
+    """Per-iteration training reward and accuracy, then the held-out table (accuracy, reward, replies)."""
+    lines = ["", "iteration  rollouts  samples  train reward (mean ± std)  train acc  rollout s  update s"]
     for it in result["iterations"]:
         reward = f"{it['reward_mean']:>10.3f} ± {it['reward_std']:<12.3f}"
+        accuracy = "-" if it.get("train_accuracy") is None else f"{it['train_accuracy']:.3f}"
         lines.append(
-            f"{it['iteration']:>9}  {it['rollouts']:>8}  {it['samples']:>7}  {reward}  "
+            f"{it['iteration']:>9}  {it['rollouts']:>8}  {it['samples']:>7}  {reward}  {accuracy:>9}  "
             f"{it['rollout_seconds']:>9}  {it['update_seconds']:>8}"
         )
-    before: Evaluation | None = result.get("before")
-    after: Evaluation | None = result.get("after")
+    before: HeldOut | None = result.get("before")
+    after: HeldOut | None = result.get("after")
     if before is not None and after is not None:
-        lines += [
-            "",
-            "held-out reward    mean     std    stderr   n",
-            f"before training   {before.mean:6.3f}  {before.std:6.3f}  {before.stderr:6.3f}  {before.n}",
-            f"after training    {after.mean:6.3f}  {after.std:6.3f}  {after.stderr:6.3f}  {after.n}",
-            f"change            {after.mean - before.mean:+6.3f}",
-        ]
+        lines += ["", *held_out_table(before, after)]
     lines.append(f"\nfinished in {seconds / 60:.1f} min")
     return "\n".join(lines)
+
+
+def seeds_table(runs: Sequence[dict[str, Any]], seconds: float) -> str:
+    """One row per seed (held-out accuracy before, after, gain ± its stderr), then mean ± std over seeds."""
+    lines = ["", f"{len(runs)} seeds   accuracy before   after    gain ± se        gain > 2 se   minutes"]
+    befores, afters, gains = [], [], []
+    for run in runs:
+        before, after = run["before"], run["after"]
+        gain = accuracy_gain(before, after)
+        if gain is None:
+            lines.append(f"seed {run['seed']:<3}  (no checker: accuracy not measured)")
+            continue
+        befores.append(before.accuracy)
+        afters.append(after.accuracy)
+        gains.append(gain.accuracy)
+        lines.append(
+            f"seed {run['seed']:<3}  {before.accuracy:15.3f}   {after.accuracy:5.3f}  "
+            f"{gain.accuracy:+6.3f} ± {gain.stderr:5.3f}   {'yes' if gain.significant else 'NO':>11}   "
+            f"{run['seconds'] / 60:7.1f}"
+        )
+    if len(gains) > 1:
+        lines.append(f"mean ± std {_mean_std(befores):>13}  {_mean_std(afters)}  {_mean_std(gains)}")
+    lines.append(f"\nall seeds finished in {seconds / 60:.1f} min")
+    return "\n".join(lines)
+
+
+def _mean_std(values: Sequence[float]) -> str:
+    return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def jsonable(result: dict[str, Any]) -> dict[str, Any]:
+    """The result with its evaluations as plain records (for --json)."""
+    return {k: v.record() if isinstance(v, HeldOut) else v for k, v in result.items()}
 
 
 @click.command("reinforce")
@@ -71,7 +104,7 @@ def result_table(result: dict[str, Any], seconds: float) -> str:
               help="Rollouts per task; their mean reward is the baseline.")  # fmt: skip
 @click.option("--learning-rate", default=2e-5, show_default=True)
 @click.option("--temperature", default=1.0, show_default=True, help="Sampling temperature of training rollouts.")
-@click.option("--max-tokens", default=24, show_default=True, help="Reply length limit handed to the agent.")
+@click.option("--max-tokens", default=16, show_default=True, help="Reply length limit handed to the agent.")
 @click.option("--device", default="cpu", show_default=True, help="Where the update runs: cpu, cuda, cuda:1 ...")
 @click.option("--torch-threads", default=2, show_default=True, help="CPU threads of the update step.")
 @click.option("--upstream", type=click.Choice(["local", "external", "vllm"]), default="local", show_default=True,
@@ -89,7 +122,12 @@ def result_table(result: dict[str, Any], seconds: float) -> str:
 @click.option("--keep-data", is_flag=True, help="Keep the run's rollouts and spans in Redis afterwards.")
 @click.option("--checkpoint-dir", default="checkpoints/reinforce", show_default=True)
 @click.option("--metrics-jsonl", default="checkpoints/reinforce/metrics.jsonl", show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option("--checker", default=None,
+              help="The task's checker (module:name, see algorithms/evaluation.py) for held-out accuracy. "
+              "Default: the built-in task's; none for other agents (accuracy is then not reported).")  # fmt: skip
+@click.option("--seed", default=0, show_default=True, help="Seed of the first run.")
+@click.option("--seeds", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Independent runs with seeds seed, seed+1, ...; a table of accuracy gains over them.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def reinforce_command(**options: Any) -> None:
     """Policy-gradient training of the served model on the rewards the agent earns."""
@@ -123,42 +161,62 @@ def run_and_report(
     keep_data: bool,
     checkpoint_dir: str,
     metrics_jsonl: str | None,
+    checker: str | None,
     seed: int,
+    seeds: int,
     as_json: bool,
-) -> dict[str, Any]:
-    """Build the run from CLI-shaped options (shared by `lq demo`), run it, print the report."""
-    from .tasks import make_tasks
-
+) -> list[dict[str, Any]]:
+    """Build the runs from CLI-shaped options (shared by `lq demo`), run them one seed after another, report."""
     if agent != BUILTIN_AGENT and (train_tasks is None or val_tasks is None):
         raise click.UsageError("--agent needs --train-tasks and --val-tasks: the built-in tasks fit the built-in agent")
     if upstream == "external" and not model_server_url:
         raise click.UsageError("--upstream external needs --model-server-url")
-    train = load_tasks(train_tasks, "--train-tasks") if train_tasks else make_tasks(256, seed=seed + 1)
-    val = load_tasks(val_tasks, "--val-tasks") if val_tasks else make_tasks(24, seed=seed + 2)
-    config = ReinforceConfig(
-        model_dir=model_dir, iterations=max_iterations, tasks_per_iteration=tasks_per_iteration,
-        samples_per_task=samples_per_task, learning_rate=learning_rate, temperature=temperature,
-        max_tokens=max_tokens, checkpoint_dir=checkpoint_dir, metrics_path=metrics_jsonl, max_minutes=max_minutes,
-        device=device, torch_threads=torch_threads, seed=seed, proxy_url=proxy_url,
-    )  # fmt: skip
+    if checker is None and agent == BUILTIN_AGENT:
+        checker = BUILTIN_CHECKER
+    runs = []
     started = time.monotonic()
-    try:
-        result = run_training(
-            lambda reloader: Reinforce(config, reloader),
-            agent,
-            train,
-            val,
-            model_dir=model_dir,
-            upstream=Upstream(kind=upstream, base_url=model_server_url, vllm_args=vllm_args),
-            use_proxy=proxy_url is None,
-            n_workers=n_workers,
-            worker_concurrency=concurrency,
-            redis_url=redis_url,
-            namespace=namespace,
-            keep_data=keep_data,
-        )
-    except (ValueError, ImportError, RuntimeError, TimeoutError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    seconds = time.monotonic() - started
-    click.echo(json.dumps(result, indent=2, default=str) if as_json else result_table(result, seconds))
-    return result
+    for run_seed in range(seed, seed + seeds):
+        config = ReinforceConfig(
+            model_dir=model_dir, iterations=max_iterations, tasks_per_iteration=tasks_per_iteration,
+            samples_per_task=samples_per_task, learning_rate=learning_rate, temperature=temperature,
+            max_tokens=max_tokens, metrics_path=metrics_jsonl, max_minutes=max_minutes, device=device,
+            torch_threads=torch_threads, seed=run_seed, proxy_url=proxy_url, checker=checker,
+            checkpoint_dir=checkpoint_dir if seeds == 1 else str(Path(checkpoint_dir) / f"seed-{run_seed}"),
+        )  # fmt: skip
+        train, val = _tasks(train_tasks, val_tasks, run_seed)
+        run_started = time.monotonic()
+        try:
+            result = run_training(
+                functools.partial(Reinforce, config),
+                agent,
+                train,
+                val,
+                model_dir=model_dir,
+                upstream=Upstream(kind=upstream, base_url=model_server_url, vllm_args=vllm_args),
+                use_proxy=proxy_url is None,
+                n_workers=n_workers,
+                worker_concurrency=concurrency,
+                redis_url=redis_url,
+                namespace=namespace,
+                keep_data=keep_data,
+            )
+        except (ValueError, ImportError, RuntimeError, TimeoutError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        seconds = time.monotonic() - run_started
+        result.update(seed=run_seed, seconds=seconds)
+        runs.append(result)
+        click.echo(json.dumps(jsonable(result), indent=2, default=str) if as_json else result_table(result, seconds))
+    if seeds > 1 and not as_json:
+        click.echo(seeds_table(runs, time.monotonic() - started))
+    return runs
+
+
+def _tasks(train_tasks: Path | None, val_tasks: Path | None, seed: int) -> tuple[list[Any], list[Any]]:
+    """The given task files, else the built-in sums of this seed (training and held-out sets share no sum)."""
+    from .tasks import split_tasks
+
+    train, val = split_tasks(seed=seed)
+    return (
+        load_tasks(train_tasks, "--train-tasks") if train_tasks else train,
+        load_tasks(val_tasks, "--val-tasks") if val_tasks else val,
+    )

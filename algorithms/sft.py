@@ -32,6 +32,7 @@ from lightning_queue.algorithm import Algorithm, batch_iter_over_dataset
 from lightning_queue.store.base import LightningStore
 from lightning_queue.types import EnqueueRolloutRequest, RolloutConfig
 
+from .evaluation import Checker, HeldOut, Scored, evaluate_held_out, load_checker, score_rollout
 from .progress import Progress
 from .reloaders import Reloader
 from .sft_job import JOB_FUNCTION
@@ -74,6 +75,9 @@ class SFTConfig:
     metrics_path: str | None = None  # None: metrics.jsonl in the run's directory
     export_dataset: str | None = None  # save the selected rows as a datasets.Dataset here
     rollout_timeout: float = 600.0
+    # The task's checker (`module:name`, see algorithms/evaluation.py): held-out and training accuracy.
+    checker: str | None = None
+    eval_temperature: float = 0.0  # held-out rollouts (before the first and after the last iteration)
     progress: bool | None = None  # None: a progress bar on a terminal, log lines elsewhere
     seed: int = 0
     retry: RolloutConfig = field(
@@ -113,6 +117,7 @@ class _Rollouts:
     succeeded: int = 0
     rewards: list[float] = field(default_factory=list)
     rows: list[Row] = field(default_factory=list)
+    scored: list[Scored] = field(default_factory=list)
 
 
 class SFT(Algorithm):
@@ -135,6 +140,7 @@ class SFT(Algorithm):
         self.clock = clock
         self.history: list[dict[str, Any]] = []
         self.run_dir: Path | None = None
+        self.checker: Checker | None = load_checker(config.checker) if config.checker else None
 
     @with_llm_proxy(required=True)
     @with_store
@@ -161,8 +167,12 @@ class SFT(Algorithm):
         )
         records: list[dict[str, Any]] = []
         stopped = "iterations"
+        val = list(val_dataset or [])
+        before = after = None
         try:
             await asyncio.to_thread(queue.check)
+            if val:
+                before = await self.evaluate(store, llm_proxy, val, "before", metrics_path)
             batches = self._batches(list(train_dataset))
             with Progress(cfg.iterations, "SFT", enabled=cfg.progress) as progress:
                 for iteration in range(1, cfg.iterations + 1):
@@ -182,6 +192,8 @@ class SFT(Algorithm):
                         self._prune(run_dir, current)
                     self._log(metrics_path, record)
                     progress.advance(_summary(record))
+            if val:
+                after = await self.evaluate(store, llm_proxy, val, "after", metrics_path)
         finally:
             await asyncio.to_thread(queue.close)
         exported = None
@@ -194,6 +206,8 @@ class SFT(Algorithm):
             "iterations": self.history,
             "stopped": stopped,
             "exported_rows": exported,
+            "before": before,
+            "after": after,
         }
 
     def _redis_url(self, store: LightningStore) -> str:
@@ -242,6 +256,7 @@ class SFT(Algorithm):
             "rows": len(outcome.rows),
             "kept": len(kept),
             "kept_reward_mean": statistics.fmean(r.reward for r in kept) if kept else None,
+            **self._train_accuracy(outcome),
             "job_id": None,
             "checkpoint": None,
             "train": None,
@@ -279,6 +294,32 @@ class SFT(Algorithm):
         )
         return record, kept
 
+    def _train_accuracy(self, outcome: _Rollouts) -> dict[str, Any]:
+        """The iteration's accuracy by the checker (rollouts that did not succeed are wrong), parts, replies."""
+        missing = [score_rollout(None, None, None)] * (outcome.total - len(outcome.scored))
+        train = HeldOut(outcome.scored + missing, checked=self.checker is not None)
+        return {"train_accuracy": train.accuracy, "train_parts": train.parts(), "train_replies": train.samples(3)}
+
+    async def evaluate(
+        self, store: LightningStore, llm_proxy: LLMProxy, tasks: Sequence[Any], tag: str, metrics_path: Path
+    ) -> HeldOut:
+        """Held-out accuracy and reward of the model the server holds now, at the evaluation temperature."""
+        sampling: dict[str, Any] = {"temperature": self.config.eval_temperature}
+        if self.config.max_tokens is not None:
+            sampling["max_tokens"] = self.config.max_tokens
+        resource = llm_proxy.as_resource(sampling_parameters=sampling)
+        resources_id = (await store.update_resources(f"sft-eval-{tag}", {"main_llm": resource})).resources_id
+        result = await evaluate_held_out(
+            store,
+            tasks,
+            resources_id=resources_id,
+            checker=self.checker,
+            timeout=self.config.rollout_timeout,
+            config=self.config.retry,
+        )
+        self._log(metrics_path, {"evaluation": tag, **result.record()}, history=False)
+        return result
+
     async def _roll_out(
         self, store: LightningStore, llm_proxy: LLMProxy, tasks: Sequence[Any], progress: Progress
     ) -> _Rollouts:
@@ -307,6 +348,7 @@ class SFT(Algorithm):
                     continue
                 outcome.succeeded += 1
                 spans = (await store.query_spans(rollout.rollout_id, "latest")).items
+                outcome.scored.append(score_rollout(rollout.input, spans, self.checker))
                 # A rollout without a reward earned nothing: it counts as 0 in the mean.
                 outcome.rewards.append(find_final_reward(spans) or 0.0)
                 outcome.rows += rows_from_triplets(adapter.adapt(spans), rollout.rollout_id)
@@ -339,12 +381,13 @@ class SFT(Algorithm):
             if old.resolve() != current.resolve():
                 shutil.rmtree(old, ignore_errors=True)
 
-    def _log(self, path: Path, record: dict[str, Any]) -> None:
-        self.history.append(record)
+    def _log(self, path: Path, record: dict[str, Any], *, history: bool = True) -> None:
+        if history:
+            self.history.append(record)
         logger.info("%s", record)
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a", encoding="utf-8") as out:
-            out.write(json.dumps({"time": time.time(), **record}) + "\n")
+            out.write(json.dumps({"time": time.time(), **record}, default=str) + "\n")
 
 
 def _default_model_dir() -> Path:

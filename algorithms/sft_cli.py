@@ -16,14 +16,13 @@ from typing import Any
 
 import click
 
+from .evaluation import held_out_table
 from .launch import Upstream, run_training, setup_logging
-from .reinforce_cli import load_tasks
+from .reinforce_cli import BUILTIN_AGENT, BUILTIN_CHECKER, jsonable, load_tasks
 from .sft import SFT, SFTConfig
 from .trainer_worker import TRAIN_QUEUE
 
 logger = logging.getLogger(__name__)
-
-BUILTIN_AGENT = "algorithms.tasks:arithmetic_agent"
 
 
 @click.command("sft")
@@ -35,7 +34,18 @@ BUILTIN_AGENT = "algorithms.tasks:arithmetic_agent"
     default=None,
     help="JSONL file of tasks for --agent. Default: 64 built-in sums.",
 )
+@click.option(
+    "--val-tasks",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="JSONL held-out tasks, evaluated before and after. Default: 48 built-in sums none of --tasks has.",
+)
 @click.option("--agent", default=BUILTIN_AGENT, show_default=True, help="The agent the workers run (module:name).")
+@click.option(
+    "--checker",
+    default=None,
+    help="The task's checker (module:name) for accuracy. Default: the built-in task's; none for other agents.",
+)
 @click.option("--max-iterations", default=2, show_default=True, type=click.IntRange(min=1))
 @click.option("--max-minutes", default=20.0, show_default=True, help="No new iteration starts after this long.")
 @click.option("--tasks-per-iteration", default=8, show_default=True, type=click.IntRange(min=1))
@@ -92,7 +102,9 @@ BUILTIN_AGENT = "algorithms.tasks:arithmetic_agent"
 def sft_command(
     model_dir: str | None,
     tasks_path: Path | None,
+    val_tasks: Path | None,
     agent: str,
+    checker: str | None,
     max_iterations: int,
     max_minutes: float,
     tasks_per_iteration: int,
@@ -127,12 +139,16 @@ def sft_command(
     setup_logging()
     if tasks_path is None and agent != BUILTIN_AGENT:
         raise click.UsageError("--agent needs --tasks: the built-in tasks are for the built-in agent")
-    if tasks_path is not None:
-        tasks = load_tasks(tasks_path, "--tasks")
-    else:
-        from .tasks import make_tasks
+    from .tasks import split_tasks
 
-        tasks = make_tasks(64, seed=seed)
+    builtin_train, builtin_val = split_tasks(seed=seed, train=64)
+    tasks = load_tasks(tasks_path, "--tasks") if tasks_path is not None else builtin_train
+    if val_tasks is not None:
+        val = load_tasks(val_tasks, "--val-tasks")
+    else:
+        val = builtin_val if tasks_path is None else []
+    if checker is None and agent == BUILTIN_AGENT:
+        checker = BUILTIN_CHECKER
     config = SFTConfig(
         model_dir=model_dir,
         iterations=max_iterations,
@@ -158,12 +174,14 @@ def sft_command(
         export_dataset=export_dataset,
         progress=progress,
         seed=seed,
+        checker=checker,
     )
     try:
         result = run_sft(
             config,
             agent,
             tasks,
+            val,
             upstream=upstream,
             vllm_args=vllm_args,
             n_workers=n_workers,
@@ -172,13 +190,14 @@ def sft_command(
         )
     except (ValueError, ImportError, RuntimeError, TimeoutError) as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(json.dumps(result, indent=2, default=str) if as_json else _table(result))
+    click.echo(json.dumps(jsonable(result), indent=2, default=str) if as_json else _table(result))
 
 
 def run_sft(
     config: SFTConfig,
     agent: str,
     tasks: list[Any],
+    val: list[Any] | None = None,
     *,
     upstream: str = "local",
     vllm_args: tuple[str, ...] = (),
@@ -191,6 +210,7 @@ def run_sft(
         lambda reloader: SFT(config, reloader),
         agent,
         tasks,
+        val,
         model_dir=config.model_dir,
         upstream=Upstream(kind=upstream, vllm_args=vllm_args),
         n_workers=n_workers,
@@ -201,16 +221,22 @@ def run_sft(
 
 
 def _table(result: dict[str, Any]) -> str:
-    lines = ["", "iteration  rollouts  succeeded  mean reward  kept/rows  kept reward  loss    rollout s  train s"]
+    lines = [
+        "",
+        "iteration  rollouts  succeeded  mean reward  accuracy  kept/rows  kept reward  loss    rollout s  train s",
+    ]
     for it in result["iterations"]:
         reward = "-" if it["reward_mean"] is None else f"{it['reward_mean']:.3f}"
+        accuracy = "-" if it.get("train_accuracy") is None else f"{it['train_accuracy']:.3f}"
         kept_reward = "-" if it["kept_reward_mean"] is None else f"{it['kept_reward_mean']:.3f}"
         loss = (it.get("train") or {}).get("loss_mean")
         lines.append(
-            f"{it['iteration']:>9}  {it['rollouts']:>8}  {it['succeeded']:>9}  {reward:>11}  "
+            f"{it['iteration']:>9}  {it['rollouts']:>8}  {it['succeeded']:>9}  {reward:>11}  {accuracy:>8}  "
             f"{it['kept']:>4}/{it['rows']:<4}  {kept_reward:>11}  {'-' if loss is None else f'{loss:.3f}':<6}  "
             f"{it['rollout_seconds']:>9}  {it.get('train_seconds', '-'):>7}"
         )
+    if result.get("before") is not None and result.get("after") is not None:
+        lines += ["", *held_out_table(result["before"], result["after"])]
     lines += [
         "",
         f"final checkpoint: {result['checkpoint']} (stopped by {result['stopped']})",

@@ -13,20 +13,12 @@ from typing import Any
 
 import pytest
 
-from algorithms.reinforce import Reinforce, ReinforceConfig, evaluation_of
+from algorithms.reinforce import Reinforce, ReinforceConfig
 from algorithms.reloaders import LocalServerReloader, VllmReloader
-from algorithms.tasks import brevity, make_tasks, score
+from algorithms.tasks import make_tasks
 from lightning_queue import LLMProxy, LlmProxyTraceToTriplet, RedisLightningStore, Trainer
 from lightning_queue.testing import StandInModelServer
 from lightning_queue.testing.server import StandInRequest
-
-
-def test_score_pays_for_brevity_and_a_correct_leading_number() -> None:
-    assert score("12", 12) == 1.0
-    assert score("13", 12) == 0.5
-    assert score("The answer is 12", 12) < 0.5
-    assert score("", 12) == 0.0
-    assert brevity("one two") == 1.0 and brevity(" ".join(["w"] * 20)) == 0.0
 
 
 def test_tasks_are_reproducible_and_carry_their_answer() -> None:
@@ -34,11 +26,6 @@ def test_tasks_are_reproducible_and_carry_their_answer() -> None:
     for task in make_tasks(20, seed=4):
         a, b = map(int, re.findall(r"\d+", task["question"]))
         assert task["answer"] == a + b
-
-
-def test_evaluation_counts_missing_rollouts_as_zero() -> None:
-    result = evaluation_of([1.0, None], total=4)
-    assert (result.mean, result.n, result.finished) == (0.25, 4, 2)
 
 
 class RecordingReloader:
@@ -67,13 +54,13 @@ def tiny_model_dir(folder: Path) -> Path:
 
 
 def alternating_answers() -> Any:
-    """Answer each question alternately well ("12") and badly (a rambling sentence): rewards differ."""
+    """Answer each question alternately right ("12") and wrong (the first operand): rewards differ."""
     flips = itertools.count()
 
     def respond(request: StandInRequest) -> str:
         question = request.body["messages"][-1]["content"]
         a, b = map(int, re.findall(r"\d+", question))
-        return str(a + b) if next(flips) % 2 == 0 else f"Well, adding {a} and {b} gives {a + b} I think"
+        return str(a + b) if next(flips) % 2 == 0 else str(a)
 
     return respond
 
@@ -86,6 +73,7 @@ async def test_reinforce_loop_updates_saves_and_reloads_each_iteration(redis_url
     config = ReinforceConfig(
         model_dir=str(model_dir), iterations=2, tasks_per_iteration=2, samples_per_task=2,
         checkpoint_dir=str(tmp_path / "ckpt"), metrics_path=str(tmp_path / "metrics.jsonl"), rollout_timeout=60,
+        checker="algorithms.tasks:check",
     )  # fmt: skip
     try:
         async with StandInModelServer(responder=alternating_answers(), token_ids="always") as model:
@@ -106,8 +94,15 @@ async def test_reinforce_loop_updates_saves_and_reloads_each_iteration(redis_url
     assert all(r["grad_norm"] > 0 for r in result["iterations"])
     assert reloader.loaded == [tmp_path / "ckpt" / "iter-1", tmp_path / "ckpt" / "iter-2"]
     assert result["before"].n == 2 and result["after"].n == 2
+    # Calls alternate right and wrong: the checker, reading the replies back from the spans, sees both.
+    assert all(r["train_accuracy"] == 0.5 for r in result["iterations"])
+    assert result["before"].accuracy == result["after"].accuracy == 0.5
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [line.get("evaluation") or line.get("iteration") for line in lines] == ["before", 1, 2, "after"]
+    before = lines[0]
+    assert before["accuracy"] == 0.5 and before["reward_mean"] == 0.5 and before["parts"]["correct"] == 0.5
+    assert {s["correct"] for s in before["samples"]} == {True, False}
+    assert all(len(line["train_replies"]) == 3 and "train_parts" in line for line in lines[1:3])
     # Training rollouts sample at the training temperature, evaluation ones at the evaluation one.
     temperatures = sorted({r.body.get("temperature") for r in requests})
     assert temperatures == [config.eval_temperature, config.temperature]
