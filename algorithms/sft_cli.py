@@ -191,6 +191,7 @@ def run_sft(
         lambda reloader: SFT(config, reloader),
         agent,
         tasks,
+        checkpoint_root=config.checkpoint_dir,
         model_dir=config.model_dir,
         upstream=Upstream(kind=upstream, vllm_args=vllm_args),
         n_workers=n_workers,
