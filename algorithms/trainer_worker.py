@@ -24,6 +24,8 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from lightning_queue.store.connection import resolve_shared_url, wait_for_redis
+
 logger = logging.getLogger(__name__)
 
 TRAIN_QUEUE = "lq-train"
@@ -31,12 +33,6 @@ DEFAULT_ALLOWED = ("algorithms.sft_job",)
 # rq's default (420 s) keeps a crashed trainer registered for 7 minutes, during which an algorithm
 # would believe it listens; with 60 s its registration lapses a minute after it dies.
 DEFAULT_WORKER_TTL = 60
-
-
-def redis_url_or_default(url: str | None) -> str:
-    """`url`, else LQ_REDIS_URL, REDIS_URL, then the local default. Never an embedded server: a trainer
-    with a Redis of its own would wait for jobs no algorithm can reach."""
-    return url or os.environ.get("LQ_REDIS_URL") or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 
 
 def describe(url: str) -> str:
@@ -213,10 +209,12 @@ def trainer_command(
     log_level: str,
 ) -> None:
     """Run training jobs (SFT fine-tuning) from an rq queue, each in a forked process."""
-    url = redis_url_or_default(redis_url)
+    # Never an embedded server: a trainer with a Redis of its own would wait for jobs no algorithm can reach.
     try:
+        url = resolve_shared_url(redis_url)
+        wait_for_redis(url, who="lq trainer")
         worker = build_worker(url, queue_name, allowed=allowed, name=name, worker_ttl=worker_ttl)
-    except (RuntimeError, ValueError, redis.RedisError) as exc:
+    except (RuntimeError, ValueError, ConnectionError, redis.RedisError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(
         f"trainer {worker.name} on queue {queue_name!r} at {describe(url)}; allowed modules: {', '.join(allowed)}",

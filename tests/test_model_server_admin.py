@@ -3,8 +3,12 @@ no public bind without a token. Runs on a stand-in model: what is checked happen
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+import shutil
 import stat
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, cast
@@ -150,7 +154,7 @@ def test_cli_warns_that_a_token_given_as_an_argument_shows_in_ps(tmp_path: Path)
 
 
 def test_token_file_is_created_owner_only_and_read_back(tmp_path: Path) -> None:
-    path = tmp_path / "token"
+    path = tmp_path / "not-yet" / "token"
     token = read_or_create_token_file(path)
     assert len(token) >= 32 and stat.S_IMODE(path.stat().st_mode) == 0o600
     assert read_or_create_token_file(path) == token
@@ -188,3 +192,23 @@ def test_a_started_server_gets_root_and_token_through_its_environment_not_its_ar
     assert command[command.index("--checkpoint-root") + 1] == str(tmp_path)
     assert env["LQ_MODEL_ADMIN_TOKEN"] == server.admin_token
     assert serving.ModelServerProcess().admin_token is None  # no root: hot loading stays off
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_the_algorithms_server_child_loads_their_checkpoints_with_its_token_and_nothing_else(tmp_path: Path) -> None:
+    from algorithms.reloaders import LocalServerReloader
+    from algorithms.serving import ModelServerProcess
+    from lightning_queue.model_server import resolve_default_model_dir
+
+    root = tmp_path / "checkpoints"
+    # Hard links: a real checkpoint inside the root without copying half a gigabyte.
+    shutil.copytree(resolve_default_model_dir(), root / "iter-1", copy_function=os.link)
+    with ModelServerProcess(threads=1, checkpoint_root=root) as server:
+        asyncio.run(LocalServerReloader(server.url, admin_token=server.admin_token).load(root / "iter-1"))
+        with urllib.request.urlopen(server.url.removesuffix("/v1") + "/health", timeout=30) as response:
+            assert json.loads(response.read())["version"] == 1
+        with pytest.raises(RuntimeError, match="HTTP 401"):
+            asyncio.run(LocalServerReloader(server.url).load(root / "iter-1"))
+        with pytest.raises(RuntimeError, match=r"HTTP 403.*not inside"):
+            asyncio.run(LocalServerReloader(server.url, admin_token=server.admin_token).load(tmp_path))

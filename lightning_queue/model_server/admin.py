@@ -46,6 +46,7 @@ def check_token(token: str) -> str:
 
 def read_or_create_token_file(path: Path) -> str:
     """The token in `path`; a missing file is created with a random token, readable by its owner only."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
