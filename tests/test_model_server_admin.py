@@ -212,3 +212,21 @@ def test_the_algorithms_server_child_loads_their_checkpoints_with_its_token_and_
             asyncio.run(LocalServerReloader(server.url).load(root / "iter-1"))
         with pytest.raises(RuntimeError, match=r"HTTP 403.*not inside"):
             asyncio.run(LocalServerReloader(server.url, admin_token=server.admin_token).load(tmp_path))
+
+
+def test_an_external_server_is_reloaded_with_the_token_from_its_file(
+    root: Path, loads: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Procfile's path: the algorithm reads the file `lq serve-model --admin-token-file` wrote."""
+    from algorithms.launch import Upstream, serving
+    from lightning_queue.model_server import ServerThread
+
+    token_file = tmp_path / ".lq" / "token"
+    token = read_or_create_token_file(token_file)
+    monkeypatch.chdir(root)  # the algorithm names its checkpoints relative to its own directory
+    with ServerThread(ModelServer(stand_in_model(root), threads=1, admin_token=token, checkpoint_root=root)) as url:
+        upstream = Upstream(kind="external", base_url=url, admin_token_file=token_file)
+        with serving(upstream, None, root) as (served_url, reloader):
+            assert served_url == url
+            asyncio.run(reloader.load(Path("iter-1")))
+    assert loads == [(root / "iter-1").resolve()]

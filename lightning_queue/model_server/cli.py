@@ -115,7 +115,12 @@ async def _serve_until_signal(server: ModelServer) -> None:
         loop.add_signal_handler(signum, stop.set)
     await server.start()
     weights = server.weights
-    click.echo(f"serving {weights.loaded.name} at {server.url} (threads={server.threads}); Ctrl-C stops")
+    loads = (
+        f"POST /v1/load from {server.checkpoint_root} with the admin token"
+        if server.admin_enabled
+        else "POST /v1/load off (no admin token)"
+    )
+    click.echo(f"serving {weights.loaded.name} at {server.url} (threads={server.threads}; {loads}); Ctrl-C stops")
     try:
         await stop.wait()
     finally:

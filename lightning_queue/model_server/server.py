@@ -95,6 +95,11 @@ class ModelServer:
         return f"http://{host}:{self.port}/v1"
 
     @property
+    def admin_enabled(self) -> bool:
+        """True if `POST /v1/load` is served (with a token, inside `checkpoint_root`)."""
+        return self._admin_token is not None and self.checkpoint_root is not None
+
+    @property
     def weights(self) -> Weights:
         return self._require_engine().weights
 
