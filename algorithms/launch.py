@@ -30,11 +30,14 @@ class Upstream:
     """Where rollouts' LLM calls are served.
 
     kind: "local" starts `lq serve-model`; "vllm" restarts `vllm serve` per checkpoint (GPU machines);
-        "external" uses an `lq serve-model` already running at `base_url` (e.g. a Procfile's).
+        "external" uses an `lq serve-model` already running at `base_url` (e.g. a Procfile's), which
+        loads checkpoints when given its `admin_token` (and our checkpoint dir is inside its root).
     """
 
     kind: str = "local"
     base_url: str | None = None
+    admin_token: str | None = None
+    admin_token_file: Path | None = None
     model_server_threads: int = 1
     vllm_port: int | None = None
     vllm_args: tuple[str, ...] = ()
@@ -55,18 +58,23 @@ class Upstream:
 
 
 @contextlib.contextmanager
-def serving(upstream: Upstream, model_dir: str | None) -> Iterator[tuple[str, Reloader]]:
-    """Make the policy servable; yield its /v1 URL and the reloader that swaps in checkpoints."""
+def serving(upstream: Upstream, model_dir: str | None, checkpoint_root: str | Path) -> Iterator[tuple[str, Reloader]]:
+    """Make the policy servable; yield its /v1 URL and the reloader that swaps in the checkpoints the
+    algorithm writes inside `checkpoint_root`."""
     if upstream.kind == "local":
-        with ModelServerProcess(model_dir, threads=upstream.model_server_threads) as server:
-            yield server.url, LocalServerReloader(server.url)
+        with ModelServerProcess(
+            model_dir, threads=upstream.model_server_threads, checkpoint_root=checkpoint_root
+        ) as server:
+            yield server.url, LocalServerReloader(server.url, admin_token=server.admin_token)
     elif upstream.kind == "external":
         if not upstream.base_url:
             raise ValueError("an external upstream needs base_url (the /v1 URL of a running lq serve-model)")
         # Started beside us (a Procfile starts everything at once): wait until it serves.
         root = upstream.base_url.rstrip("/").removesuffix("/v1")
         wait_until_healthy(f"{root}/health", timeout=600)
-        yield upstream.base_url, LocalServerReloader(upstream.base_url)
+        # The server writes its token file before it serves, so it exists once /health answers.
+        token = upstream.admin_token_file.read_text().strip() if upstream.admin_token_file else upstream.admin_token
+        yield upstream.base_url, LocalServerReloader(upstream.base_url, admin_token=token)
     elif upstream.kind == "vllm":
         from lightning_queue.model_server import resolve_default_model_dir
 
@@ -91,6 +99,7 @@ def run_training(
     train: list[Any],
     val: list[Any] | None = None,
     *,
+    checkpoint_root: str | Path,
     model_dir: str | None = None,
     upstream: Upstream | None = None,
     use_proxy: bool = True,
@@ -102,13 +111,15 @@ def run_training(
 ) -> dict[str, Any]:
     """Serve the policy, run the algorithm through a Trainer with `n_workers` local workers, clean up.
 
+    The inference server loads checkpoints only from `checkpoint_root`, where the algorithm writes them.
+
     With `use_proxy=False` no proxy is started here: the algorithm publishes an external `lq proxy`
     (which must record into the same namespace) and reloads the server itself.
     """
     upstream = upstream or Upstream()
     store = RedisLightningStore(redis_url, namespace=namespace or f"train-{uuid.uuid4().hex[:8]}")
     try:
-        with serving(upstream, model_dir) as (url, reloader):
+        with serving(upstream, model_dir, checkpoint_root) as (url, reloader):
             proxy = LLMProxy(model_list=[upstream.model_entry(url)]) if use_proxy else None
             trainer = Trainer(
                 algorithm=make_algorithm(reloader),

@@ -32,7 +32,16 @@ _FENCED = re.compile(r"```[a-zA-Z]*\n(.*?)```", re.DOTALL)
 
 def placeholders(template: str) -> set[str]:
     """The `{name}` fields of an f-string template; ValueError if it does not parse as one."""
-    return {field for _text, field, _spec, _conv in string.Formatter().parse(template) if field is not None}
+    return {field for field, _conv, _spec in fields(template)}
+
+
+def fields(template: str) -> set[tuple[str, str, str]]:
+    """(name, conversion, format spec) of each replacement field; ValueError if it does not parse."""
+    return {
+        (field, conv or "", spec or "")
+        for _text, field, spec, conv in string.Formatter().parse(template)
+        if field is not None
+    }
 
 
 def problem_with_edit(edited: str, original: str, *, max_chars: int) -> str | None:
@@ -40,7 +49,8 @@ def problem_with_edit(edited: str, original: str, *, max_chars: int) -> str | No
 
     The agent formats the template with the same keyword arguments as before, so the placeholders
     must be the same plain names: a lost one drops task data, an unknown one fails at format time,
-    and `{x.attr}` / `{x[0]}` would reach into the objects the agent passes in.
+    and `{x.attr}` / `{x[0]}` would reach into the objects the agent passes in. Conversions and format
+    specs the parent does not use are refused too: `{text:>300000000}` would build 300 M characters.
     """
     if not edited.strip():
         return "the edit is empty"
@@ -60,11 +70,18 @@ def problem_with_edit(edited: str, original: str, *, max_chars: int) -> str | No
         return f"the edit drops placeholders {missing}"
     if extra := sorted(found - wanted):
         return f"the edit adds placeholders {extra} the tasks do not provide"
+    if styled := sorted(f for f in fields(edited) - fields(original) if f[1] or f[2]):
+        shown = ", ".join(_show(*field) for field in styled)
+        return f"the edit uses conversions or format specs ({shown}); write plain {{name}} fields"
     try:
         edited.format(**{name: "" for name in found})
     except (ValueError, IndexError, KeyError) as exc:
         return f"the edit does not format: {type(exc).__name__}: {exc}"
     return None
+
+
+def _show(name: str, conv: str, spec: str) -> str:
+    return "{" + name + (f"!{conv}" if conv else "") + (f":{spec}" if spec else "") + "}"
 
 
 def extract_template(reply: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import statistics
 import time
 from collections.abc import Sequence
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from lightning_queue.model_server.admin import ADMIN_TOKEN_ENV
 
 from .evaluation import HeldOut, accuracy_gain, held_out_table
 from .launch import Upstream, run_training, setup_logging
@@ -110,6 +113,9 @@ def jsonable(result: dict[str, Any]) -> dict[str, Any]:
 @click.option("--upstream", type=click.Choice(["local", "external", "vllm"]), default="local", show_default=True,
               help="Start lq serve-model, use one at --model-server-url, or vllm serve per checkpoint.")  # fmt: skip
 @click.option("--model-server-url", default=None, help="With --upstream external: its /v1 URL.")
+@click.option("--model-server-token-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --upstream external: the server's --admin-token-file (--checkpoint-dir must lie "
+              "inside its --checkpoint-root). Env LQ_MODEL_ADMIN_TOKEN gives the token itself.")  # fmt: skip
 @click.option("--vllm-arg", "vllm_args", multiple=True, help="Extra `vllm serve` argument (repeatable).")
 @click.option(
     "--proxy-url", default=None, help="Publish a running `lq proxy` (same namespace) instead of starting one."
@@ -153,6 +159,7 @@ def run_and_report(
     upstream: str,
     model_server_url: str | None,
     vllm_args: tuple[str, ...],
+    model_server_token_file: Path | None = None,
     proxy_url: str | None,
     n_workers: int,
     concurrency: int,
@@ -191,8 +198,15 @@ def run_and_report(
                 agent,
                 train,
                 val,
+                checkpoint_root=checkpoint_dir,
                 model_dir=model_dir,
-                upstream=Upstream(kind=upstream, base_url=model_server_url, vllm_args=vllm_args),
+                upstream=Upstream(
+                    kind=upstream,
+                    base_url=model_server_url,
+                    vllm_args=vllm_args,
+                    admin_token=os.environ.get(ADMIN_TOKEN_ENV),
+                    admin_token_file=model_server_token_file,
+                ),
                 use_proxy=proxy_url is None,
                 n_workers=n_workers,
                 worker_concurrency=concurrency,

@@ -31,8 +31,11 @@ class Reloader(Protocol):
     async def load(self, checkpoint: Path) -> None: ...
 
 
-def _post_json(url: str, body: dict[str, object], timeout: float) -> tuple[int, str]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+def _post_json(url: str, body: dict[str, object], timeout: float, token: str | None = None) -> tuple[int, str]:
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return int(response.status), response.read().decode()
@@ -41,20 +44,28 @@ def _post_json(url: str, body: dict[str, object], timeout: float) -> tuple[int, 
 
 
 class LocalServerReloader:
-    """Tell `lq serve-model` at `base_url` (ending in /v1) to load a checkpoint directory."""
+    """Tell `lq serve-model` at `base_url` (ending in /v1) to load a checkpoint directory.
 
-    def __init__(self, base_url: str, *, timeout: float = 300.0) -> None:
+    `admin_token` is the server's (its --admin-token-file, or ModelServerProcess.admin_token); the
+    checkpoint must lie inside the server's --checkpoint-root.
+    """
+
+    def __init__(self, base_url: str, *, timeout: float = 300.0, admin_token: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.admin_token = admin_token
 
     async def load(self, checkpoint: Path) -> None:
-        status, text = await asyncio.to_thread(
-            _post_json, f"{self.base_url}/load", {"path": str(checkpoint)}, self.timeout
-        )
+        status, text = await asyncio.to_thread(self._post_load, checkpoint)
         if status != 200:
             raise RuntimeError(
                 f"model server at {self.base_url} refused checkpoint {checkpoint}: HTTP {status} {text[:500]}"
             )
+
+    def _post_load(self, checkpoint: Path) -> tuple[int, str]:
+        # Absolute: the server takes relative paths from its checkpoint root, not from our working directory.
+        body: dict[str, object] = {"path": str(checkpoint.absolute())}
+        return _post_json(f"{self.base_url}/load", body, self.timeout, self.admin_token)
 
 
 class VllmReloader:

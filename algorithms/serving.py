@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -11,6 +12,8 @@ import time
 import urllib.request
 from pathlib import Path
 from types import TracebackType
+
+from lightning_queue.model_server.admin import ADMIN_TOKEN_ENV
 
 
 def healthy(url: str) -> bool:
@@ -43,14 +46,28 @@ def free_port() -> int:
 class ModelServerProcess:
     """`lq serve-model` in its own process (its generation threads do not share this one's GIL).
 
-    with ModelServerProcess(threads=1) as server:
+    with ModelServerProcess(threads=1, checkpoint_root="checkpoints/run") as server:
         server.url  # http://127.0.0.1:<port>/v1
+        LocalServerReloader(server.url, admin_token=server.admin_token)
+
+    With `checkpoint_root`, the child may hot-load checkpoints from that directory: it gets a fresh
+    admin token (through its environment, not argv, where `ps` would show it) that only `admin_token`
+    here knows. Without it, hot loading is off.
     """
 
-    def __init__(self, model_dir: str | Path | None = None, *, threads: int = 1, start_timeout: float = 300.0) -> None:
+    def __init__(
+        self,
+        model_dir: str | Path | None = None,
+        *,
+        threads: int = 1,
+        start_timeout: float = 300.0,
+        checkpoint_root: str | Path | None = None,
+    ) -> None:
         self.model_dir = model_dir
         self.threads = threads
         self.start_timeout = start_timeout
+        self.checkpoint_root = checkpoint_root
+        self.admin_token = secrets.token_urlsafe(32) if checkpoint_root is not None else None
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -63,7 +80,11 @@ class ModelServerProcess:
         command += ["--threads", str(self.threads)]
         if self.model_dir is not None:
             command += ["--model", str(self.model_dir)]
-        self.process = subprocess.Popen(command, start_new_session=True)
+        env = {k: v for k, v in os.environ.items() if k != ADMIN_TOKEN_ENV}
+        if self.checkpoint_root is not None and self.admin_token is not None:
+            command += ["--checkpoint-root", str(self.checkpoint_root)]
+            env[ADMIN_TOKEN_ENV] = self.admin_token
+        self.process = subprocess.Popen(command, start_new_session=True, env=env)
         try:
             wait_until_healthy(f"http://127.0.0.1:{self.port}/health", self.start_timeout, self.process)
         except BaseException:

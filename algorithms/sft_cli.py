@@ -211,6 +211,7 @@ def run_sft(
         agent,
         tasks,
         val,
+        checkpoint_root=config.checkpoint_dir,
         model_dir=config.model_dir,
         upstream=Upstream(kind=upstream, vllm_args=vllm_args),
         n_workers=n_workers,

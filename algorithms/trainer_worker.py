@@ -2,13 +2,15 @@
 
     lq trainer --redis-url redis://gpu-box-redis:6379/0          # or python -m algorithms.trainer_worker
 
-Jobs travel as JSON (rq's JSONSerializer, not its binary default), and only functions of allowed modules run:
-with rq, whoever can write to Redis names the function a worker imports and calls, so the trainer
-refuses any job whose function lives outside `--allow` (default: the SFT job's module).
+Jobs travel as JSON (rq's JSONSerializer, not its binary default), and only code of allowed modules runs:
+with rq, whoever can write to Redis names the functions a worker imports and calls (the job's, its
+callbacks') and the URLs it posts to (webhooks), so the trainer refuses any job naming code outside
+`--allow` (default: the SFT job's module), carrying webhooks, or with such a job as a dependent.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Iterable
@@ -18,20 +20,19 @@ from urllib.parse import urlsplit
 import click
 import redis
 from rq import Worker
+from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
+
+from lightning_queue.store.connection import resolve_shared_url, wait_for_redis
+
+logger = logging.getLogger(__name__)
 
 TRAIN_QUEUE = "lq-train"
 DEFAULT_ALLOWED = ("algorithms.sft_job",)
 # rq's default (420 s) keeps a crashed trainer registered for 7 minutes, during which an algorithm
 # would believe it listens; with 60 s its registration lapses a minute after it dies.
 DEFAULT_WORKER_TTL = 60
-
-
-def redis_url_or_default(url: str | None) -> str:
-    """`url`, else LQ_REDIS_URL, REDIS_URL, then the local default. Never an embedded server: a trainer
-    with a Redis of its own would wait for jobs no algorithm can reach."""
-    return url or os.environ.get("LQ_REDIS_URL") or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 
 
 def describe(url: str) -> str:
@@ -57,20 +58,90 @@ def check_rq_support(connection: redis.Redis, url: str) -> None:
         ) from exc
 
 
+def _module(dotted: str | None) -> str:
+    return (dotted or "").rpartition(".")[0]
+
+
+def _named_code(job: Job) -> list[tuple[str, str]]:
+    """(role, dotted name) of everything in `job` that rq would import and call, read without importing."""
+    callbacks = [
+        ("on_success", job._success_callback_name),
+        ("on_failure", job._failure_callback_name),
+        ("on_stopped", job._stopped_callback_name),
+    ]
+    return [("function", job.func_name or ""), *((role, name) for role, name in callbacks if name)]
+
+
+def refusal(job: Job, modules: frozenset[str], *, look_at_dependents: bool = True) -> str | None:
+    """Why `job` may not run on a trainer allowing `modules`, or None.
+
+    rq imports and calls the function and each callback a job names, POSTs its webhooks (with the
+    traceback, to any URL, with any headers) and enqueues its dependents: all of it is checked here.
+    """
+    allowed = sorted(modules)
+    for role, name in _named_code(job):
+        module = _module(name)
+        if module not in modules:
+            hint = f" (start the trainer with --allow {module} to run it)" if module else ""
+            return (
+                f"job {job.id} names {name!r} as its {role}, whose module is not allowed on this trainer; "
+                f"allowed: {allowed}{hint}"
+            )
+    if job.webhooks:
+        return f"job {job.id} carries {len(job.webhooks)} webhook(s); this trainer sends none"
+    if look_at_dependents:
+        for dependent_id in job.dependent_ids:
+            try:
+                dependent = Job.fetch(dependent_id, connection=job.connection, serializer=job.serializer)
+            except NoSuchJobError:
+                continue
+            reason = refusal(dependent, modules, look_at_dependents=False)
+            if reason is not None:
+                return f"job {job.id} has a dependent this trainer would refuse: {reason}"
+    return None
+
+
 def allowlisted_job_class(allowed: Iterable[str]) -> type[Job]:
-    """An rq Job class that refuses, as a failed job, any function outside the `allowed` modules."""
+    """An rq Job class that refuses, as a failed job, any job naming code outside the `allowed` modules
+    (its function, callbacks or dependents) or carrying webhooks.
+
+    rq resolves callbacks lazily, in the work horse and in the worker's own process (a stopped job's
+    callback, the cleanup of an abandoned one), so every resolution of a refused job yields nothing.
+    """
     modules = frozenset(allowed)
 
     class AllowlistedJob(Job):
+        _lq_refusal: str | None
+
+        def refusal(self) -> str | None:
+            try:
+                return self._lq_refusal
+            except AttributeError:
+                self._lq_refusal = refusal(self, modules)
+                return self._lq_refusal
+
         def perform(self) -> Any:
             # Checked in the work horse before the function is imported, so a refused module never loads.
-            module = (self.func_name or "").rpartition(".")[0]
-            if module not in modules:
-                raise PermissionError(
-                    f"job {self.id} names {self.func_name!r}, whose module is not allowed on this trainer; "
-                    f"allowed: {sorted(modules)} (start the trainer with --allow {module} to run it)"
-                )
+            reason = self.refusal()
+            if reason is not None:
+                raise PermissionError(reason)
             return super().perform()
+
+        @property
+        def success_callback(self) -> Any:
+            return None if self.refusal() is not None else super().success_callback
+
+        @property
+        def failure_callback(self) -> Any:
+            return None if self.refusal() is not None else super().failure_callback
+
+        @property
+        def stopped_callback(self) -> Any:
+            return None if self.refusal() is not None else super().stopped_callback
+
+        def send_webhooks(self, status: Any, *, exc_string: str | None = None) -> None:
+            if self.webhooks:
+                logger.warning("job %s: not sending its %d webhook(s)", self.id, len(self.webhooks))
 
     return AllowlistedJob
 
@@ -138,10 +209,12 @@ def trainer_command(
     log_level: str,
 ) -> None:
     """Run training jobs (SFT fine-tuning) from an rq queue, each in a forked process."""
-    url = redis_url_or_default(redis_url)
+    # Never an embedded server: a trainer with a Redis of its own would wait for jobs no algorithm can reach.
     try:
+        url = resolve_shared_url(redis_url)
+        wait_for_redis(url, who="lq trainer")
         worker = build_worker(url, queue_name, allowed=allowed, name=name, worker_ttl=worker_ttl)
-    except (RuntimeError, ValueError, redis.RedisError) as exc:
+    except (RuntimeError, ValueError, ConnectionError, redis.RedisError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(
         f"trainer {worker.name} on queue {queue_name!r} at {describe(url)}; allowed modules: {', '.join(allowed)}",

@@ -62,7 +62,7 @@ redis_url_option = click.option(
     "--redis-url",
     envvar="LQ_REDIS_URL",
     default=None,
-    help="Redis URL (env LQ_REDIS_URL, then REDIS_URL; default: 127.0.0.1:6379, else an embedded server).",
+    help="Redis URL (env LQ_REDIS_URL, then REDIS_URL; default 127.0.0.1:6379). Never a private embedded server.",
 )
 namespace_option = click.option(
     "--namespace", envvar="LQ_NAMESPACE", default="default", show_default=True, help="Run namespace (env LQ_NAMESPACE)."
@@ -77,7 +77,7 @@ def main(log_level: str) -> None:
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-async def _status(redis_url: str | None, namespace: str) -> dict[str, Any]:
+async def _status(redis_url: str, namespace: str) -> dict[str, Any]:
     from .store import RedisLightningStore
 
     store = RedisLightningStore(redis_url, namespace=namespace, scan_debounce_seconds=3600)
@@ -123,8 +123,14 @@ def _format_status(report: dict[str, Any]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def status(redis_url: str | None, namespace: str, as_json: bool) -> None:
     """Show queue depth, rollouts per status and workers of a namespace."""
+    from .store.connection import ping_error, redact, resolve_shared_url
+
     try:
-        report = asyncio.run(_status(redis_url, namespace))
+        # The status of a private embedded server would be an empty report about nothing.
+        url = resolve_shared_url(redis_url)
+        if (error := ping_error(url)) is not None:
+            raise ConnectionError(f"no Redis answers at {redact(url)}: {error}")
+        report = asyncio.run(_status(url, namespace))
     except (ValueError, ConnectionError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     except Exception as exc:  # redis errors carry no secrets but may be long; show their first line

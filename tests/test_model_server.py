@@ -26,6 +26,8 @@ from lightning_queue.model_server.sampling import _keep_top_p
 from lightning_queue.model_server.weights import CheckpointError
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+ADMIN_TOKEN = "model-server-test-admin-token"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 # --- without the model -------------------------------------------------------------------------------
@@ -116,7 +118,15 @@ def test_server_refuses_to_start_without_a_checkpoint(tmp_path: Path) -> None:
 def test_cli_command_documents_its_options() -> None:
     result = CliRunner().invoke(serve_model_command, ["--help"])
     assert result.exit_code == 0
-    for option in ("--model", "--host", "--port", "--threads", "--log-level"):
+    for option in (
+        "--model",
+        "--host",
+        "--port",
+        "--threads",
+        "--log-level",
+        "--checkpoint-root",
+        "--admin-token-file",
+    ):
         assert option in result.output
 
 
@@ -129,14 +139,15 @@ def smollm2() -> LoadedModel:
 
 
 @pytest.fixture(scope="module")
-def base_url(smollm2: LoadedModel) -> Iterator[str]:
+def base_url(smollm2: LoadedModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # One torch thread (here and below): steady speed on a shared 2-core machine, where two stall on each other.
-    with ServerThread(ModelServer(smollm2, threads=1)) as url:
+    root = tmp_path_factory.mktemp("checkpoints")
+    with ServerThread(ModelServer(smollm2, threads=1, admin_token=ADMIN_TOKEN, checkpoint_root=root)) as url:
         yield url
 
 
 async def post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    async with aiohttp.ClientSession() as session, session.post(url, json=body) as response:
+    async with aiohttp.ClientSession() as session, session.post(url, json=body, headers=ADMIN) as response:
         return response.status, await response.json()
 
 
@@ -254,7 +265,7 @@ async def test_bad_request_gets_a_json_error_and_the_server_keeps_serving(
     base_url: str, path: str, raw: bytes, status: int, named: str
 ) -> None:
     async with aiohttp.ClientSession() as session:
-        async with session.post(f"{base_url}/{path}", data=raw) as response:
+        async with session.post(f"{base_url}/{path}", data=raw, headers=ADMIN) as response:
             assert response.status == status
             error = (await response.json())["error"]
         assert named in error["message"]
@@ -286,7 +297,8 @@ def flattened_checkpoint(smollm2: LoadedModel, tmp_path_factory: pytest.TempPath
 
 @pytest.mark.model
 async def test_load_swaps_weights_without_a_restart(smollm2: LoadedModel, flattened_checkpoint: Path) -> None:
-    async with ModelServer(smollm2, threads=1) as server:
+    root = flattened_checkpoint.parent
+    async with ModelServer(smollm2, threads=1, admin_token=ADMIN_TOKEN, checkpoint_root=root) as server:
         request = greedy_chat(max_tokens=4, logprobs=True)
         _, before = await post(f"{server.url}/chat/completions", request)
 
@@ -310,7 +322,7 @@ async def test_load_of_a_bad_path_is_refused_and_the_old_weights_keep_serving(
     (truncated / "config.json").write_text((smollm2.path / "config.json").read_text())
     with (smollm2.path / "model.safetensors").open("rb") as weights:
         (truncated / "model.safetensors").write_bytes(weights.read(1000))
-    async with ModelServer(smollm2, threads=1) as server:
+    async with ModelServer(smollm2, threads=1, admin_token=ADMIN_TOKEN, checkpoint_root=tmp_path) as server:
         for bad in (tmp_path / "missing", tmp_path, truncated):
             status, body = await post(f"{server.url}/load", {"path": str(bad)})
             assert status == 400

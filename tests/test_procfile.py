@@ -50,3 +50,21 @@ def test_algorithm_line_parses_and_shares_the_namespace() -> None:
     assert len(namespaces) == 1 and {"proxy", "worker", "algorithm"} <= {
         n for n, line in lines.items() if "--namespace" in line
     }
+
+
+def option(argv: list[str], name: str) -> str:
+    return argv[argv.index(name) + 1]
+
+
+def test_services_name_the_procfile_s_redis_so_none_starts_a_private_one() -> None:
+    lines = procfile_lines()
+    port = option(lines["redis"], "--port")
+    for name in ("proxy", "worker", "algorithm"):
+        assert option(lines[name], "--redis-url") == f"redis://127.0.0.1:{port}", name
+
+
+def test_the_algorithm_writes_checkpoints_where_the_model_server_may_load_them_and_holds_its_token() -> None:
+    lines = procfile_lines()
+    model, algorithm = lines["model"], lines["algorithm"]
+    assert option(algorithm, "--checkpoint-dir") == option(model, "--checkpoint-root")
+    assert option(algorithm, "--model-server-token-file") == option(model, "--admin-token-file")

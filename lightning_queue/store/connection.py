@@ -1,4 +1,5 @@
-"""Where the store's Redis is: URL resolution, client settings and the embedded fallback server."""
+"""Where the store's Redis is: URL resolution, client settings, the embedded fallback server, and waiting
+for a shared Redis that is not up yet."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import os
 import socket
 import sys
 import threading
+import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import redis
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -150,3 +153,53 @@ def make_client(url: str, *, blocking: bool = False) -> aioredis.Redis:
     client = aioredis.Redis(connection_pool=pool)
     client.auto_close_connection_pool = True
     return client
+
+
+def resolve_shared_url(url: str | None = None) -> str:
+    """The URL of a service that exists to share a bus (`lq worker`, `lq proxy`, `lq trainer`, `lq status`):
+    explicit URL, `LQ_REDIS_URL`, `REDIS_URL`, else 127.0.0.1:6379 whether or not it answers yet.
+
+    Never the embedded server: a private one would leave the service waiting where nobody else looks.
+    """
+    for candidate in (url, os.environ.get("LQ_REDIS_URL"), os.environ.get("REDIS_URL")):
+        if candidate:
+            return check_url(candidate)
+    return DEFAULT_LOCAL_URL
+
+
+def ping_error(url: str, timeout: float = 2.0) -> str | None:
+    """None if the Redis at `url` answers PING; else why not, without the password. Bad credentials raise
+    ConnectionError: waiting will not fix them."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    try:
+        client.ping()
+        return None
+    except (AuthenticationError, AuthorizationError) as exc:
+        raise ConnectionError(f"the Redis at {redact(url)} refused our credentials: {exc}") from None
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    except redis.ResponseError:
+        return None  # it answered (e.g. an ACL user without PING): up, and the service reports the rest
+    finally:
+        client.close()
+
+
+def wait_for_redis(url: str, *, who: str, first_delay: float = 0.5, max_delay: float = 15.0) -> None:
+    """Block until the Redis at `url` answers, saying on stderr that `who` waits and retries (with backoff).
+
+    Ctrl-C stops the wait (KeyboardInterrupt propagates); bad credentials raise ConnectionError at once.
+    """
+    delay = first_delay
+    waited = 0.0
+    while (error := ping_error(url)) is not None:
+        print(
+            f"{who}: no Redis answers at {redact(url)} ({error}); retrying in {delay:.1f} s "
+            f"(waited {waited:.0f} s so far; start redis-server or pass --redis-url; Ctrl-C stops)",
+            file=sys.stderr,
+            flush=True,
+        )
+        time.sleep(delay)
+        waited += delay
+        delay = min(delay * 2, max_delay)
+    if waited:
+        print(f"{who}: the Redis at {redact(url)} answers now", file=sys.stderr, flush=True)

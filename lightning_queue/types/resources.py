@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from .template_format import MAX_FORMATTED_CHARS, bounded_format
 
 
 class Resource(BaseModel):
@@ -63,11 +65,14 @@ class PromptTemplate(Resource):
     resource_type: Literal["prompt_template"] = "prompt_template"
     template: str
     engine: Literal["jinja", "f-string", "poml"] = "f-string"
+    # Templates may come from model output (prompt search): formatting one must not build gigabytes.
+    max_formatted_chars: ClassVar[int] = MAX_FORMATTED_CHARS
 
     def format(self, **kwargs: Any) -> str:
+        """The template with `kwargs` filled in; ValueError if it would exceed `max_formatted_chars`."""
         if self.engine != "f-string":
             raise NotImplementedError(f"PromptTemplate.format supports the 'f-string' engine only, not {self.engine!r}")
-        return self.template.format(**kwargs)
+        return bounded_format(self.template, kwargs=kwargs, max_chars=self.max_formatted_chars)
 
 
 ResourceUnion = Annotated[LLM | ProxyLLM | PromptTemplate, Field(discriminator="resource_type")]

@@ -34,8 +34,12 @@ def test_samples_need_token_ids_on_both_sides_and_a_reward() -> None:
     assert samples_from_triplets(triplets, "g") == [Sample([1, 2], [3], 1.0, "g")]
 
 
+ADMIN_TOKEN = "policy-test-admin-token"
+
+
 def _post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {ADMIN_TOKEN}"}
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
             return response.status, json.loads(response.read())
@@ -60,7 +64,7 @@ def test_one_reinforce_step_raises_the_served_logprob_of_the_rewarded_answer(tmp
     torch.manual_seed(0)
     messages = [{"role": "user", "content": "Name a colour."}]
     served = load_default_model()
-    with ServerThread(ModelServer(served, threads=1)) as url:
+    with ServerThread(ModelServer(served, threads=1, admin_token=ADMIN_TOKEN, checkpoint_root=tmp_path)) as url:
         prompt_ids, rewarded, before = _greedy(url, messages)
         # A different answer to the same prompt, to be discouraged.
         other = served.tokenizer.encode("I could name many colours, for example a dark shade of green")

@@ -155,12 +155,15 @@ async def test_max_minutes_stops_before_the_first_round(store: RedisLightningSto
     ("edited", "reason"),
     [
         ("Classify: {text}", None),
-        ("Say {text!r} in {text:>5}", None),
+        ("Say {text!r} in {text:>5}", "conversions or format specs ({text:>5}, {text!r})"),
+        ("Solve: {text:>300000000}", "conversions or format specs ({text:>300000000})"),
+        ("{text!s:.1}", "conversions or format specs"),
+        ("{text.__class__}", "not plain names"),
         ("Literal {{braces}} are fine: {text}", None),
         ("Classify this.", "drops placeholders ['text']"),
         ("{text} {0}", "not plain names"),
         ("{text[0]}", "not plain names"),
-        ("{text:{width}}", "does not format"),
+        ("{text:{width}}", "conversions or format specs ({text:{width}})"),
         ("{text", "not a valid f-string template"),
         ("x" * 50 + "{text}", "over the limit of 40"),
     ],
@@ -168,6 +171,11 @@ async def test_max_minutes_stops_before_the_first_round(store: RedisLightningSto
 def test_an_edit_must_keep_the_placeholders_as_plain_names(edited: str, reason: str | None) -> None:
     problem = problem_with_edit(edited, "Review: {text}", max_chars=40 if reason and "limit" in reason else 4000)
     assert problem is None if reason is None else reason in (problem or "")
+
+
+def test_an_edit_may_keep_a_format_spec_its_parent_already_used() -> None:
+    assert problem_with_edit("Now review: {text!r:.200}", "Review: {text!r:.200}", max_chars=4000) is None
+    assert "format specs" in (problem_with_edit("{text!r:.201}", "Review: {text!r:.200}", max_chars=4000) or "")
 
 
 @pytest.mark.parametrize(
@@ -237,3 +245,31 @@ async def test_a_run_without_a_prompt_template_resource_is_refused(store: RedisL
     algorithm.set_initial_resources({})
     with pytest.raises(ValueError, match="needs a PromptTemplate resource"):
         await algorithm.run(train_dataset=TRAIN, val_dataset=VAL)
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "Solve: {text:>300000000}",  # a width
+        "Solve: {text:.300000000}",  # a precision
+        "{n:0300000000d}",  # zero padding
+        "Solve: {text:{width}}",  # a width passed in
+        "{text:>" + "9" * 5000 + "}",  # more digits than int() converts
+    ],
+)
+def test_formatting_a_template_refuses_a_huge_spec_before_building_it(template: str) -> None:
+    with pytest.raises(ValueError, match="over the limit"):
+        PromptTemplate(template=template).format(text="x", n=1, width=300_000_000)
+
+
+def test_formatting_a_template_refuses_an_output_over_the_cap() -> None:
+    template = PromptTemplate(template="{text}" * 5)
+    limit = PromptTemplate.max_formatted_chars
+    assert len(template.format(text="x" * (limit // 5))) == limit // 5 * 5
+    with pytest.raises(ValueError, match=f"over the limit of {limit}"):
+        template.format(text="x" * (limit // 5 + 1))
+
+
+def test_formatting_a_template_keeps_str_format_semantics() -> None:
+    template = PromptTemplate(template="Say {text!r} in {n:>4} {{braces}} {pi:.2f}")
+    assert template.format(text="hi", n=7, pi=3.14159) == "Say 'hi' in    7 {braces} 3.14"

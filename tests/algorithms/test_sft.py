@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import http.server
 import json
 import os
 import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 import types
 import uuid
@@ -22,8 +24,10 @@ from typing import Any, ClassVar
 import psutil
 import pytest
 import redis
+from rq import Callback, Queue
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
+from rq.webhook import Webhook
 
 from algorithms.sft import SFT, SFTConfig
 from algorithms.sft_job import JOB_FUNCTION, check_samples, truncate
@@ -248,6 +252,143 @@ def test_a_trainer_refuses_jobs_from_modules_it_does_not_allow(
             queue.wait(job_id, timeout=60)
     finally:
         queue.close()
+
+
+def enqueue_raw(redis_url: str, queue_name: str, function: str, **options: Any) -> Job:
+    """A job as any Redis client could enqueue it, with rq options TrainingQueue never sets."""
+    connection = redis.Redis.from_url(redis_url)
+    return Queue(queue_name, connection=connection, serializer=JSONSerializer).enqueue_call(
+        func=function, timeout=60, **options
+    )
+
+
+def wait_refused(redis_url: str, queue_name: str, job_id: str) -> str:
+    """The refusal's message of a job the trainer failed."""
+    queue = TrainingQueue(redis_url, queue=queue_name, start_local=False)
+    try:
+        with pytest.raises(TrainingJobError, match=r"PermissionError: ") as caught:
+            queue.wait(job_id, timeout=60)
+    finally:
+        queue.close()
+    return str(caught.value)
+
+
+ZEN = "Beautiful is better than ugly"  # printed by `import this`: proof that the module was imported
+
+
+@pytest.mark.slow
+def test_a_refused_job_s_failure_callback_is_never_imported(
+    redis_url: str, queue_name: str, start_trainer: Callable[..., subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    job = enqueue_raw(redis_url, queue_name, "os.getpid", on_failure=Callback("this.x"))
+    start_trainer(queue_name)
+    assert "'os.getpid'" in wait_refused(redis_url, queue_name, job.id)
+    assert ZEN not in (tmp_path / "trainer-0.log").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("role", ["on_success", "on_failure", "on_stopped"])
+def test_an_allowed_job_with_a_callback_outside_the_allowlist_is_refused_before_it_runs(
+    redis_url: str,
+    queue_name: str,
+    start_trainer: Callable[..., subprocess.Popen[bytes]],
+    tmp_path: Path,
+    role: str,
+) -> None:
+    marker = tmp_path / "ran"
+    job = enqueue_raw(
+        redis_url,
+        queue_name,
+        f"{JOBS}.fake_fine_tune",
+        kwargs={"base_model": "m", "output_dir": str(marker), "samples": []},
+        **{role: Callback("print")},
+    )
+    start_trainer(queue_name)
+    message = wait_refused(redis_url, queue_name, job.id)
+    assert f"'print' as its {role}" in message
+    assert not marker.exists()  # the job's own function did not run either
+
+
+class WebhookCatcher:
+    """An HTTP server on loopback that records every request it gets."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        catcher = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                catcher.requests.append((self.path, dict(self.headers), body))
+                self.send_response(204)
+                self.end_headers()
+
+            do_GET = do_POST
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def webhook_catcher() -> Iterator[WebhookCatcher]:
+    catcher = WebhookCatcher()
+    yield catcher
+    catcher.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("function", ["os.getpid", f"{JOBS}.where"])
+def test_a_job_with_a_webhook_is_refused_and_nothing_is_posted(
+    redis_url: str,
+    queue_name: str,
+    start_trainer: Callable[..., subprocess.Popen[bytes]],
+    webhook_catcher: WebhookCatcher,
+    function: str,
+) -> None:
+    hooks = [
+        Webhook(webhook_catcher.url, status, method="POST", headers={"X-Anything": "goes"})
+        for status in ("failed", "finished")
+    ]
+    job = enqueue_raw(redis_url, queue_name, function, webhooks=hooks)
+    start_trainer(queue_name)
+    assert "webhook" in wait_refused(redis_url, queue_name, job.id) or function == "os.getpid"
+    # rq posts right after it records the failure; give it time to do so if it were going to.
+    time.sleep(3)
+    assert webhook_catcher.requests == []
+
+
+@pytest.mark.slow
+def test_an_allowed_job_with_a_dependent_outside_the_allowlist_is_refused(
+    redis_url: str, queue_name: str, start_trainer: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    parent = enqueue_raw(redis_url, queue_name, f"{JOBS}.where")
+    enqueue_raw(redis_url, queue_name, "os.getpid", depends_on=parent)
+    start_trainer(queue_name)
+    message = wait_refused(redis_url, queue_name, parent.id)
+    assert "dependent" in message and "'os.getpid'" in message
+
+
+@pytest.mark.slow
+def test_allowlisted_callbacks_still_run(
+    redis_url: str, queue_name: str, start_trainer: Callable[..., subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    job = enqueue_raw(redis_url, queue_name, f"{JOBS}.where", on_success=Callback(f"{JOBS}.record_success"))
+    start_trainer(queue_name)
+    queue = TrainingQueue(redis_url, queue=queue_name, start_local=False)
+    try:
+        queue.wait(job.id, timeout=60)
+    finally:
+        queue.close()
+    wait_until(lambda: "lq-test-success-callback" in (tmp_path / "trainer-0.log").read_text())
 
 
 @pytest.mark.slow

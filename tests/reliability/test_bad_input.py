@@ -447,7 +447,9 @@ async def test_worker_started_before_redis_logs_why_it_waits_then_works_once_red
     server = redis_servers(start=False)
     pool = start_pool(server.url)
 
-    await eventually(lambda: _async("claiming failed" in pool.log()), 20, "the worker to say it cannot claim")
+    # It waits for the shared Redis instead of starting processes (or a private server) that cannot claim.
+    await eventually(lambda: _async("retrying in" in pool.log()), 20, "the worker to say it waits for Redis")
+    assert f"no Redis answers at redis://127.0.0.1:{server.port}/0" in pool.log()
     assert f"connecting to 127.0.0.1:{server.port}" in pool.log()
     server.start()
     store = RedisLightningStore(server.url, namespace=namespace, lease_seconds=None, scan_debounce_seconds=3600)

@@ -10,11 +10,9 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 from lq_reliability_support import ObserverFactory, PoolFactory, ServerFactory
-from lq_test_support import eventually
 
 from tests.conftest import RedisServerProcess
 
@@ -75,11 +73,9 @@ async def test_worker_pool_without_valid_credentials_logs_the_auth_error_and_no_
 ) -> None:
     pool = start_pool(url_of(acl_server, userinfo), url_in_env=True)
 
-    async def complained() -> Any:
-        return "claiming failed" in pool.log()
-
-    await eventually(complained, 20, "the worker to report it cannot claim")
-    line = next(line for line in pool.log().splitlines() if "claiming failed" in line)
+    # Credentials do not heal by waiting: the pool refuses to start, saying why.
+    assert await pool.wait(timeout=60) != 0
+    line = next(line for line in pool.log().splitlines() if "refused our credentials" in line)
     print(f"\n{line}")
     assert "auth" in line.lower() or "password" in line.lower()
     assert "not-the-password-123" not in pool.log() and PASSWORD not in pool.log()
