@@ -36,7 +36,8 @@ class AttemptDirectory:
     def __init__(self, store: LightningStore, cache_size: int = 10_000) -> None:
         self.store = store
         self.cache_size = cache_size
-        self._dead: OrderedDict[tuple[str, str], tuple[float, ProxyError]] = OrderedDict()
+        # (rollout, attempt) -> (expiry, message); a fresh error per refusal, so no traceback piles up.
+        self._dead: OrderedDict[tuple[str, str], tuple[float, str]] = OrderedDict()
 
     async def check(self, rollout_id: str, attempt_id: str) -> None:
         # The syntax check comes first: ids reach Redis key names only once they pass it.
@@ -51,13 +52,13 @@ class AttemptDirectory:
         cached = self._dead.get(pair)
         if cached is not None:
             if time.monotonic() < cached[0]:
-                raise cached[1]
+                raise _dead(cached[1])
             del self._dead[pair]
         verdict = await self._verdict(rollout_id, attempt_id)
         if verdict is None:
             return
         if verdict.status == 409:
-            self._dead[pair] = (time.monotonic() + DEAD_VERDICT_SECONDS, verdict)
+            self._dead[pair] = (time.monotonic() + DEAD_VERDICT_SECONDS, verdict.message)
             if len(self._dead) > self.cache_size:
                 self._dead.popitem(last=False)
         raise verdict

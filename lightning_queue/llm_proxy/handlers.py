@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -10,7 +11,7 @@ import aiohttp
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from .body import read_body
+from .body import THREAD_BYTES, read_body
 from .config import UpstreamModel
 from .errors import ProxyError
 from .relay import StreamRelay
@@ -100,6 +101,14 @@ async def _failed(state: ProxyState, call: CallRecord | None, error: ProxyError)
     return error.response(_headers(call))
 
 
+def _scrub_and_parse(state: ProxyState, raw: bytes) -> tuple[bytes, Any]:
+    raw = state.scrub(raw)
+    try:
+        return raw, json.loads(raw)
+    except (ValueError, RecursionError):
+        return raw, None
+
+
 def _error_message(payload: Any, raw: bytes) -> str:
     if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
         return str(payload["error"].get("message") or payload["error"])
@@ -113,13 +122,15 @@ async def _whole_response(
 ) -> web.Response:
     """Read an upstream answer in full, record it, and pass it on with its status."""
     try:
-        raw = state.scrub(await response.read())
+        raw = await response.read()
     except UPSTREAM_ERRORS as exc:
         raise upstream_failure(exc, upstream) from None
-    try:
-        payload: Any = json.loads(raw)
-    except (ValueError, RecursionError):
-        payload = None
+    # Scrubbing and parsing a large answer take tens of milliseconds: not on the loop.
+    raw, payload = (
+        await asyncio.to_thread(_scrub_and_parse, state, raw)
+        if len(raw) >= THREAD_BYTES
+        else _scrub_and_parse(state, raw)
+    )
     status = response.status
     if payload is None:
         where = f"upstream of model {upstream.name!r}"
