@@ -148,6 +148,7 @@ async def _whole_response(
         call.status_code = status
         if status < 400 and isinstance(payload, dict):
             call.response = payload
+            call.response_bytes = len(raw)
         if status >= 400:
             call.fail("upstream_http_error", f"upstream answered {status}: {_error_message(payload, raw)}")
         await state.record(call)

@@ -103,6 +103,8 @@ class CallRecord:
     extra: dict[str, Any] = field(default_factory=dict)
     # The request's attributes, built (and bounded) once before the call is forwarded.
     request_attrs: dict[str, Any] | None = None
+    # Bytes of the answer as received: a large one is turned into attributes off the event loop.
+    response_bytes: int = 0
 
     def fail(self, error_type: str, message: str) -> None:
         self.error_type = error_type

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import asdict, dataclass
 
 from ..store.base import LightningStore
 from .attribution import AttemptDirectory
 from .batching import StoreWriter
-from .body import BodyBytes
+from .body import THREAD_BYTES, BodyBytes
 from .config import ModelTable
 from .connections import ConnectionGate, LogLimiter
 from .limits import ServerLimits
@@ -95,7 +96,10 @@ class ProxyState:
             )
 
     async def record(self, call: CallRecord) -> None:
-        span = build_span(call, self.span_limit)
+        if call.response_bytes >= THREAD_BYTES:
+            span = await asyncio.to_thread(build_span, call, self.span_limit)
+        else:
+            span = build_span(call, self.span_limit)
         if span.attributes.get("lq.proxy.truncated"):
             self.stats.truncated_spans += 1
         try:
