@@ -91,7 +91,7 @@ class PromptSearch(Algorithm):
             raise ValueError("PromptSearch has no best prompt yet: run it first (Trainer.fit)")
         return PromptTemplate(template=self.best.template, engine="f-string")
 
-    @with_llm_proxy()
+    @with_llm_proxy(allow_unattributed=True)
     @with_store
     async def run(
         self, store: LightningStore, llm_proxy: LLMProxy | None, train_dataset: Any = None, val_dataset: Any = None
@@ -167,7 +167,7 @@ class PromptSearch(Algorithm):
         from openai import AsyncOpenAI
 
         if llm_proxy is not None:
-            # The proxy serves un-prefixed paths too; such calls are forwarded without being recorded.
+            # Un-prefixed calls: forwarded, not recorded (run() starts the proxy with allow_unattributed).
             base_url, api_key = f"{llm_proxy.endpoint}/v1", llm_proxy.auth_token
         else:
             llm = self._llm(resources)

@@ -64,13 +64,15 @@ def with_store(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def with_llm_proxy(
-    required: bool = False, auto_start: bool = True
+    required: bool = False, auto_start: bool = True, allow_unattributed: bool = False
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Call `func(self, llm_proxy, ...)` with `self.get_llm_proxy()`.
 
     `required=True` raises ValueError before the body runs when no proxy is set. With `auto_start`,
     a stopped proxy is started for the call and stopped afterwards; a proxy that was already running
-    is left running.
+    is left running. `allow_unattributed=True` says the body makes LLM calls of its own (of no
+    rollout, so unrecorded) through the proxy: a proxy started here serves them, and one already
+    running without `allow_unattributed` is refused with ValueError (it would answer them 404).
     """
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -91,7 +93,16 @@ def with_llm_proxy(
                     )
                 return await target(self, None, *args, **kwargs)
             started_here = False
+            allowed_before = bool(getattr(proxy, "allow_unattributed", False))
+            if allow_unattributed and proxy.is_running() and not allowed_before:
+                raise ValueError(
+                    f"{func.__qualname__} makes unrecorded calls of its own through the LLM proxy, which is running "
+                    "without allow_unattributed: start it with LLMProxy(..., allow_unattributed=True), or leave it "
+                    "stopped so that it is started here"
+                )
             if auto_start and not proxy.is_running():
+                if allow_unattributed:
+                    proxy.allow_unattributed = True
                 await proxy.start()
                 started_here = True
             try:
@@ -99,6 +110,8 @@ def with_llm_proxy(
             finally:
                 if started_here:
                     await _stop_quietly(proxy.stop(), func.__qualname__)
+                    if allow_unattributed:
+                        proxy.allow_unattributed = allowed_before
 
         _mark(wrapper, func, "llm_proxy")
         return wrapper

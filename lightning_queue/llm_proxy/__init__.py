@@ -4,8 +4,17 @@ from lightning_queue.llm_proxy import LLMProxy
 """
 
 from .config import UpstreamModel, load_config_file, parse_model_spec
+from .limits import ServerLimits
 from .proxy import LLMProxy
 from .spans import SPAN_NAMES
 from .state import ProxyStats
 
-__all__ = ["SPAN_NAMES", "LLMProxy", "ProxyStats", "UpstreamModel", "load_config_file", "parse_model_spec"]
+__all__ = [
+    "SPAN_NAMES",
+    "LLMProxy",
+    "ProxyStats",
+    "ServerLimits",
+    "UpstreamModel",
+    "load_config_file",
+    "parse_model_spec",
+]

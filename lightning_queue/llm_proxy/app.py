@@ -9,6 +9,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from . import handlers
+from .connections import ConnectionGate
 from .errors import ProxyError
 from .state import ProxyState
 
@@ -35,7 +36,14 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         )
         return ProxyError(exc.status, message, kinds.get(exc.status, "invalid_request_error")).response()
     except Exception:
-        logger.exception("unexpected error while serving %s %s", request.method, request.path)
+        skipped = request.app[handlers.STATE].logs.allow("unexpected")
+        if skipped is not None:
+            logger.exception(
+                "unexpected error while serving %s %s (%d more since the last report)",
+                request.method,
+                request.path,
+                skipped,
+            )
         return ProxyError(500, "internal proxy error; see the proxy's log", "internal_error").response()
 
 
@@ -55,8 +63,9 @@ async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamRespo
     return await handler(request)
 
 
-def build_app(state: ProxyState) -> web.Application:
-    app = web.Application(middlewares=[json_errors, bearer_auth], client_max_size=state.max_body_bytes)
+def build_app(state: ProxyState, gate: ConnectionGate | None = None) -> web.Application:
+    middlewares = [json_errors, bearer_auth] if gate is None else [gate.track(), json_errors, bearer_auth]
+    app = web.Application(middlewares=middlewares, client_max_size=state.max_body_bytes)
     app[handlers.STATE] = state
     for prefix in ("", ATTEMPT_PREFIX):
         # OpenAI clients append paths to their base URL, which may or may not end in /v1.

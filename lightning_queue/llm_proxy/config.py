@@ -14,7 +14,17 @@ from urllib.parse import urlsplit, urlunsplit
 DEFAULT_TIMEOUT = 600.0
 # LiteLLM provider prefixes that mean "an OpenAI-compatible server"; hosted_vllm also implies token ids.
 _LITELLM_PREFIXES = ("hosted_vllm/", "openai/")
-_OUR_KEYS = {"name", "model_name", "base_url", "model", "api_key", "api_key_env", "extra_body", "timeout"}
+_OUR_KEYS = {
+    "name",
+    "model_name",
+    "base_url",
+    "model",
+    "api_key",
+    "api_key_env",
+    "api_key_file",
+    "extra_body",
+    "timeout",
+}
 _LITELLM_KEYS = {"model", "api_base", "api_key", "timeout", "extra_body"}
 
 
@@ -88,7 +98,25 @@ class ModelTable:
         return [m.api_key for m in self.models if m.api_key]
 
 
-def _resolve_key(where: str, api_key: Any, api_key_env: Any) -> str | None:
+def read_secret_file(path: str | Path, what: str) -> str:
+    """A secret kept in a file (first line, surrounding whitespace dropped): never on a command line."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"{what}: cannot read {path}: {exc.strerror or exc}") from None
+    secret = text.strip().splitlines()[0].strip() if text.strip() else ""
+    if not secret:
+        raise ValueError(f"{what}: {path} is empty")
+    return secret
+
+
+def _resolve_key(where: str, api_key: Any, api_key_env: Any, api_key_file: Any = None) -> str | None:
+    if sum(v is not None for v in (api_key, api_key_env, api_key_file)) > 1:
+        raise ValueError(f"{where}: give only one of api_key, api_key_env, api_key_file (key=, key_env=, key_file=)")
+    if api_key_file is not None:
+        if not isinstance(api_key_file, str | Path):
+            raise ValueError(f"{where}: api_key_file must be a path")
+        return read_secret_file(api_key_file, where)
     if api_key_env is not None:
         if not isinstance(api_key_env, str) or api_key_env not in os.environ:
             raise ValueError(f"{where}: api_key_env names the environment variable {api_key_env!r}, which is not set")
@@ -141,7 +169,7 @@ def model_from_mapping(entry: Mapping[str, Any], where: str = "model entry") -> 
         name=name,
         base_url=entry["base_url"],
         model=entry.get("model") or name,
-        api_key=_resolve_key(where, entry.get("api_key"), entry.get("api_key_env")),
+        api_key=_resolve_key(where, entry.get("api_key"), entry.get("api_key_env"), entry.get("api_key_file")),
         extra_body=dict(entry.get("extra_body") or {}),
         timeout=float(entry.get("timeout", DEFAULT_TIMEOUT)),
     )
@@ -168,8 +196,13 @@ def _flag(where: str, value: str) -> bool:
     raise ValueError(f"{where}: expected true or false, got {value!r}")
 
 
+def spec_has_inline_key(spec: str) -> bool:
+    """Whether a `--model` spec carries its key itself (readable by anyone who can list processes)."""
+    return any(option.startswith("key=") for option in spec.split(",")[1:])
+
+
 def parse_model_spec(spec: str) -> UpstreamModel:
-    """`NAME=URL[,model=UPSTREAM][,key=KEY|key_env=VAR][,token_ids][,timeout=S]` (the `lq proxy --model` form)."""
+    """`NAME=URL[,model=UPSTREAM][,key=KEY|key_env=VAR|key_file=PATH][,token_ids][,timeout=S]` (`lq proxy --model`)."""
     name, sep, rest = spec.partition("=")
     if not sep or not name or not rest:
         raise ValueError(f"--model {spec.split(',')[0]!r}...: expected NAME=URL[,option=value...]")
@@ -177,6 +210,7 @@ def parse_model_spec(spec: str) -> UpstreamModel:
     fields: dict[str, Any] = {"name": name, "base_url": url, "model": name}
     extra: dict[str, Any] = {}
     key_env: str | None = None
+    key_file: str | None = None
     where = f"--model {name}"
     for option in options:
         key, _, value = option.partition("=")
@@ -186,15 +220,19 @@ def parse_model_spec(spec: str) -> UpstreamModel:
             fields["api_key"] = value
         elif key == "key_env":
             key_env = value
+        elif key == "key_file":
+            key_file = value
         elif key == "token_ids":
             if _flag(where, value):
                 extra["return_token_ids"] = True
         elif key == "timeout":
             fields["timeout"] = float(value)
         else:
-            raise ValueError(f"{where}: unknown option {key!r}; use model=, key=, key_env=, token_ids, timeout=")
-    if key_env is not None:
-        fields["api_key"] = _resolve_key(where, None, key_env)
+            raise ValueError(
+                f"{where}: unknown option {key!r}; use model=, key=, key_env=, key_file=, token_ids, timeout="
+            )
+    if key_env is not None or key_file is not None:
+        fields["api_key"] = _resolve_key(where, fields.pop("api_key", None), key_env, key_file)
     return UpstreamModel(extra_body=extra, **fields)
 
 

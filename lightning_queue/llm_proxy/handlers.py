@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -10,6 +11,7 @@ import aiohttp
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from .body import THREAD_BYTES, read_body
 from .config import UpstreamModel
 from .errors import ProxyError
 from .relay import StreamRelay
@@ -25,24 +27,6 @@ def _store_unavailable(exc: BaseException) -> ProxyError:
     return ProxyError(503, f"the proxy's store is unavailable ({type(exc).__name__}); retry later", "store_error")
 
 
-async def _json_body(request: web.Request, state: ProxyState) -> dict[str, Any]:
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise ProxyError(
-            413,
-            f"request body is larger than the proxy's limit of {state.max_body_bytes} bytes "
-            "(raise it with LLMProxy(max_body_bytes=...) or lq proxy --max-body-mb)",
-        ) from None
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise ProxyError(400, f"request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise ProxyError(400, f"request body must be a JSON object, got {type(body).__name__}")
-    return body
-
-
 def _pick_model(state: ProxyState, body: dict[str, Any]) -> UpstreamModel:
     name = body.get("model")
     if not isinstance(name, str) or not name:
@@ -54,7 +38,7 @@ def _pick_model(state: ProxyState, body: dict[str, Any]) -> UpstreamModel:
 
 
 async def _attribute(
-    request: web.Request, state: ProxyState, kind: CallKind, body: dict[str, Any]
+    request: web.Request, state: ProxyState, kind: CallKind, body: dict[str, Any], attributes: dict[str, Any] | None
 ) -> CallRecord | None:
     rollout_id = request.match_info.get("rollout_id")
     attempt_id = request.match_info.get("attempt_id")
@@ -74,6 +58,19 @@ async def _attribute(
         request=body,
         start_time=time.time(),
         streamed=body.get("stream") is True,
+        request_attrs=attributes,
+    )
+
+
+def _refuse_unattributed(request: web.Request, state: ProxyState) -> None:
+    state.stats.unattributed_calls += 1
+    raise ProxyError(
+        404,
+        f"{request.path} has no rollout attempt, so the call could not be recorded: call "
+        f"{request.url.origin()}/rollout/<rollout_id>/attempt/<attempt_id>/v1/... (the endpoint of "
+        "proxy.as_resource(rollout_id, attempt_id)), or start the proxy with --allow-unattributed "
+        "(LLMProxy(allow_unattributed=True)) to serve unrecorded calls",
+        "unattributed_call",
     )
 
 
@@ -104,6 +101,14 @@ async def _failed(state: ProxyState, call: CallRecord | None, error: ProxyError)
     return error.response(_headers(call))
 
 
+def _scrub_and_parse(state: ProxyState, raw: bytes) -> tuple[bytes, Any]:
+    raw = state.scrub(raw)
+    try:
+        return raw, json.loads(raw)
+    except (ValueError, RecursionError):
+        return raw, None
+
+
 def _error_message(payload: Any, raw: bytes) -> str:
     if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
         return str(payload["error"].get("message") or payload["error"])
@@ -117,13 +122,15 @@ async def _whole_response(
 ) -> web.Response:
     """Read an upstream answer in full, record it, and pass it on with its status."""
     try:
-        raw = state.scrub(await response.read())
+        raw = await response.read()
     except UPSTREAM_ERRORS as exc:
         raise upstream_failure(exc, upstream) from None
-    try:
-        payload: Any = json.loads(raw)
-    except ValueError:
-        payload = None
+    # Scrubbing and parsing a large answer take tens of milliseconds: not on the loop.
+    raw, payload = (
+        await asyncio.to_thread(_scrub_and_parse, state, raw)
+        if len(raw) >= THREAD_BYTES
+        else _scrub_and_parse(state, raw)
+    )
     status = response.status
     if payload is None:
         where = f"upstream of model {upstream.name!r}"
@@ -141,6 +148,7 @@ async def _whole_response(
         call.status_code = status
         if status < 400 and isinstance(payload, dict):
             call.response = payload
+            call.response_bytes = len(raw)
         if status >= 400:
             call.fail("upstream_http_error", f"upstream answered {status}: {_error_message(payload, raw)}")
         await state.record(call)
@@ -149,12 +157,24 @@ async def _whole_response(
 
 async def _call(request: web.Request, kind: CallKind) -> web.StreamResponse:
     state = request.app[STATE]
+    attributed = "rollout_id" in request.match_info
+    if not attributed and not state.allow_unattributed:
+        _refuse_unattributed(request, state)
     await check_path_ids(request, state)
-    body = await _json_body(request, state)
+    parsed = await read_body(
+        request,
+        kind,
+        max_body_bytes=state.max_body_bytes,
+        span_limit=state.span_limit if attributed else None,
+        span_room=state.span_room if attributed else None,
+        timeout=state.limits.body_timeout,
+        in_flight=state.body_bytes,
+    )
+    body = parsed.body
     upstream = _pick_model(state, body)
     stream = body.get("stream") is True
     upstream_body = {**body, **upstream.extra_body, "model": upstream.model}
-    call = await _attribute(request, state, kind, body)
+    call = await _attribute(request, state, kind, body, parsed.attributes)
     state.stats.calls += 1
     try:
         async with state.upstream.post(upstream, _UPSTREAM_PATHS[kind], upstream_body, stream=stream) as response:
@@ -184,4 +204,4 @@ async def list_models(request: web.Request) -> web.Response:
 
 async def health(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    return web.json_response({"status": "ok", **state.stats.as_dict()})
+    return web.json_response({"status": "ok", **state.health()})

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from .app import build_app
+from .connections import ConnectionGate, GatedSite
 from .state import ProxyState
 
 # Spare connection slots for bursts of concurrent agents before the kernel refuses new ones.
@@ -29,24 +30,37 @@ class ServerRunner:
         self.host = host
         self.port = port
         self._runner: web.AppRunner | None = None
+        self._undo_quiet_accepts: Callable[[], None] | None = None
 
     async def setup(self) -> int:
         await self.state.upstream.start()
+        gate = ConnectionGate(self.state.limits)
+        self.state.gate = gate
         runner = web.AppRunner(
-            build_app(self.state), access_log=None, handle_signals=False, shutdown_timeout=_SHUTDOWN_SECONDS
+            build_app(self.state, gate),
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=_SHUTDOWN_SECONDS,
+            # aiohttp closes a connection idle this long between requests (and before the first one).
+            keepalive_timeout=self.state.limits.idle_timeout,
         )
         await runner.setup()
+        gate.server = runner.server
         try:
-            site = web.TCPSite(runner, self.host, self.port, backlog=_BACKLOG, reuse_address=True)
+            site = GatedSite(runner, gate, self.host, self.port, backlog=_BACKLOG)
             await site.start()
         except BaseException:
             await runner.cleanup()
             await self.state.upstream.close()
             raise
+        self._undo_quiet_accepts = gate.quiet_accept_errors(asyncio.get_running_loop())
         self._runner = runner
         return int(runner.addresses[0][1])
 
     async def cleanup(self) -> None:
+        if self._undo_quiet_accepts is not None:
+            self._undo_quiet_accepts()
+            self._undo_quiet_accepts = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -11,6 +11,7 @@ from ..store.base import LightningStore
 from ..types import LLM, ProxyLLM
 from .config import ModelTable, UpstreamModel, normalize_model_list
 from .hosting import LoopHost, ServerRunner, ThreadHost
+from .limits import ServerLimits
 from .state import ProxyState, ProxyStats
 from .upstream import UpstreamClient
 
@@ -45,8 +46,11 @@ class LLMProxy:
         auth_token: when set, every request except `GET /health` needs `Authorization: Bearer <token>`.
         launch_mode: "thread" serves from a thread with its own loop (keeps answering while the
             caller's loop is busy); "asyncio" serves in the caller's loop.
-        max_body_bytes: larger request bodies get 413.
+        max_body_bytes: larger request bodies get 413 (so do bodies over the store's span limit).
         max_upstream_connections: open connections to all upstreams together.
+        limits: timeouts and caps of client connections (`ServerLimits`; defaults when None).
+        allow_unattributed: serve calls without the rollout/attempt prefix (unrecorded); by default
+            they get 404 with the URL to use.
     """
 
     def __init__(
@@ -60,6 +64,8 @@ class LLMProxy:
         launch_mode: LaunchMode = "thread",
         max_body_bytes: int = 16 << 20,
         max_upstream_connections: int = 1024,
+        limits: ServerLimits | None = None,
+        allow_unattributed: bool = False,
     ) -> None:
         if launch_mode not in ("thread", "asyncio"):
             raise ValueError(f"launch_mode must be 'thread' or 'asyncio', got {launch_mode!r}")
@@ -73,6 +79,8 @@ class LLMProxy:
         self.launch_mode: LaunchMode = launch_mode
         self.max_body_bytes = max_body_bytes
         self.max_upstream_connections = max_upstream_connections
+        self.limits = limits or ServerLimits()
+        self.allow_unattributed = allow_unattributed
         self.stats = ProxyStats()
         self._host: LoopHost | ThreadHost | None = None
 
@@ -110,6 +118,8 @@ class LLMProxy:
             self.stats,
             auth_token=self.auth_token,
             max_body_bytes=self.max_body_bytes,
+            limits=self.limits,
+            allow_unattributed=self.allow_unattributed,
         )
         runner = ServerRunner(state, self.host, self.port or 0)
         host: LoopHost | ThreadHost

@@ -75,6 +75,8 @@ class StreamRelay:
 
     async def _forward(self, event: bytes) -> None:
         event = self.state.scrub(event)
+        if self.call is not None:
+            self.call.response_bytes += len(event)
         data = event_data(event)
         if data is not None:
             self.folded.add(data)

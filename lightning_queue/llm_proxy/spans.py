@@ -31,6 +31,55 @@ _SAMPLING_KEYS = (
 )
 # Attribute values must be primitives or homogeneous lists of them.
 _PRIMITIVES = (str, bool, int, float)
+# Dotted keys stop this many segments below a message field; deeper structure is kept as one JSON string,
+# so a deeply nested body cannot multiply its key prefixes into a huge span.
+MAX_FLATTEN_DEPTH = 10
+# What a span may take when the store does not say (RedisLightningStore has `max_span_bytes`).
+DEFAULT_SPAN_LIMIT = 16 << 20
+
+
+class SpanTooLarge(ValueError):
+    """The attributes of a call outgrew what the store can record."""
+
+
+def _text_size(text: str) -> int:
+    # msgpack: UTF-8 bytes plus a header of at most 5 bytes; isascii() is O(1).
+    return 5 + (len(text) if text.isascii() else len(text.encode("utf-8", errors="surrogatepass")))
+
+
+def value_size(value: Any) -> int:
+    """The bytes `value` takes msgpack-encoded, or slightly more."""
+    if isinstance(value, str):
+        return _text_size(value)
+    if isinstance(value, list):
+        return 5 + sum(_text_size(v) if isinstance(v, str) else 9 for v in value)
+    return 9
+
+
+class Attributes(dict[str, Any]):
+    """Attributes that count their size as they are set and stop at `limit` bytes (keys and values).
+
+    Flattening charges every key it builds, so it does at most `limit` bytes of work however the
+    body is shaped.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.used = 0
+
+    def charge(self, size: int) -> None:
+        self.used += size
+        if self.used > self.limit:
+            raise SpanTooLarge(f"the recorded form of the call is over {self.limit} bytes")
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.charge(_text_size(key) + value_size(value))
+        super().__setitem__(key, value)
+
+    def merge(self, other: dict[str, Any]) -> None:
+        for key, value in other.items():
+            self[key] = value
 
 
 @dataclass
@@ -52,6 +101,10 @@ class CallRecord:
     error_type: str | None = None
     error_message: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The request's attributes, built (and bounded) once before the call is forwarded.
+    request_attrs: dict[str, Any] | None = None
+    # Bytes of the answer as received: a large one is turned into attributes off the event loop.
+    response_bytes: int = 0
 
     def fail(self, error_type: str, message: str) -> None:
         self.error_type = error_type
@@ -68,16 +121,19 @@ def _value(value: Any) -> Any:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+def _flatten(prefix: str, value: Any, out: Attributes, depth: int = 0) -> None:
     """Nested dicts and lists become dotted keys (list positions as segments); None is dropped."""
     if value is None:
         return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _flatten(f"{prefix}.{key}", item, out)
-    elif isinstance(value, list) and value and not all(isinstance(v, _PRIMITIVES) for v in value):
-        for i, item in enumerate(value):
-            _flatten(f"{prefix}.{i}", item, out)
+    nested = isinstance(value, dict) or (
+        isinstance(value, list) and value and not all(isinstance(v, _PRIMITIVES) for v in value)
+    )
+    if nested and depth < MAX_FLATTEN_DEPTH:
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            child = f"{prefix}.{key}"
+            out.charge(len(child))
+            _flatten(child, item, out, depth + 1)
     else:
         out[prefix] = _value(value)
 
@@ -88,7 +144,7 @@ def int_list(value: Any) -> list[int] | None:
     return None
 
 
-def _tool_calls(prefix: str, calls: Any, out: dict[str, Any]) -> None:
+def _tool_calls(prefix: str, calls: Any, out: Attributes) -> None:
     for j, call in enumerate(calls if isinstance(calls, list) else []):
         if not isinstance(call, dict):
             continue
@@ -103,7 +159,7 @@ def _tool_calls(prefix: str, calls: Any, out: dict[str, Any]) -> None:
                 out[f"{prefix}.tool_calls.{j}.{key}"] = _value(value)
 
 
-def _message(prefix: str, message: dict[str, Any], out: dict[str, Any]) -> None:
+def _message(prefix: str, message: dict[str, Any], out: Attributes) -> None:
     for key, value in message.items():
         if key == "tool_calls":
             _tool_calls(prefix, value, out)
@@ -111,14 +167,20 @@ def _message(prefix: str, message: dict[str, Any], out: dict[str, Any]) -> None:
             _flatten(f"{prefix}.{key}", value, out)
 
 
-def request_attributes(kind: CallKind, model: str, body: dict[str, Any], streamed: bool) -> dict[str, Any]:
-    attrs: dict[str, Any] = {
-        "gen_ai.system": "openai",
-        "gen_ai.operation.name": "chat" if kind == "chat" else "text_completion",
-        "llm.request.type": kind,
-        "gen_ai.request.model": model,
-        "llm.is_streaming": streamed,
-    }
+def request_attributes(
+    kind: CallKind, model: str, body: dict[str, Any], streamed: bool, limit: int = DEFAULT_SPAN_LIMIT
+) -> Attributes:
+    """The request part of a call's span; raises SpanTooLarge once it grows over `limit` bytes."""
+    attrs = Attributes(limit)
+    attrs.merge(
+        {
+            "gen_ai.system": "openai",
+            "gen_ai.operation.name": "chat" if kind == "chat" else "text_completion",
+            "llm.request.type": kind,
+            "gen_ai.request.model": model,
+            "llm.is_streaming": streamed,
+        }
+    )
     for key in _SAMPLING_KEYS:
         if body.get(key) is not None:
             attrs[f"gen_ai.request.{key}"] = _value(body[key])
@@ -158,8 +220,8 @@ def _response_token_ids(response: dict[str, Any], choice: dict[str, Any]) -> lis
     return ids
 
 
-def response_attributes(response: dict[str, Any]) -> dict[str, Any]:
-    attrs: dict[str, Any] = {}
+def response_attributes(response: dict[str, Any], limit: int = DEFAULT_SPAN_LIMIT) -> Attributes:
+    attrs = Attributes(limit)
     for key in ("id", "model", "system_fingerprint"):
         if isinstance(response.get(key), str):
             attrs[f"gen_ai.response.{key}"] = response[key]
@@ -200,10 +262,44 @@ def response_attributes(response: dict[str, Any]) -> dict[str, Any]:
     return attrs
 
 
-def build_span(call: CallRecord) -> Span:
-    attrs = request_attributes(call.kind, call.model, call.request, call.streamed)
+# Bytes of a span outside its attributes (ids, names, resource, status, times), with room to spare.
+SPAN_OVERHEAD = 2 << 10
+_SUMMARY_KEYS = ("gen_ai.response.", "gen_ai.usage.", "llm.usage.")
+
+
+def _summary(response: dict[str, Any], limit: int) -> tuple[Attributes, str]:
+    """What a span keeps of an answer too large to record: ids, usage, finish reasons, token ids if they fit."""
+    choices = [c for c in response.get("choices") or [] if isinstance(c, dict)]
+    slim = {
+        **response,
+        "choices": [{k: v for k, v in c.items() if k not in ("message", "text", "logprobs")} for c in choices],
+    }
+    whole = response_attributes(slim, 1 << 62)
+    kept = Attributes(limit)
+    kept.merge({k: v for k, v in whole.items() if k.startswith(_SUMMARY_KEYS)})
+    try:
+        kept.merge({k: whole[k] for k in ("prompt_token_ids", "response_token_ids") if k in whole})
+    except SpanTooLarge:
+        return kept, "response id, usage and finish reasons"
+    return kept, "response id, usage, finish reasons and token ids"
+
+
+def build_span(call: CallRecord, limit: int = DEFAULT_SPAN_LIMIT) -> Span:
+    """The call as a span of at most `limit` bytes: an answer that does not fit is dropped, and the span
+    says so (`lq.proxy.truncated`); the request part was bounded before the call was forwarded."""
+    room = limit - SPAN_OVERHEAD
+    request = call.request_attrs
+    if request is None:
+        request = request_attributes(call.kind, call.model, call.request, call.streamed, room)
+    attrs: dict[str, Any] = dict(request)
+    truncated: str | None = None
     if call.response is not None:
-        attrs.update(response_attributes(call.response))
+        used = request.used if isinstance(request, Attributes) else 0
+        try:
+            attrs.update(response_attributes(call.response, room - used))
+        except SpanTooLarge:
+            summary, truncated = _summary(call.response, room - used)
+            attrs.update(summary)
     if call.status_code is not None:
         attrs["http.response.status_code"] = call.status_code
     end = call.end_time if call.end_time is not None else call.start_time
@@ -212,6 +308,15 @@ def build_span(call: CallRecord) -> Span:
         attrs["lq.proxy.time_to_first_chunk_ms"] = round((call.first_chunk_time - call.start_time) * 1000, 3)
     attrs.update(call.extra)
     status = TraceStatus(status_code="OK")
+    if truncated is not None:
+        attrs["lq.proxy.truncated"] = True
+        attrs["lq.proxy.span_limit_bytes"] = limit
+        if call.error_type is None:
+            call.fail(
+                "span_truncated",
+                f"the answer did not fit in the store's span limit of {limit} bytes; "
+                f"kept the request and the {truncated}",
+            )
     if call.error_type is not None:
         attrs["error.type"] = call.error_type
         status = TraceStatus(status_code="ERROR", description=call.error_message)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import asdict, dataclass
 
 from ..store.base import LightningStore
 from .attribution import AttemptDirectory
 from .batching import StoreWriter
+from .body import THREAD_BYTES, BodyBytes
 from .config import ModelTable
-from .spans import CallRecord, build_span
+from .connections import ConnectionGate, LogLimiter
+from .limits import ServerLimits
+from .scrubbing import Scrubber
+from .spans import DEFAULT_SPAN_LIMIT, SPAN_OVERHEAD, CallRecord, build_span
 from .upstream import UpstreamClient
 
 logger = logging.getLogger(__name__)
@@ -25,6 +30,7 @@ class ProxyStats:
     unattributed_calls: int = 0
     upstream_errors: int = 0
     span_write_errors: int = 0
+    truncated_spans: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -39,6 +45,8 @@ class ProxyState:
         stats: ProxyStats,
         auth_token: str | None = None,
         max_body_bytes: int = 16 << 20,
+        limits: ServerLimits | None = None,
+        allow_unattributed: bool = False,
     ) -> None:
         self.models = models
         self.store = store
@@ -48,17 +56,33 @@ class ProxyState:
         self.stats = stats
         self.auth_token = auth_token
         self.max_body_bytes = max_body_bytes
-        self._secrets = [key.encode() for key in models.api_keys()]
+        self.limits = limits or ServerLimits()
+        self.allow_unattributed = allow_unattributed
+        self.body_bytes = BodyBytes(self.limits.max_body_bytes_in_flight)
+        self.gate: ConnectionGate | None = None
+        # What one span may take in the store: calls that cannot fit are refused before forwarding.
+        self.span_limit = int(getattr(store, "max_span_bytes", DEFAULT_SPAN_LIMIT))
+        self.span_room = max(0, self.span_limit - SPAN_OVERHEAD)
+        self._scrubber = Scrubber(models.api_keys())
+        self.logs = LogLimiter()
 
     def scrub(self, data: bytes) -> bytes:
-        """Upstream keys out of anything going back to a client or into a record (some APIs echo them)."""
-        for secret in self._secrets:
-            if secret in data:
-                data = data.replace(secret, b"***")
-        return data
+        """Upstream keys, raw or escaped, out of anything going back to a client or into a record."""
+        return self._scrubber.bytes(data)
 
     def scrub_text(self, text: str) -> str:
-        return self.scrub(text.encode("utf-8", errors="replace")).decode("utf-8", errors="replace")
+        return self._scrubber.text(text)
+
+    def health(self) -> dict[str, int]:
+        counts = self.stats.as_dict()
+        if self.gate is not None:
+            counts.update(
+                open_connections=self.gate.open_connections,
+                refused_connections=self.gate.refused,
+                evicted_connections=self.gate.evicted,
+                head_timeouts=self.gate.head_timeouts,
+            )
+        return counts
 
     def note_unattributed(self, path: str) -> None:
         self.stats.unattributed_calls += 1
@@ -72,18 +96,27 @@ class ProxyState:
             )
 
     async def record(self, call: CallRecord) -> None:
-        span = build_span(call)
+        if call.response_bytes >= THREAD_BYTES:
+            span = await asyncio.to_thread(build_span, call, self.span_limit)
+        else:
+            span = build_span(call, self.span_limit)
+        if span.attributes.get("lq.proxy.truncated"):
+            self.stats.truncated_spans += 1
         try:
             await self.writer.spans.submit(span)
         except Exception as exc:  # a failing store must not fail the call; the loss is logged and counted
             self.stats.span_write_errors += 1
-            logger.error(
-                "span of rollout %s attempt %s sequence %d was not stored: %s: %s",
-                call.rollout_id,
-                call.attempt_id,
-                call.sequence_id,
-                type(exc).__name__,
-                self.scrub_text(str(exc))[:300],
-            )
+            skipped = self.logs.allow("span_write")
+            if skipped is not None:
+                logger.error(
+                    "span of rollout %s attempt %s sequence %d was not stored: %s: %s (%d more lost since the last "
+                    "report; /health counts them as span_write_errors)",
+                    call.rollout_id,
+                    call.attempt_id,
+                    call.sequence_id,
+                    type(exc).__name__,
+                    self.scrub_text(str(exc))[:300],
+                    skipped,
+                )
         else:
             self.stats.recorded_spans += 1

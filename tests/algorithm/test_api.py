@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import itertools
 from typing import Any
+from unittest.mock import AsyncMock
 
 import pytest
 
-from lightning_queue import RedisLightningStore
+from lightning_queue import LLMProxy, RedisLightningStore
 from lightning_queue.algorithm import Algorithm, algo, batch_iter_over_dataset, with_llm_proxy, with_store
 
 
@@ -202,3 +203,33 @@ async def test_functional_algo_with_both_decorators(store: RedisLightningStore) 
     trainer.set_llm_proxy(proxy)  # type: ignore[arg-type]
     assert await trainer.run(train_dataset=[7]) == (store, True, [7])
     assert proxy.calls == ["start", "stop"]
+
+
+class OwnCalls(Algorithm):
+    """Makes LLM calls of its own (no rollout) through the proxy, as PromptSearch's critiques do."""
+
+    @with_llm_proxy(allow_unattributed=True)
+    async def run(self, llm_proxy: Any, train_dataset: Any = None, val_dataset: Any = None) -> None:
+        self.allowed = llm_proxy.allow_unattributed
+
+
+async def test_a_body_with_calls_of_its_own_gets_a_proxy_that_serves_them() -> None:
+    proxy = LLMProxy(model_list=[{"name": "m", "base_url": "http://127.0.0.1:9/v1"}], store=None)
+    algorithm = OwnCalls()
+    algorithm.set_llm_proxy(proxy)
+    proxy.start = AsyncMock()  # type: ignore[method-assign]
+    proxy.stop = AsyncMock()  # type: ignore[method-assign]
+
+    await algorithm.run()
+
+    assert algorithm.allowed is True and proxy.allow_unattributed is False  # restored once stopped
+
+
+async def test_a_running_proxy_that_refuses_such_calls_is_reported() -> None:
+    proxy = LLMProxy(model_list=[{"name": "m", "base_url": "http://127.0.0.1:9/v1"}])
+    proxy.is_running = lambda: True  # type: ignore[method-assign]
+    algorithm = OwnCalls()
+    algorithm.set_llm_proxy(proxy)
+
+    with pytest.raises(ValueError, match="allow_unattributed=True"):
+        await algorithm.run()

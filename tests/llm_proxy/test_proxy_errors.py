@@ -225,11 +225,18 @@ async def test_unknown_routes_and_methods_get_json_errors(proxy: LLMProxy) -> No
 
 
 async def test_a_span_the_store_refuses_does_not_fail_the_call(
-    make_store: Any, make_proxy: ProxyFactory, caplog: pytest.LogCaptureFixture
+    store: RedisLightningStore,
+    make_proxy: ProxyFactory,
+    attempt: AttemptedRollout,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    tiny = make_store(max_span_bytes=300)
-    attempt = await tiny.start_rollout(input=None)
-    proxy = await make_proxy(store=tiny)
+    async def refuse(*_args: Any) -> None:
+        raise ValueError("the store refuses this span")
+
+    monkeypatch.setattr(store, "add_many_spans", refuse)
+    monkeypatch.setattr(store, "add_span", refuse)
+    proxy = await make_proxy()
 
     async with client_of(proxy, attempt) as client:
         answer = await client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hello"}])

@@ -132,4 +132,9 @@ async def test_health_reports_counters(make_proxy: ProxyFactory, attempt: Attemp
         "unattributed_calls": 0,
         "upstream_errors": 0,
         "span_write_errors": 0,
+        "truncated_spans": 0,
+        "open_connections": 1,  # the health check's own
+        "refused_connections": 0,
+        "evicted_connections": 0,
+        "head_timeouts": 0,
     }
