@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -76,6 +77,8 @@ BAD_IDS = [
     pytest.param("{ro}", id="braces"),
     pytest.param("ro:1", id="colon"),
     pytest.param("x" * 10240, id="10kB"),
+    # `$` matches before a final newline: 'ro-1\n' must not pass as 'ro-1'.
+    pytest.param("ro-1\n", id="trailing newline"),
 ]
 IdWrite = Callable[[RedisLightningStore, str, AttemptedRollout], Awaitable[Any]]
 
@@ -199,9 +202,11 @@ async def test_unknown_mode_is_refused_naming_it_and_stores_nothing(quiet_store:
     assert await snapshot(quiet_store) == before
 
 
-@pytest.mark.parametrize("namespace", ["a b", "a:b", "{ns}", "n" * 65], ids=["space", "colon", "braces", "65 chars"])
+@pytest.mark.parametrize(
+    "namespace", ["a b", "a:b", "{ns}", "n" * 65, "ns\n"], ids=["space", "colon", "braces", "65 chars", "newline"]
+)
 def test_a_namespace_that_cannot_be_a_key_part_is_refused_naming_it(namespace: str) -> None:
-    with pytest.raises(ValueError, match=f"invalid namespace {namespace!r}"):
+    with pytest.raises(ValueError, match=re.escape(f"invalid namespace {namespace!r}")):
         RedisLightningStore("redis://127.0.0.1:6390/0", namespace=namespace)
 
 
