@@ -49,6 +49,7 @@ from . import codec
 from .base import LightningStore
 from .connection import make_client, redact, resolve_url
 from .keys import Keys, check_id, is_valid_id, new_attempt_id, new_resources_id, new_rollout_id
+from .memory import MemoryInfo, check_policy, read_memory_info
 from .otel import span_from_otel
 from .query import (
     check_choice,
@@ -186,9 +187,25 @@ class RedisLightningStore(LightningStore):
         # redis-py's reply types are unions of every RESP shape; replies are checked where they are used.
         return self._loop_client().redis
 
+    async def _checked(self) -> _LoopClient:
+        """The loop's client, once its Redis was found not to evict keys (checked on first use)."""
+        lc = self._loop_client()
+        if not lc.memory_checked:
+            check_policy(await read_memory_info(lc.redis), redact(self.url) if self.url else "the custom client")
+            lc.memory_checked = True
+        return lc
+
+    async def memory(self) -> MemoryInfo:
+        """Memory use and eviction policy of the store's Redis (raises EvictingRedisError if it may evict)."""
+        lc = self._loop_client()
+        info = await read_memory_info(lc.redis)
+        check_policy(info, redact(self.url) if self.url else "the custom client")
+        lc.memory_checked = True
+        return info
+
     async def _run(self, name: str, *args: Any) -> Any:
         """Run one Lua transition (EVALSHA, loading it again after NOSCRIPT)."""
-        script = self._loop_client().script(name)
+        script = (await self._checked()).script(name)
         try:
             return await script(keys=[self.keys.queue], args=[self.keys.prefix, _f(time.time()), *args])
         except ResponseError as exc:
@@ -325,7 +342,7 @@ class RedisLightningStore(LightningStore):
 
     # --- rollouts ---------------------------------------------------------------------------------
     async def statistics(self) -> dict[str, Any]:
-        r = self._redis
+        r = (await self._checked()).redis
         keys = self.keys
         counted = [keys.all_rollouts, keys.resources_index, keys.workers_index]
         counted += [keys.status_index(status) for status in ROLLOUT_STATUSES]
@@ -745,7 +762,7 @@ class RedisLightningStore(LightningStore):
     ) -> list[Claim]:
         """Block up to `block_ms` for new stream entries and claim them; each claim stays leased to `consumer`."""
         check_id("consumer", consumer)
-        lc = self._loop_client()
+        lc = await self._checked()
         await lc.ensure_group(self.keys.queue)
         started = time.monotonic()
         block_ms = max(1, block_ms)
@@ -1093,6 +1110,7 @@ class RedisLightningStore(LightningStore):
             _reads_back(f"heartbeat_stats of worker {worker_id}", lambda: codec.worker_from_fields(probe, key=""))
         now = time.time()
         key = self.keys.worker(worker_id)
+        await self._checked()
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hsetnx(key, "worker_id", worker_id)
             pipe.hsetnx(key, "status", "unknown")
@@ -1153,6 +1171,7 @@ class _LoopClient:
         self._feed: DoneFeed | None = None
         self._scripts: dict[str, AsyncScript] = {}
         self.group_ready = False
+        self.memory_checked = False
 
     def script(self, name: str) -> AsyncScript:
         script = self._scripts.get(name)
