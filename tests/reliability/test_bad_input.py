@@ -665,3 +665,25 @@ async def test_worker_started_before_redis_logs_why_it_waits_then_works_once_red
 
 async def _async(value: bool) -> bool:
     return value
+
+
+@pytest.mark.parametrize("which", ["rollout", "attempt"])
+async def test_a_corrupt_live_record_does_not_stop_the_calls_whose_watchdog_sweep_trips_on_it(
+    make_store: StoreFactory, which: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The lazy sweep reads every live rollout; a key of the wrong type there made every call fail.
+    store = make_store(scan_debounce_seconds=0)
+    bad, good = [await store.start_rollout({"n": n}) for n in range(2)]
+    key = (
+        store.keys.rollout(bad.rollout_id)
+        if which == "rollout"
+        else store.keys.attempt(bad.rollout_id, bad.attempt.attempt_id)
+    )
+    await _replace_with_string(store._redis, key)
+
+    listed = [r.rollout_id for r in (await store.query_rollouts()).items]
+    ended = await store.update_attempt(good.rollout_id, "latest", status="succeeded")
+
+    assert listed == [good.rollout_id] and ended.status == "succeeded"
+    assert any(key in r.getMessage() for r in caplog.records if r.levelname == "ERROR"), caplog.text
+    assert "watchdog sweep failed" in caplog.text
