@@ -104,6 +104,16 @@ def _reads_back(what: str, build: Callable[[], Any]) -> None:
         raise TypeError(f"{what} does not read back: {exc.reason}") from None
 
 
+def _attempt_metadata(attempt_id: str, metadata: dict[str, Any] | None) -> bytes:
+    """The packed metadata of an attempt, once it is known to read back."""
+    blob = codec.pack(metadata)
+    if metadata is not None:
+        probe = {"rollout_id": b"r", "attempt_id": b"a", "sequence_id": b"1", "start_time": b"0", "status": b"running"}
+        probe["metadata"] = blob
+        _reads_back(f"metadata of attempt {attempt_id}", lambda: codec.attempt_from_fields(probe, key=""))
+    return blob
+
+
 def _listed(build: Callable[[], R]) -> R | None:
     """A listing reports a corrupt record for itself (one error naming its key) and lists the others."""
     try:
@@ -733,17 +743,7 @@ class RedisLightningStore(LightningStore):
             raise ValueError(f"Rollout {rollout_id!r:.100} not found")
         if attempt_id != "latest" and not is_valid_id(attempt_id):
             raise ValueError(f"Attempt {attempt_id!r:.100} not found in rollout {rollout_id}")
-        blob = b"" if metadata is UNSET else codec.pack(metadata)
-        if metadata not in (UNSET, None):
-            probe = {
-                "rollout_id": b"r",
-                "attempt_id": b"a",
-                "sequence_id": b"1",
-                "start_time": b"0",
-                "status": b"running",
-            }
-            probe["metadata"] = blob
-            _reads_back(f"metadata of attempt {attempt_id}", lambda: codec.attempt_from_fields(probe, key=""))
+        blob = b"" if metadata is UNSET else _attempt_metadata(attempt_id, metadata)
         await self._healthcheck()
         reply = await self._run(
             "update_attempt",
@@ -816,7 +816,7 @@ class RedisLightningStore(LightningStore):
         """Give back a live attempt this worker cannot finish: it ends `unresponsive`, its rollout is requeued."""
         check_id("rollout_id", rollout_id)
         check_id("attempt_id", attempt_id)
-        blob = b"" if metadata is None else codec.pack(metadata)
+        blob = b"" if metadata is None else _attempt_metadata(attempt_id, metadata)
         return bool(await self._run("release", rollout_id, attempt_id, blob))
 
     async def queue_depth(self) -> int:

@@ -230,6 +230,9 @@ NOT_READABLE_BACK: dict[str, Callable[[RedisLightningStore, Any], Awaitable[Any]
     "update_worker heartbeat_stats": lambda store, started: store.update_worker(
         "worker-2", heartbeat_stats=NOT_STR_KEYED
     ),
+    "release metadata": lambda store, started: store.release(
+        started.rollout_id, started.attempt.attempt_id, metadata=NOT_STR_KEYED
+    ),
 }
 
 
