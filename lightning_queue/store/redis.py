@@ -201,8 +201,7 @@ class RedisLightningStore(LightningStore):
         """The loop's client, once its Redis was found not to evict keys (checked on first use)."""
         lc = self._loop_client()
         if not lc.memory_checked:
-            check_policy(await read_memory_info(lc.redis), redact(self.url) if self.url else "the custom client")
-            lc.memory_checked = True
+            await self.memory()
         return lc
 
     async def memory(self) -> MemoryInfo:
