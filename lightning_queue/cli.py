@@ -82,10 +82,14 @@ async def _status(redis_url: str, namespace: str) -> dict[str, Any]:
 
     store = RedisLightningStore(redis_url, namespace=namespace, scan_debounce_seconds=3600)
     try:
+        memory = await store.memory()
         stats = await store.statistics()
         workers = await store.query_workers(sort_by="worker_id")
         return {
             "redis": repr(store),
+            "memory": memory.describe(),
+            "maxmemory_policy": memory.policy,
+            "used_memory_bytes": memory.used_bytes,
             "namespace": namespace,
             "queue_depth": await store.queue_depth(),
             "in_flight_entries": await store.pending_entries(),
@@ -102,6 +106,7 @@ async def _status(redis_url: str, namespace: str) -> dict[str, Any]:
 def _format_status(report: dict[str, Any]) -> str:
     lines = [
         f"namespace   {report['namespace']}   ({report['redis']})",
+        f"memory      {report['memory']}",
         f"queue       {report['queue_depth']} waiting, {report['in_flight_entries']} claimed",
         f"rollouts    {report['total_rollouts']} total, {report['total_attempts']} attempts, "
         f"{report['total_spans']} spans",
@@ -124,6 +129,7 @@ def _format_status(report: dict[str, Any]) -> str:
 def status(redis_url: str | None, namespace: str, as_json: bool) -> None:
     """Show queue depth, rollouts per status and workers of a namespace."""
     from .store.connection import ping_error, redact, resolve_shared_url
+    from .store.memory import EvictingRedisError
 
     try:
         # The status of a private embedded server would be an empty report about nothing.
@@ -131,7 +137,7 @@ def status(redis_url: str | None, namespace: str, as_json: bool) -> None:
         if (error := ping_error(url)) is not None:
             raise ConnectionError(f"no Redis answers at {redact(url)}: {error}")
         report = asyncio.run(_status(url, namespace))
-    except (ValueError, ConnectionError, OSError) as exc:
+    except (ValueError, ConnectionError, OSError, EvictingRedisError) as exc:
         raise click.ClickException(str(exc)) from exc
     except Exception as exc:  # redis errors carry no secrets but may be long; show their first line
         raise click.ClickException(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+
 import click
 
 from lightning_queue.cli import namespace_option, redis_url_option
+from lightning_queue.store import EvictingRedisError, RedisLightningStore
 from lightning_queue.store.connection import resolve_shared_url, wait_for_redis
 from lightning_queue.store.keys import check_namespace
+from lightning_queue.store.redis import REDIS_DOWN
 
 from .loader import AgentLoadError, load_agent, load_hook
 from .pool import WorkerPool
 from .process import WorkerSettings, configure_logging
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# How long `lq worker` waits to check the eviction policy before leaving it to the workers.
+PROBE_SECONDS = 3.0
 
 
 @click.command("worker", context_settings={"help_option_names": ["-h", "--help"]})
@@ -105,6 +113,10 @@ def worker_command(
         wait_for_redis(url, who="lq worker")
     except ConnectionError as exc:
         raise click.ClickException(str(exc)) from exc
+    try:
+        asyncio.run(_refuse_evicting_redis(url, namespace))
+    except EvictingRedisError as exc:
+        raise click.ClickException(str(exc)) from exc
     settings = WorkerSettings(
         agent=agent_spec,
         hooks=hook_specs,
@@ -117,3 +129,15 @@ def worker_command(
         log_level=log_level,
     )
     raise SystemExit(WorkerPool(settings, processes, redis_url=url).run())
+
+
+async def _refuse_evicting_redis(url: str, namespace: str) -> None:
+    """Refuse an evicting Redis before any process starts; an unreachable one is the workers' to wait for."""
+    store = RedisLightningStore(url, namespace=namespace)
+    try:
+        await asyncio.wait_for(store.memory(), PROBE_SECONDS)
+    except (asyncio.TimeoutError, *REDIS_DOWN) as exc:
+        logging.getLogger(__name__).info("could not check Redis' maxmemory-policy yet (%s); workers will", exc)
+    finally:
+        with contextlib.suppress(*REDIS_DOWN):
+            await store.aclose()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
+import time
 import traceback
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from redis.exceptions import OutOfMemoryError, ResponseError
 
 from lightning_queue.reward import emit_exception, emit_reward
 from lightning_queue.store import RedisLightningStore
@@ -14,8 +18,12 @@ from lightning_queue.store.otel import span_from_otel
 from lightning_queue.types import AttemptedRollout, Span, SpanCoreFields
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 EXPECTED = "None, a float reward, or a list of Span / SpanCoreFields / OpenTelemetry ReadableSpan"
+# A result the store refuses (over a size limit, not serialisable) or Redis refuses (OOM under noeviction):
+# waiting will not help, so the attempt fails saying why.
+UNSTORABLE: tuple[type[Exception], ...] = (ValueError, TypeError, ResponseError)
 
 
 def _is_otel_span(item: object) -> bool:
@@ -115,3 +123,22 @@ def error_record(exc: BaseException, *, max_traceback_chars: int = 4000) -> dict
     if len(stack) > max_traceback_chars:
         stack = "...\n" + stack[-max_traceback_chars:]
     return {"type": type(exc).__qualname__, "message": str(exc), "traceback": stack}
+
+
+async def through_oom(op: Callable[[], Awaitable[T]], *, seconds: float) -> T:
+    """Run `op`, retrying for up to `seconds` while Redis answers OOM.
+
+    Right after Redis refused a big result, that call's buffers still count against maxmemory for a
+    moment, so the small write recording the failure is refused too; a little later it fits.
+    """
+    deadline = time.monotonic() + seconds
+    delay = 0.1
+    while True:
+        try:
+            return await op()
+        except OutOfMemoryError as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            logger.warning("Redis is out of memory (%s); retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)

@@ -319,6 +319,9 @@ class Worker:
         except LeaseLost as exc:
             self._lose(run, str(exc))
             await self._explain_loss(run)
+        except results.UNSTORABLE as exc:
+            # Not even the failure could be stored; say so here rather than in an unretrieved task.
+            logger.error("%s: could not end its attempt: %s: %s", run, type(exc).__name__, exc)
         finally:
             self._inflight.pop(run.entry_id, None)
             if not self._inflight:
@@ -420,14 +423,22 @@ class Worker:
         if run.entry_id not in held:
             raise LeaseLost("its stream entry was reclaimed before the result could be stored")
         if spans:
-            await self._retry(run, "storing spans", functools.partial(self.store.add_many_spans, spans))
-        await self._retry(
-            run,
-            "ending the attempt",
-            lambda: self.store.update_attempt(
-                ar.rollout_id, ar.attempt.attempt_id, status=status, metadata=UNSET if metadata is None else metadata
-            ),
+            try:
+                await self._retry(run, "storing spans", functools.partial(self.store.add_many_spans, spans))
+            except results.UNSTORABLE as exc:
+                # Left to the watchdog, the attempt would end `unresponsive` with no reason at all.
+                logger.error(
+                    "%s: its result cannot be stored, failing the attempt: %s: %s", run, type(exc).__name__, exc
+                )
+                status, metadata = "failed", {"error": results.error_record(exc)}
+        end = functools.partial(
+            self.store.update_attempt,
+            ar.rollout_id,
+            ar.attempt.attempt_id,
+            status=status,
+            metadata=UNSET if metadata is None else metadata,
         )
+        await self._retry(run, "ending the attempt", lambda: results.through_oom(end, seconds=self.lease_seconds))
         setattr(self.totals, status, getattr(self.totals, status) + 1)
         logger.debug("%s: %s with %d spans", run, status, len(spans))
 

@@ -12,46 +12,86 @@ from pydantic import ValidationError
 from ..types import Attempt, AttemptedRollout, ResourcesUpdate, Rollout, RolloutConfig, Span, Worker
 
 
+class CorruptRecord(ValueError):
+    """A stored record that cannot be read back; its message names the Redis key."""
+
+    def __init__(self, key: str, reason: str, *, kind: str = "malformed") -> None:
+        super().__init__(f"{kind} record in Redis key {key!r}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
 def _reject(obj: Any) -> Any:
     raise TypeError(f"value of type {type(obj).__name__} is not msgpack-serialisable: {obj!r:.200}")
 
 
 def pack(value: Any) -> bytes:
-    """Encode with msgpack; anything msgpack cannot represent is a TypeError naming it."""
+    """Encode with msgpack; anything msgpack cannot represent, or not decode again, is a TypeError naming it."""
     try:
-        return msgpack.packb(value, use_bin_type=True, default=_reject, strict_types=False)  # type: ignore[no-any-return]
+        blob: bytes = msgpack.packb(value, use_bin_type=True, default=_reject, strict_types=False)
     except (OverflowError, ValueError) as exc:
         raise TypeError(f"value is not msgpack-serialisable: {exc}") from exc
+    # Some values pack but do not unpack (a tuple-keyed dict: its array key is unhashable); stored, such a
+    # record would fail every read of it, so it is refused here, before anything is written.
+    try:
+        _decode(blob)
+    except Exception as exc:
+        raise TypeError(f"value does not read back from msgpack ({exc}): {value!r:.200}") from None
+    return blob
+
+
+def _decode(raw: bytes) -> Any:
+    return msgpack.unpackb(raw, raw=False, strict_map_key=False)
 
 
 def unpack(raw: bytes, *, key: str) -> Any:
-    """Decode a stored record; a corrupt one is a ValueError naming its key, not a crash."""
+    """Decode a stored record; a corrupt one is a CorruptRecord naming its key, not a crash."""
     try:
-        return msgpack.unpackb(raw, raw=False, strict_map_key=False)
+        return _decode(raw)
     except Exception as exc:
-        raise ValueError(f"corrupt msgpack record in Redis key {key!r}: {exc}") from exc
+        raise CorruptRecord(key, str(exc) or type(exc).__name__, kind="corrupt msgpack") from exc
 
 
 R = TypeVar("R")
 
 
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "value"
+        return f"{exc.title}: {where}: {first['msg']}"
+    if isinstance(exc, KeyError):
+        return f"field {exc.args[0]!r} is missing"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 def names_key(build: Callable[..., R]) -> Callable[..., R]:
-    """A record that decodes but has the wrong shape is a ValueError naming its key, like a corrupt one."""
+    """A record that decodes but has the wrong shape (a field missing, of the wrong type, not UTF-8) is a
+    CorruptRecord naming its key, like a corrupt one."""
 
     @functools.wraps(build)
     def wrapper(*args: Any, key: str, **kwargs: Any) -> R:
         try:
             return build(*args, key=key, **kwargs)
-        except (ValidationError, KeyError, TypeError, AttributeError) as exc:
-            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ValueError(f"malformed record in Redis key {key!r}: {first_line}") from exc
+        except CorruptRecord:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise CorruptRecord(key, _reason(exc)) from exc
 
     return wrapper
 
 
 def pairs(flat: list[Any]) -> dict[str, Any]:
     """A flat HGETALL reply from a script as a dict with str keys."""
-    return {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
+    return {flat[i].decode(errors="replace"): flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+def hash_fields(reply: Any, *, key: str) -> dict[str, Any]:
+    """An HGETALL reply of a pipeline run with raise_on_error=False; an error reply (WRONGTYPE: the key
+    is not a hash) is a CorruptRecord naming the key."""
+    if isinstance(reply, Exception):
+        raise CorruptRecord(key, str(reply).splitlines()[0])
+    return {k.decode(errors="replace"): v for k, v in reply.items()}
 
 
 def text(fields: dict[str, Any], name: str) -> str | None:
@@ -81,9 +121,7 @@ def attempt_from_fields(fields: dict[str, Any], *, key: str) -> Attempt:
 
 
 @names_key
-def rollout_from_fields(
-    fields: dict[str, Any], attempt_fields: dict[str, Any] | None, *, key: str
-) -> Rollout | AttemptedRollout:
+def rollout_from_fields(fields: dict[str, Any], attempt: Attempt | None, *, key: str) -> Rollout | AttemptedRollout:
     metadata = fields.get("metadata")
     data: dict[str, Any] = {
         "rollout_id": text(fields, "rollout_id"),
@@ -96,8 +134,8 @@ def rollout_from_fields(
         "config": RolloutConfig.model_validate(unpack(fields["config"], key=key)),
         "metadata": None if metadata is None else unpack(metadata, key=key),
     }
-    if attempt_fields:
-        return AttemptedRollout(**data, attempt=attempt_from_fields(attempt_fields, key=key))
+    if attempt is not None:
+        return AttemptedRollout(**data, attempt=attempt)
     return Rollout(**data)
 
 

@@ -6,9 +6,10 @@ import hashlib
 import re
 import uuid
 
-_NAMESPACE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+# Always fullmatch: `$` also matches before a final newline, so match() would let 'w-1\n' through.
+_NAMESPACE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 # No ':' (it separates key parts), no braces (hash tags), no spaces or slashes (URL paths).
-_ID = re.compile(r"^[A-Za-z0-9_.@=+\-]{1,128}$")
+_ID = re.compile(r"[A-Za-z0-9_.@=+\-]{1,128}")
 
 
 def generate_id(length: int) -> str:
@@ -28,14 +29,14 @@ def new_resources_id() -> str:
 
 
 def is_valid_id(value: object) -> bool:
-    return isinstance(value, str) and _ID.match(value) is not None
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
 
 
 def check_id(kind: str, value: object) -> str:
     """Return `value` if it may be used as an id, else raise a ValueError that shows it."""
     if not isinstance(value, str):
         raise TypeError(f"{kind} must be a string, got {type(value).__name__}: {value!r:.100}")
-    if not _ID.match(value):
+    if not _ID.fullmatch(value):
         raise ValueError(
             f"invalid {kind} {value[:100]!r}{'...' if len(value) > 100 else ''}: "
             "use 1-128 characters from A-Z a-z 0-9 _ . @ = + -"
@@ -44,7 +45,7 @@ def check_id(kind: str, value: object) -> str:
 
 
 def check_namespace(namespace: str) -> str:
-    if not isinstance(namespace, str) or not _NAMESPACE.match(namespace):
+    if not isinstance(namespace, str) or not _NAMESPACE.fullmatch(namespace):
         raise ValueError(f"invalid namespace {namespace!r}: use 1-64 characters from A-Z a-z 0-9 _ . -")
     return namespace
 

@@ -11,7 +11,7 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
@@ -49,6 +49,7 @@ from . import codec
 from .base import LightningStore
 from .connection import make_client, redact, resolve_url
 from .keys import Keys, check_id, is_valid_id, new_attempt_id, new_resources_id, new_rollout_id
+from .memory import MemoryInfo, check_policy, read_memory_info
 from .otel import span_from_otel
 from .query import (
     check_choice,
@@ -90,6 +91,36 @@ class Claim:
 
 def _f(value: float) -> str:
     return repr(float(value))
+
+
+R = TypeVar("R")
+
+
+def _reads_back(what: str, build: Callable[[], Any]) -> None:
+    """Run the reader on a record about to be written: whatever is stored must read back."""
+    try:
+        build()
+    except codec.CorruptRecord as exc:
+        raise TypeError(f"{what} does not read back: {exc.reason}") from None
+
+
+def _attempt_metadata(attempt_id: str, metadata: dict[str, Any] | None) -> bytes:
+    """The packed metadata of an attempt, once it is known to read back."""
+    blob = codec.pack(metadata)
+    if metadata is not None:
+        probe = {"rollout_id": b"r", "attempt_id": b"a", "sequence_id": b"1", "start_time": b"0", "status": b"running"}
+        probe["metadata"] = blob
+        _reads_back(f"metadata of attempt {attempt_id}", lambda: codec.attempt_from_fields(probe, key=""))
+    return blob
+
+
+def _listed(build: Callable[[], R]) -> R | None:
+    """A listing reports a corrupt record for itself (one error naming its key) and lists the others."""
+    try:
+        return build()
+    except codec.CorruptRecord as exc:
+        logger.error("%s; left out of the listing (a direct read of it raises this error)", exc)
+        return None
 
 
 class RedisLightningStore(LightningStore):
@@ -166,9 +197,24 @@ class RedisLightningStore(LightningStore):
         # redis-py's reply types are unions of every RESP shape; replies are checked where they are used.
         return self._loop_client().redis
 
+    async def _checked(self) -> _LoopClient:
+        """The loop's client, once its Redis was found not to evict keys (checked on first use)."""
+        lc = self._loop_client()
+        if not lc.memory_checked:
+            await self.memory()
+        return lc
+
+    async def memory(self) -> MemoryInfo:
+        """Memory use and eviction policy of the store's Redis (raises EvictingRedisError if it may evict)."""
+        lc = self._loop_client()
+        info = await read_memory_info(lc.redis)
+        check_policy(info, redact(self.url) if self.url else "the custom client")
+        lc.memory_checked = True
+        return info
+
     async def _run(self, name: str, *args: Any) -> Any:
         """Run one Lua transition (EVALSHA, loading it again after NOSCRIPT)."""
-        script = self._loop_client().script(name)
+        script = (await self._checked()).script(name)
         try:
             return await script(keys=[self.keys.queue], args=[self.keys.prefix, _f(time.time()), *args])
         except ResponseError as exc:
@@ -215,7 +261,12 @@ class RedisLightningStore(LightningStore):
         # The lazy scan of the contract: before the listed calls, at most once per debounce window.
         if time.monotonic() - self._last_sweep >= self.scan_debounce_seconds:
             self._last_sweep = time.monotonic()
-            await self.sweep(force=self.scan_debounce_seconds == 0)
+            try:
+                await self.sweep(force=self.scan_debounce_seconds == 0)
+            except ResponseError as exc:
+                # Refused by the server (a live record of the wrong type, OOM): the call it precedes still
+                # runs; the error is reported each debounce window until it is fixed.
+                logger.error("watchdog sweep failed in namespace %r: %s; going on without it", self.namespace, exc)
 
     # --- validation helpers -----------------------------------------------------------------------
     def _pack_limited(self, value: Any, what: str, limit: int) -> bytes:
@@ -240,7 +291,7 @@ class RedisLightningStore(LightningStore):
         if metadata is not None and not isinstance(metadata, dict):
             raise TypeError(f"metadata must be a dict or None, got {type(metadata).__name__}")
         rollout_id = new_rollout_id()
-        return [
+        args = [
             rollout_id,
             self._pack_limited(input, f"input of rollout {rollout_id}", self.max_input_bytes),
             mode or "",
@@ -249,6 +300,22 @@ class RedisLightningStore(LightningStore):
             *self._config_fields(config),
             "" if metadata is None else self._pack_limited(metadata, "metadata", self.max_input_bytes),
         ]
+        self._check_rollout_reads_back(rollout_id, input=args[1], config=args[5], metadata=args[10] or None)
+        return args
+
+    def _check_rollout_reads_back(
+        self, rollout_id: str, *, input: bytes | None, config: bytes | None, metadata: bytes | None
+    ) -> None:
+        fields: dict[str, Any] = {
+            "rollout_id": rollout_id.encode(),
+            "input": codec.pack(None) if input is None else input,
+            "start_time": b"0",
+            "status": b"queuing",
+            "config": self._config_fields(self.default_config)[0] if config is None else config,
+        }
+        if metadata is not None:
+            fields["metadata"] = metadata
+        _reads_back(f"rollout {rollout_id}", lambda: codec.rollout_from_fields(fields, None, key=""))
 
     @staticmethod
     def _check_config(config: Any) -> RolloutConfig:
@@ -269,9 +336,18 @@ class RedisLightningStore(LightningStore):
             "" if config.unresponsive_seconds is None else _f(config.unresponsive_seconds),
         ]
 
-    def _rollout(self, pair: list[Any]) -> Rollout | AttemptedRollout:
+    def _rollout(self, pair: list[Any], rollout_id: str | None = None) -> Rollout | AttemptedRollout:
+        """Decode a {rollout fields, attempt fields[, error, key]} reply of a script."""
+        if len(pair) > 2:  # read_rollouts found a key that is not a hash
+            raise codec.CorruptRecord(pair[3].decode(errors="replace"), pair[2].decode(errors="replace"))
         ro, at = codec.pairs(pair[0]), codec.pairs(pair[1])
-        return codec.rollout_from_fields(ro, at or None, key=self.keys.rollout(codec.text(ro, "rollout_id") or ""))
+        if rollout_id is None:
+            rollout_id = (ro.get("rollout_id") or b"").decode(errors="replace")
+        attempt = None
+        if at:
+            akey = self.keys.attempt(rollout_id, (at.get("attempt_id") or b"").decode(errors="replace"))
+            attempt = codec.attempt_from_fields(at, key=akey)
+        return codec.rollout_from_fields(ro, attempt, key=self.keys.rollout(rollout_id))
 
     def _attempted(self, pair: list[Any]) -> AttemptedRollout:
         rollout = self._rollout(pair)
@@ -280,25 +356,29 @@ class RedisLightningStore(LightningStore):
 
     # --- rollouts ---------------------------------------------------------------------------------
     async def statistics(self) -> dict[str, Any]:
-        r = self._redis
+        r = (await self._checked()).redis
+        keys = self.keys
+        counted = [keys.all_rollouts, keys.resources_index, keys.workers_index]
+        counted += [keys.status_index(status) for status in ROLLOUT_STATUSES]
         async with r.pipeline(transaction=False) as pipe:
-            pipe.zcard(self.keys.all_rollouts)
-            pipe.hmget(self.keys.meta, ["attempts", "spans"])
-            pipe.zcard(self.keys.resources_index)
-            pipe.zcard(self.keys.workers_index)
-            for status in ROLLOUT_STATUSES:
-                pipe.zcard(self.keys.status_index(status))
-            replies = await pipe.execute()
-        attempts, spans = replies[1]
+            for key in counted:
+                pipe.zcard(key)
+            pipe.hmget(keys.meta, ["attempts", "spans"])
+            *counts, meta = await pipe.execute(raise_on_error=False)
+        # A corrupt counter is reported for itself and counts 0; it must not hide the other numbers.
+        n = {key: _count(key, reply) for key, reply in zip(counted, counts, strict=True)}
+        attempts, spans = (None, None) if isinstance(meta, Exception) else meta
+        if isinstance(meta, Exception):
+            logger.error("corrupt counter in Redis key %r: %s; counted as 0", keys.meta, meta)
         return {
             "name": type(self).__name__,
             "namespace": self.namespace,
-            "total_rollouts": int(replies[0]),
-            "total_attempts": int(attempts or 0),
-            "total_spans": int(spans or 0),
-            "total_resources": int(replies[2]),
-            "total_workers": int(replies[3]),
-            "rollouts_by_status": {s: int(n) for s, n in zip(ROLLOUT_STATUSES, replies[4:], strict=True)},
+            "total_rollouts": n[keys.all_rollouts],
+            "total_attempts": _count(f"{keys.meta} field attempts", attempts or 0),
+            "total_spans": _count(f"{keys.meta} field spans", spans or 0),
+            "total_resources": n[keys.resources_index],
+            "total_workers": n[keys.workers_index],
+            "rollouts_by_status": {s: n[keys.status_index(s)] for s in ROLLOUT_STATUSES},
             "uptime": time.monotonic() - self._created,
         }
 
@@ -397,17 +477,27 @@ class RedisLightningStore(LightningStore):
         reply = await self._run("start_attempt", rollout_id, new_attempt_id(), worker_id or "")
         return self._attempted(reply)
 
-    async def _read_rollouts(self, rollout_ids: Sequence[str]) -> list[Rollout | AttemptedRollout]:
+    async def _read_rollouts(
+        self, rollout_ids: Sequence[str], *, listing: bool = True
+    ) -> list[Rollout | AttemptedRollout]:
+        """The rollouts that exist; a corrupt one is left out and logged when `listing`, else raised."""
         if not rollout_ids:
             return []
         reply = await self._run("read_rollouts", *rollout_ids)
-        return [self._rollout(pair) for pair in reply if pair[0]]
+        found = []
+        for rid, pair in zip(rollout_ids, reply, strict=True):
+            if len(pair) <= 2 and not pair[0]:
+                continue
+            rollout = _listed(lambda: self._rollout(pair, rid)) if listing else self._rollout(pair, rid)  # noqa: B023
+            if rollout is not None:
+                found.append(rollout)
+        return found
 
     async def get_rollout_by_id(self, rollout_id: str) -> Rollout | AttemptedRollout | None:
         if not is_valid_id(rollout_id):
             return None
         await self._healthcheck()
-        found = await self._read_rollouts([rollout_id])
+        found = await self._read_rollouts([rollout_id], listing=False)
         return found[0] if found else None
 
     async def query_rollouts(
@@ -436,7 +526,7 @@ class RedisLightningStore(LightningStore):
         elif filter_logic == "and" and status_in is not None:
             candidates = await self._ids_with_status(status_in)
         else:
-            candidates = [m.decode() for m in await self._redis.zrange(self.keys.all_rollouts, 0, -1)]
+            candidates = _ids(await self._redis.zrange(self.keys.all_rollouts, 0, -1))
         wanted_ids = None if rollout_id_in is None else set(rollout_id_in)
         wanted_status = None if status_in is None else set(status_in)
 
@@ -457,8 +547,8 @@ class RedisLightningStore(LightningStore):
             for s in dict.fromkeys(statuses):
                 pipe.zrange(self.keys.status_index(s), 0, -1, withscores=True)
             replies = await pipe.execute()
-        scored = sorted((score, m.decode()) for reply in replies for m, score in reply)
-        return [rid for _, rid in scored]
+        scored = sorted((score, m.decode(errors="replace")) for reply in replies for m, score in reply)
+        return [rid for _, rid in scored if is_valid_id(rid)]
 
     async def update_rollout(
         self,
@@ -495,6 +585,13 @@ class RedisLightningStore(LightningStore):
             if metadata is not None and not isinstance(metadata, dict):
                 raise TypeError(f"metadata must be a dict or None, got {type(metadata).__name__}")
             fields += ["metadata", delete if metadata is None else codec.pack(metadata)]
+        new = dict(zip(fields[::2], fields[1::2], strict=True))
+        self._check_rollout_reads_back(
+            rollout_id,
+            input=new.get("input"),
+            config=new.get("config"),
+            metadata=None if new.get("metadata") in (None, delete) else new["metadata"],
+        )
         if status is not UNSET:
             check_choice("status", status, ROLLOUT_STATUSES)
         if not is_valid_id(rollout_id):
@@ -517,6 +614,7 @@ class RedisLightningStore(LightningStore):
         woken = asyncio.Event()
         subscribed = False
         statuses: list[str | None] | None = None
+        reported: set[str] = set()
         outage = _Outage(f"wait_for_rollouts in namespace {self.namespace!r}")
         try:
             while True:
@@ -527,7 +625,7 @@ class RedisLightningStore(LightningStore):
                         subscribed = True
                     await self._healthcheck()
                     # Read after subscribing: a completion is either in this read or wakes us later.
-                    statuses = await self._statuses(ids)
+                    statuses = await self._statuses(ids, reported)
                     outage.over()
                 except REDIS_DOWN as exc:
                     # Wait out an outage until the deadline; a caller that never got one answer hears why.
@@ -551,12 +649,29 @@ class RedisLightningStore(LightningStore):
                 feed.unsubscribe(ids, woken)
         return await self._terminal(ids, statuses)
 
-    async def _statuses(self, ids: list[str]) -> list[str | None]:
+    async def _statuses(self, ids: list[str], reported: set[str]) -> list[str | None]:
+        """Each rollout's status; None for one that does not exist or whose record is corrupt (logged
+        once per wait in `reported`): a waiter must neither fail nor hang on it."""
         async with self._redis.pipeline(transaction=False) as pipe:
             for rid in ids:
-                pipe.hget(self.keys.rollout(rid), "status")
-            replies = await pipe.execute()
-        return [None if s is None else s.decode() for s in replies]
+                pipe.hmget(self.keys.rollout(rid), ["status", "rollout_id"])
+            replies = await pipe.execute(raise_on_error=False)
+        statuses: list[str | None] = []
+        for rid, reply in zip(ids, replies, strict=True):
+            status = None if isinstance(reply, Exception) or reply[0] is None else reply[0].decode(errors="replace")
+            if status in ROLLOUT_STATUSES or (status is None and not isinstance(reply, Exception) and reply[1] is None):
+                statuses.append(status)
+                continue
+            if rid not in reported:
+                reported.add(rid)
+                why = reply if isinstance(reply, Exception) else f"status {status!r} is not a rollout status"
+                logger.error(
+                    "malformed record in Redis key %r: %s; wait_for_rollouts does not wait for it",
+                    self.keys.rollout(rid),
+                    why,
+                )
+            statuses.append(None)
+        return statuses
 
     async def _terminal(self, ids: list[str], statuses: list[str | None]) -> list[Rollout]:
         finished = [rid for rid, s in zip(ids, statuses, strict=True) if s in TERMINAL_STATUSES]
@@ -582,26 +697,28 @@ class RedisLightningStore(LightningStore):
         return sort_and_page(attempts, sort_by=sort_by, sort_order=sort_order, limit=limit, offset=offset)
 
     async def _attempts_of(self, rollout_id: str) -> list[Attempt]:
-        aids = [a.decode() for a in await self._redis.zrange(self.keys.attempts(rollout_id), 0, -1)]
+        aids = _ids(await self._redis.zrange(self.keys.attempts(rollout_id), 0, -1))
         if not aids:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:
             for aid in aids:
                 pipe.hgetall(self.keys.attempt(rollout_id, aid))
-            replies = await pipe.execute()
-        return [
-            codec.attempt_from_fields(
-                {k.decode(): v for k, v in fields.items()}, key=self.keys.attempt(rollout_id, aid)
+            replies = await pipe.execute(raise_on_error=False)
+        found = []
+        for aid, reply in zip(aids, replies, strict=True):
+            key = self.keys.attempt(rollout_id, aid)
+            attempt = reply and _listed(
+                lambda: codec.attempt_from_fields(codec.hash_fields(reply, key=key), key=key)  # noqa: B023
             )
-            for aid, fields in zip(aids, replies, strict=True)
-            if fields
-        ]
+            if attempt:
+                found.append(attempt)
+        return found
 
     async def get_latest_attempt(self, rollout_id: str) -> Attempt | None:
         if not is_valid_id(rollout_id):
             return None
         await self._healthcheck()
-        found = await self._read_rollouts([rollout_id])
+        found = await self._read_rollouts([rollout_id], listing=False)
         return found[0].attempt if found and isinstance(found[0], AttemptedRollout) else None
 
     async def update_attempt(
@@ -625,6 +742,7 @@ class RedisLightningStore(LightningStore):
             raise ValueError(f"Rollout {rollout_id!r:.100} not found")
         if attempt_id != "latest" and not is_valid_id(attempt_id):
             raise ValueError(f"Attempt {attempt_id!r:.100} not found in rollout {rollout_id}")
+        blob = b"" if metadata is UNSET else _attempt_metadata(attempt_id, metadata)
         await self._healthcheck()
         reply = await self._run(
             "update_attempt",
@@ -635,7 +753,7 @@ class RedisLightningStore(LightningStore):
             "" if worker_id in (UNSET, None) else worker_id,
             "" if last_heartbeat_time is UNSET else _f(last_heartbeat_time),
             "0" if metadata is UNSET else "1",
-            b"" if metadata is UNSET else codec.pack(metadata),
+            blob,
         )
         fields = codec.pairs(reply)
         return codec.attempt_from_fields(
@@ -648,7 +766,7 @@ class RedisLightningStore(LightningStore):
     ) -> list[Claim]:
         """Block up to `block_ms` for new stream entries and claim them; each claim stays leased to `consumer`."""
         check_id("consumer", consumer)
-        lc = self._loop_client()
+        lc = await self._checked()
         await lc.ensure_group(self.keys.queue)
         started = time.monotonic()
         block_ms = max(1, block_ms)
@@ -697,7 +815,7 @@ class RedisLightningStore(LightningStore):
         """Give back a live attempt this worker cannot finish: it ends `unresponsive`, its rollout is requeued."""
         check_id("rollout_id", rollout_id)
         check_id("attempt_id", attempt_id)
-        blob = b"" if metadata is None else codec.pack(metadata)
+        blob = b"" if metadata is None else _attempt_metadata(attempt_id, metadata)
         return bool(await self._run("release", rollout_id, attempt_id, blob))
 
     async def queue_depth(self) -> int:
@@ -730,7 +848,10 @@ class RedisLightningStore(LightningStore):
             raise TypeError(f"resources must be a dict of name -> resource, got {type(resources).__name__}")
         validated = _resources_validator().validate_python(resources)
         plain = {name: res.model_dump(mode="json") for name, res in validated.items()}
-        return self._pack_limited(plain, "resources", self.max_resources_bytes)
+        blob = self._pack_limited(plain, "resources", self.max_resources_bytes)
+        probe = {"resources_id": b"r", "create_time": b"0", "update_time": b"0", "version": b"1", "resources": blob}
+        _reads_back("resources", lambda: codec.resources_from_fields(probe, key=""))
+        return blob
 
     async def add_resources(
         self, resources: NamedResources | str, named_resources: NamedResources | None = None
@@ -755,12 +876,13 @@ class RedisLightningStore(LightningStore):
     async def get_resources_by_id(self, resources_id: str) -> ResourcesUpdate | None:
         if not is_valid_id(resources_id):
             return None
-        fields = await self._redis.hgetall(self.keys.resources(resources_id))
-        if not fields:
+        key = self.keys.resources(resources_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(key)
+            [reply] = await pipe.execute(raise_on_error=False)
+        if not reply:
             return None
-        return codec.resources_from_fields(
-            {k.decode(): v for k, v in fields.items()}, key=self.keys.resources(resources_id)
-        )
+        return codec.resources_from_fields(codec.hash_fields(reply, key=key), key=key)
 
     async def get_latest_resources(self) -> ResourcesUpdate | None:
         latest = await self._redis.zrevrange(self.keys.resources_index, 0, 0)
@@ -778,17 +900,20 @@ class RedisLightningStore(LightningStore):
     ) -> PaginatedResult[ResourcesUpdate]:
         check_sort(sort_by, sort_order, ResourcesUpdate)
         check_paging(limit, offset)
-        ids = [m.decode() for m in await self._redis.zrange(self.keys.resources_index, 0, -1)]
+        ids = _ids(await self._redis.zrange(self.keys.resources_index, 0, -1))
         ids = [i for i in ids if combine(text_matches(i, resources_id, resources_id_contains), "and")]
         async with self._redis.pipeline(transaction=False) as pipe:
             for rid in ids:
                 pipe.hgetall(self.keys.resources(rid))
-            replies = await pipe.execute() if ids else []
-        found = [
-            codec.resources_from_fields({k.decode(): v for k, v in fields.items()}, key=self.keys.resources(rid))
-            for rid, fields in zip(ids, replies, strict=True)
-            if fields
-        ]
+            replies = await pipe.execute(raise_on_error=False) if ids else []
+        found = []
+        for rid, reply in zip(ids, replies, strict=True):
+            key = self.keys.resources(rid)
+            update = reply and _listed(
+                lambda: codec.resources_from_fields(codec.hash_fields(reply, key=key), key=key)  # noqa: B023
+            )
+            if update:
+                found.append(update)
         found.sort(key=lambda r: r.create_time)
         return sort_and_page(found, sort_by=sort_by, sort_order=sort_order, limit=limit, offset=offset)
 
@@ -804,6 +929,7 @@ class RedisLightningStore(LightningStore):
         if not isinstance(span.sequence_id, int) or span.sequence_id < 0:
             raise ValueError(f"sequence_id must be a non-negative integer, got {span.sequence_id!r}")
         blob = self._pack_limited(span.model_dump(), f"span {span.span_id}", self.max_span_bytes)
+        _reads_back(f"span {span.span_id}", lambda: codec.span_from_blob(blob, key=""))
         return [span.rollout_id, span.attempt_id, span.span_id, span.sequence_id, blob]
 
     async def add_span(self, span: Span) -> Span | None:
@@ -891,17 +1017,20 @@ class RedisLightningStore(LightningStore):
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hget(self.keys.rollout(rollout_id), "latest")
             pipe.hgetall(self.keys.spans(rollout_id))
-            latest, stored = await pipe.execute()
+            latest, stored = await pipe.execute(raise_on_error=False)
         if attempt_id == "latest":
+            if isinstance(latest, Exception):
+                raise codec.CorruptRecord(self.keys.rollout(rollout_id), str(latest))
             if latest is None:
                 return empty
-            attempt_id = latest.decode()
+            attempt_id = latest.decode(errors="replace")
         key = self.keys.spans(rollout_id)
-        prefix = None if attempt_id is None else (attempt_id + ":").encode()
+        prefix = None if attempt_id is None else attempt_id + ":"
         spans = [
-            codec.span_from_blob(blob, key=f"{key} field {field.decode()}")
-            for field, blob in stored.items()
+            span
+            for field, blob in codec.hash_fields(stored, key=key).items()
             if prefix is None or field.startswith(prefix)
+            if (span := _listed(lambda: codec.span_from_blob(blob, key=f"{key} field {field}")))  # noqa: B023
         ]
         if not spans:
             return empty
@@ -935,8 +1064,8 @@ class RedisLightningStore(LightningStore):
         check_sort(sort_by, sort_order, Worker)
         check_paging(limit, offset)
         await self._healthcheck()
-        ids = [m.decode() for m in await self._redis.zrange(self.keys.workers_index, 0, -1)]
-        workers = await self._workers(ids)
+        ids = _ids(await self._redis.zrange(self.keys.workers_index, 0, -1))
+        workers = await self._workers(ids, listing=True)
         wanted = None if status_in is None else set(status_in)
 
         def matches(w: Worker) -> bool:
@@ -947,31 +1076,45 @@ class RedisLightningStore(LightningStore):
         workers = [w for w in workers if matches(w)]
         return sort_and_page(workers, sort_by=sort_by, sort_order=sort_order, limit=limit, offset=offset)
 
-    async def _workers(self, ids: Sequence[str]) -> list[Worker]:
+    async def _workers(self, ids: Sequence[str], *, listing: bool) -> list[Worker]:
         if not ids:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:
             for wid in ids:
                 pipe.hgetall(self.keys.worker(wid))
-            replies = await pipe.execute()
-        return [
-            codec.worker_from_fields({k.decode(): v for k, v in fields.items()}, key=self.keys.worker(wid))
-            for wid, fields in zip(ids, replies, strict=True)
-            if fields
-        ]
+            replies = await pipe.execute(raise_on_error=False)
+        found = []
+        for wid, reply in zip(ids, replies, strict=True):
+            if not reply:
+                continue
+            key = self.keys.worker(wid)
+
+            def build() -> Worker:
+                return codec.worker_from_fields(codec.hash_fields(reply, key=key), key=key)  # noqa: B023
+
+            worker = _listed(build) if listing else build()
+            if worker is not None:
+                found.append(worker)
+        return found
 
     async def get_worker_by_id(self, worker_id: str) -> Worker | None:
         if not is_valid_id(worker_id):
             return None
-        found = await self._workers([worker_id])
+        found = await self._workers([worker_id], listing=False)
         return found[0] if found else None
 
     async def update_worker(self, worker_id: str, heartbeat_stats: dict[str, Any] = UNSET) -> Worker:
         check_id("worker_id", worker_id)
         if heartbeat_stats is not UNSET and not isinstance(heartbeat_stats, dict):
             raise TypeError(f"heartbeat_stats must be a dict, got {heartbeat_stats!r:.100}")
+        stats_blob = b""
+        if heartbeat_stats is not UNSET:
+            stats_blob = self._pack_limited(heartbeat_stats, "heartbeat_stats", 1 << 20)
+            probe = {"worker_id": worker_id.encode(), "heartbeat_stats": stats_blob}
+            _reads_back(f"heartbeat_stats of worker {worker_id}", lambda: codec.worker_from_fields(probe, key=""))
         now = time.time()
         key = self.keys.worker(worker_id)
+        await self._checked()
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hsetnx(key, "worker_id", worker_id)
             pipe.hsetnx(key, "status", "unknown")
@@ -979,13 +1122,29 @@ class RedisLightningStore(LightningStore):
             # Non-decreasing heartbeat: a late call never moves it backwards.
             pipe.hset(key, "last_heartbeat_time", _f(now))
             if heartbeat_stats is not UNSET:
-                pipe.hset(key, "heartbeat_stats", self._pack_limited(heartbeat_stats, "heartbeat_stats", 1 << 20))
+                pipe.hset(key, "heartbeat_stats", stats_blob)
             pipe.hgetall(key)
             replies = await pipe.execute()
         return codec.worker_from_fields({k.decode(): v for k, v in replies[-1].items()}, key=key)
 
 
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def _ids(members: list[bytes]) -> list[str]:
+    """Members of an id index; one that is not a valid id (planted by hand) names no record."""
+    decoded = (m.decode(errors="replace") for m in members)
+    return [i for i in decoded if is_valid_id(i)]
+
+
+def _count(key: str, reply: Any) -> int:
+    try:
+        if isinstance(reply, Exception):
+            raise ValueError(str(reply))
+        return int(reply)
+    except ValueError as exc:
+        logger.error("corrupt counter in Redis key %r: %s; counted as 0", key, exc)
+        return 0
 
 
 class _Outage:
@@ -1016,6 +1175,7 @@ class _LoopClient:
         self._feed: DoneFeed | None = None
         self._scripts: dict[str, AsyncScript] = {}
         self.group_ready = False
+        self.memory_checked = False
 
     def script(self, name: str) -> AsyncScript:
         script = self._scripts.get(name)

@@ -258,3 +258,22 @@ async def test_an_unreachable_store_gets_503_and_the_proxy_recovers_with_it(stan
     await down.aclose()
 
     assert status == 503 and payload["error"]["type"] == "store_error"
+
+
+@pytest.mark.parametrize("which", ["rollout", "attempt"])
+async def test_a_path_id_with_a_trailing_newline_is_refused_as_invalid(
+    proxy: LLMProxy, store: RedisLightningStore, attempt: AttemptedRollout, which: str
+) -> None:
+    # `$` matches before a final newline: the id of a real attempt plus '\n' must not pass the syntax check.
+    rollout_id, attempt_id = attempt.rollout_id, attempt.attempt.attempt_id
+    if which == "rollout":
+        rollout_id += "\n"
+    else:
+        attempt_id += "\n"
+    path = f"/rollout/{quote(rollout_id, safe='')}/attempt/{quote(attempt_id, safe='')}/v1/chat/completions"
+    url = proxy.endpoint + path
+
+    status, payload = await post(url, json_body=HELLO)
+
+    assert status == 404 and f"invalid {which} id" in payload["error"]["message"], payload
+    assert len(await store.query_spans(attempt.rollout_id)) == 0

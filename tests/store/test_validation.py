@@ -98,7 +98,12 @@ async def test_unknown_attempt_status_is_rejected_without_change(store: RedisLig
     assert await store.get_rollout_by_id(started.rollout_id) == started
 
 
-UNSERIALISABLE = [pytest.param(object(), "object", id="object"), pytest.param({1, 2}, "set", id="set")]
+UNSERIALISABLE = [
+    pytest.param(object(), "object", id="object"),
+    pytest.param({1, 2}, "set", id="set"),
+    # msgpack packs it, but its array key cannot be a Python dict key on the way back.
+    pytest.param({(1, 2): "x"}, "does not read back", id="tuple-keyed dict"),
+]
 CREATORS: dict[str, Callable[[RedisLightningStore, Any], Awaitable[Any]]] = {
     "enqueue_rollout input": lambda store, bad: store.enqueue_rollout(bad),
     "start_rollout input": lambda store, bad: store.start_rollout(bad, worker_id="worker-1"),
@@ -205,3 +210,53 @@ async def test_oversized_resources_are_rejected(make_store: StoreFactory) -> Non
         await store.add_resources({"prompt": PromptTemplate(template="x" * 4096)})
 
     assert await store.get_latest_resources() is None
+
+
+# Metadata and heartbeat stats read back as dict[str, Any]: a non-string key would be stored, then
+# make every read of the record fail.
+NOT_STR_KEYED = {1: "one"}
+NOT_READABLE_BACK: dict[str, Callable[[RedisLightningStore, Any], Awaitable[Any]]] = {
+    "enqueue_rollout metadata": lambda store, started: store.enqueue_rollout("task", metadata=NOT_STR_KEYED),
+    "start_rollout metadata": lambda store, started: store.start_rollout("task", metadata=NOT_STR_KEYED),
+    "enqueue_many_rollouts metadata": lambda store, started: store.enqueue_many_rollouts(
+        [EnqueueRolloutRequest(input="fine"), EnqueueRolloutRequest.model_construct(input="x", metadata=NOT_STR_KEYED)]
+    ),
+    "update_rollout metadata": lambda store, started: store.update_rollout(
+        started.rollout_id, metadata=NOT_STR_KEYED, status="failed"
+    ),
+    "update_attempt metadata": lambda store, started: store.update_attempt(
+        started.rollout_id, "latest", status="failed", metadata=NOT_STR_KEYED
+    ),
+    "update_worker heartbeat_stats": lambda store, started: store.update_worker(
+        "worker-2", heartbeat_stats=NOT_STR_KEYED
+    ),
+    "release metadata": lambda store, started: store.release(
+        started.rollout_id, started.attempt.attempt_id, metadata=NOT_STR_KEYED
+    ),
+}
+
+
+@pytest.mark.parametrize("write", NOT_READABLE_BACK)
+async def test_a_record_that_would_not_read_back_is_refused_and_nothing_changes(
+    store: RedisLightningStore, write: str
+) -> None:
+    started = await store.start_rollout("task")
+    before = await store.query_rollouts()
+
+    with pytest.raises(BAD_ARGUMENT, match="does not read back"):
+        await NOT_READABLE_BACK[write](store, started)
+
+    assert await store.query_rollouts() == before
+    assert await store.get_rollout_by_id(started.rollout_id) == started
+    assert await store.get_worker_by_id("worker-2") is None
+
+
+async def test_a_batch_with_one_record_that_would_not_read_back_stores_none_of_it(store: RedisLightningStore) -> None:
+    batch = [EnqueueRolloutRequest(input={"n": n}) for n in range(3)] + [EnqueueRolloutRequest(input={(1, 2): "x"})]
+
+    with pytest.raises(TypeError, match=r"does not read back.*\(1, 2\)"):
+        await store.enqueue_many_rollouts(batch)
+
+    assert (await store.query_rollouts()).total == 0
+    assert await store.queue_depth() == 0
+    assert (await store.statistics())["total_rollouts"] == 0
