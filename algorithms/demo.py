@@ -18,14 +18,21 @@ from .reinforce_cli import BUILTIN_AGENT, run_and_report
 
 
 @click.command("demo")
-@click.option("--iterations", default=8, show_default=True, help="Policy updates per seed.")
-@click.option("--max-minutes", default=4.0, show_default=True, help="Per seed: start no iteration after this long.")
+@click.option("--iterations", default=6, show_default=True, help="Policy updates per seed.")
+@click.option("--max-minutes", default=10.0, show_default=True, help="Per seed: start no iteration after this long.")
 @click.option("--seeds", default=3, show_default=True, type=click.IntRange(min=1), help="Independent runs.")
+@click.option("--parallel", default=3, show_default=True, type=click.IntRange(min=1), help="Seeds run at once.")
 @click.option("--workers", "n_workers", default=2, show_default=True, help="Local worker processes.")
 @click.option("--redis-url", envvar="LQ_REDIS_URL", default=None, help="Default: 127.0.0.1:6379, else embedded.")
 @click.option("--checkpoint-dir", default="checkpoints/demo", show_default=True)
 def demo_command(
-    iterations: int, max_minutes: float, seeds: int, n_workers: int, redis_url: str | None, checkpoint_dir: str
+    iterations: int,
+    max_minutes: float,
+    seeds: int,
+    parallel: int,
+    n_workers: int,
+    redis_url: str | None,
+    checkpoint_dir: str,
 ) -> None:
     """Train SmolLM2-135M with REINFORCE on built-in sums; held-out accuracy before and after, over seeds."""
     setup_logging()
@@ -35,6 +42,6 @@ def demo_command(
         max_tokens=16, device="cpu", torch_threads=2, upstream="local", model_server_url=None, vllm_args=(),
         proxy_url=None, n_workers=n_workers, concurrency=4, redis_url=redis_url, namespace=None, keep_data=False,
         checkpoint_dir=checkpoint_dir, metrics_jsonl=f"{checkpoint_dir}/metrics.jsonl", checker=None, seed=0,
-        seeds=seeds, as_json=False,
+        model_server_token_file=None, seeds=seeds, parallel=parallel, as_json=False,
     )  # fmt: skip
     run_and_report(**options)

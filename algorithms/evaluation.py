@@ -152,7 +152,7 @@ class HeldOut:
         ]
 
     def record(self) -> dict[str, Any]:
-        """The JSON form for metrics files and `--json` output."""
+        """The JSON form for metrics files, `--json` output and the reports below."""
         return {
             "n": self.n,
             "finished": self.finished,
@@ -160,8 +160,12 @@ class HeldOut:
             "accuracy_stderr": self.accuracy_stderr,
             "reward_mean": self.mean,
             "reward_std": self.std,
+            "reward_stderr": self.stderr,
             "parts": self.parts(),
             "samples": self.samples(),
+            # Per task, in task order: what a paired comparison of two evaluations needs.
+            "tasks": [_short(s.task) for s in self.scored],
+            "correct": [s.correct for s in self.scored] if self.checked else None,
         }
 
 
@@ -197,37 +201,38 @@ class Gain:
         return self.accuracy > 2 * self.stderr
 
 
-def accuracy_gain(before: HeldOut, after: HeldOut) -> Gain | None:
-    """The paired accuracy gain, or None when the two were not checked on the same tasks."""
-    if not (before.checked and after.checked) or before.n != after.n or before.n == 0:
+def accuracy_gain(before: Mapping[str, Any], after: Mapping[str, Any]) -> Gain | None:
+    """The paired accuracy gain of two evaluation records, or None unless both checked the same tasks."""
+    if before.get("correct") is None or after.get("correct") is None or not before["tasks"]:
         return None
-    if [s.task for s in before.scored] != [s.task for s in after.scored]:
+    if before["tasks"] != after["tasks"]:
         return None
-    diffs = [a - b for a, b in zip(after.correct, before.correct, strict=True)]
+    diffs = [float(a) - float(b) for a, b in zip(after["correct"], before["correct"], strict=True)]
     return Gain(statistics.fmean(diffs), _stderr(diffs))
 
 
-def held_out_table(before: HeldOut, after: HeldOut) -> list[str]:
-    """Accuracy, reward and its parts before and after, the gain, and a few replies of each."""
-    part_names = sorted(set(before.parts()) | set(after.parts()))
+def held_out_table(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """Accuracy, reward and its parts before and after, the gain, and a few replies of each (from records)."""
+    part_names = sorted(set(before["parts"]) | set(after["parts"]))
     head = "held-out          accuracy (± se)   reward (± se)   " + "  ".join(f"{p:>8}" for p in part_names)
     lines = [head]
     for tag, h in (("before training", before), ("after training", after)):
-        acc = "     n/a        " if h.accuracy is None else f"{h.accuracy:6.3f} ± {h.accuracy_stderr or 0.0:5.3f}  "
-        parts = h.parts()
-        lines.append(
-            f"{tag:<17} {acc}  {h.mean:6.3f} ± {h.stderr:5.3f}  "
-            + "  ".join(f"{parts.get(p, 0.0):8.3f}" for p in part_names)
-        )
+        if h["accuracy"] is None:
+            acc = "     n/a        "
+        else:
+            acc = f"{h['accuracy']:6.3f} ± {h['accuracy_stderr']:5.3f}  "
+        parts = "  ".join(f"{h['parts'].get(p, 0.0):8.3f}" for p in part_names)
+        lines.append(f"{tag:<17} {acc}  {h['reward_mean']:6.3f} ± {h['reward_stderr']:5.3f}  {parts}")
     gain = accuracy_gain(before, after)
     if gain is not None:
         verdict = "above 2 se" if gain.significant else "NOT above 2 se"
-        lines.append(f"accuracy change   {gain.accuracy:+6.3f} ± {gain.stderr:5.3f} ({verdict}), n={before.n}")
+        lines.append(f"accuracy change   {gain.accuracy:+6.3f} ± {gain.stderr:5.3f} ({verdict}), n={before['n']}")
     else:
-        lines.append(f"reward change     {after.mean - before.mean:+6.3f}  (no checker: accuracy not measured)")
+        change = after["reward_mean"] - before["reward_mean"]
+        lines.append(f"reward change     {change:+6.3f}  (no checker: accuracy not measured)")
     for tag, h in (("before", before), ("after", after)):
         lines.append(f"sample replies {tag}:")
-        lines += [f"  {_mark(s['correct'])} {_short(s['task'])} -> {s['reply']!r}" for s in h.samples()]
+        lines += [f"  {_mark(s['correct'])} {_short(s['task'])} -> {s['reply']!r}" for s in h["samples"]]
     return lines
 
 

@@ -100,7 +100,11 @@ class Reinforce(Algorithm):
                 self._log(record)
                 progress.advance(f"iteration {iteration + 1}: mean reward {record['reward_mean']:.3f}")
         after = await self.evaluate(store, llm_proxy, val, "after") if val else None
-        return {"before": before, "after": after, "iterations": self.history}
+        return {
+            "before": before.record() if before else None,
+            "after": after.record() if after else None,
+            "iterations": self.history,
+        }
 
     def _load_policy(self) -> PolicyTrainer:
         import torch

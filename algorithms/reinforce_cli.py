@@ -10,9 +10,8 @@ from __future__ import annotations
 import functools
 import json
 import os
-import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,10 @@ import click
 
 from lightning_queue.model_server.admin import ADMIN_TOKEN_ENV
 
-from .evaluation import HeldOut, accuracy_gain, held_out_table
+from .evaluation import held_out_table
 from .launch import Upstream, run_training, setup_logging
 from .reinforce import Reinforce, ReinforceConfig
+from .seed_runs import SeedPlan, run_seeds, seeds_table
 
 BUILTIN_AGENT = "algorithms.tasks:arithmetic_agent"
 BUILTIN_CHECKER = "algorithms.tasks:check"
@@ -52,45 +52,11 @@ def result_table(result: dict[str, Any], seconds: float) -> str:
             f"{it['iteration']:>9}  {it['rollouts']:>8}  {it['samples']:>7}  {reward}  {accuracy:>9}  "
             f"{it['rollout_seconds']:>9}  {it['update_seconds']:>8}"
         )
-    before: HeldOut | None = result.get("before")
-    after: HeldOut | None = result.get("after")
+    before, after = result.get("before"), result.get("after")
     if before is not None and after is not None:
         lines += ["", *held_out_table(before, after)]
     lines.append(f"\nfinished in {seconds / 60:.1f} min")
     return "\n".join(lines)
-
-
-def seeds_table(runs: Sequence[dict[str, Any]], seconds: float) -> str:
-    """One row per seed (held-out accuracy before, after, gain ± its stderr), then mean ± std over seeds."""
-    lines = ["", f"{len(runs)} seeds   accuracy before   after    gain ± se        gain > 2 se   minutes"]
-    befores, afters, gains = [], [], []
-    for run in runs:
-        before, after = run["before"], run["after"]
-        gain = accuracy_gain(before, after)
-        if gain is None:
-            lines.append(f"seed {run['seed']:<3}  (no checker: accuracy not measured)")
-            continue
-        befores.append(before.accuracy)
-        afters.append(after.accuracy)
-        gains.append(gain.accuracy)
-        lines.append(
-            f"seed {run['seed']:<3}  {before.accuracy:15.3f}   {after.accuracy:5.3f}  "
-            f"{gain.accuracy:+6.3f} ± {gain.stderr:5.3f}   {'yes' if gain.significant else 'NO':>11}   "
-            f"{run['seconds'] / 60:7.1f}"
-        )
-    if len(gains) > 1:
-        lines.append(f"mean ± std {_mean_std(befores):>13}  {_mean_std(afters)}  {_mean_std(gains)}")
-    lines.append(f"\nall seeds finished in {seconds / 60:.1f} min")
-    return "\n".join(lines)
-
-
-def _mean_std(values: Sequence[float]) -> str:
-    return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}"
-
-
-def jsonable(result: dict[str, Any]) -> dict[str, Any]:
-    """The result with its evaluations as plain records (for --json)."""
-    return {k: v.record() if isinstance(v, HeldOut) else v for k, v in result.items()}
 
 
 @click.command("reinforce")
@@ -134,6 +100,8 @@ def jsonable(result: dict[str, Any]) -> dict[str, Any]:
 @click.option("--seed", default=0, show_default=True, help="Seed of the first run.")
 @click.option("--seeds", default=1, show_default=True, type=click.IntRange(min=1),
               help="Independent runs with seeds seed, seed+1, ...; a table of accuracy gains over them.")  # fmt: skip
+@click.option("--parallel", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Seeds run at once, each in processes of its own (fills the idle core).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def reinforce_command(**options: Any) -> None:
     """Policy-gradient training of the served model on the rewards the agent earns."""
@@ -141,96 +109,78 @@ def reinforce_command(**options: Any) -> None:
     run_and_report(**options)
 
 
-def run_and_report(
-    *,
-    model_dir: str | None,
-    agent: str,
-    train_tasks: Path | None,
-    val_tasks: Path | None,
-    max_iterations: int,
-    max_minutes: float | None,
-    tasks_per_iteration: int,
-    samples_per_task: int,
-    learning_rate: float,
-    temperature: float,
-    max_tokens: int,
-    device: str,
-    torch_threads: int,
-    upstream: str,
-    model_server_url: str | None,
-    vllm_args: tuple[str, ...],
-    model_server_token_file: Path | None = None,
-    proxy_url: str | None,
-    n_workers: int,
-    concurrency: int,
-    redis_url: str | None,
-    namespace: str | None,
-    keep_data: bool,
-    checkpoint_dir: str,
-    metrics_jsonl: str | None,
-    checker: str | None,
-    seed: int,
-    seeds: int,
-    as_json: bool,
-) -> list[dict[str, Any]]:
-    """Build the runs from CLI-shaped options (shared by `lq demo`), run them one seed after another, report."""
-    if agent != BUILTIN_AGENT and (train_tasks is None or val_tasks is None):
+def run_and_report(*, seeds: int, parallel: int, as_json: bool, **options: Any) -> list[dict[str, Any]]:
+    """Check CLI-shaped options (shared by `lq demo`), run every seed, print each run and the gains over seeds."""
+    if options["agent"] != BUILTIN_AGENT and (options["train_tasks"] is None or options["val_tasks"] is None):
         raise click.UsageError("--agent needs --train-tasks and --val-tasks: the built-in tasks fit the built-in agent")
-    if upstream == "external" and not model_server_url:
+    if options["upstream"] == "external" and not options["model_server_url"]:
         raise click.UsageError("--upstream external needs --model-server-url")
-    if checker is None and agent == BUILTIN_AGENT:
-        checker = BUILTIN_CHECKER
-    runs = []
+    if options["checker"] is None and options["agent"] == BUILTIN_AGENT:
+        options["checker"] = BUILTIN_CHECKER
+    first = options.pop("seed")
+    # JSON-able, so each seed can run in a child process.
+    options = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
+    run_dir = Path(options["checkpoint_dir"])
+    plan = SeedPlan("algorithms.reinforce_cli:run_seed", options, run_dir)
     started = time.monotonic()
-    for run_seed in range(seed, seed + seeds):
-        config = ReinforceConfig(
-            model_dir=model_dir, iterations=max_iterations, tasks_per_iteration=tasks_per_iteration,
-            samples_per_task=samples_per_task, learning_rate=learning_rate, temperature=temperature,
-            max_tokens=max_tokens, metrics_path=metrics_jsonl, max_minutes=max_minutes, device=device,
-            torch_threads=torch_threads, seed=run_seed, proxy_url=proxy_url, checker=checker,
-            checkpoint_dir=checkpoint_dir if seeds == 1 else str(Path(checkpoint_dir) / f"seed-{run_seed}"),
-        )  # fmt: skip
-        train, val = _tasks(train_tasks, val_tasks, run_seed)
-        run_started = time.monotonic()
-        try:
-            result = run_training(
-                functools.partial(Reinforce, config),
-                agent,
-                train,
-                val,
-                checkpoint_root=checkpoint_dir,
-                model_dir=model_dir,
-                upstream=Upstream(
-                    kind=upstream,
-                    base_url=model_server_url,
-                    vllm_args=vllm_args,
-                    admin_token=os.environ.get(ADMIN_TOKEN_ENV),
-                    admin_token_file=model_server_token_file,
-                ),
-                use_proxy=proxy_url is None,
-                n_workers=n_workers,
-                worker_concurrency=concurrency,
-                redis_url=redis_url,
-                namespace=namespace,
-                keep_data=keep_data,
-            )
-        except (ValueError, ImportError, RuntimeError, TimeoutError) as exc:
-            raise click.ClickException(str(exc)) from exc
-        seconds = time.monotonic() - run_started
-        result.update(seed=run_seed, seconds=seconds)
-        runs.append(result)
-        click.echo(json.dumps(jsonable(result), indent=2, default=str) if as_json else result_table(result, seconds))
+    try:
+        if seeds == 1:
+            runs = [{**run_seed(options, first, None), "seed": first}]
+            runs[0]["seconds"] = time.monotonic() - started
+        else:
+            runs = run_seeds(plan, range(first, first + seeds), parallel)
+    except (ValueError, ImportError, RuntimeError, TimeoutError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    for run in runs:
+        click.echo(json.dumps(run, indent=2, default=str) if as_json else result_table(run, run["seconds"]))
     if seeds > 1 and not as_json:
         click.echo(seeds_table(runs, time.monotonic() - started))
     return runs
 
 
-def _tasks(train_tasks: Path | None, val_tasks: Path | None, seed: int) -> tuple[list[Any], list[Any]]:
+def run_seed(options: Mapping[str, Any], seed: int, metrics: Path | None) -> dict[str, Any]:
+    """One REINFORCE run of `seed` (a `SeedRecipe`): its own tasks, checkpoints and metrics file."""
+    checkpoint_dir = options["checkpoint_dir"] if metrics is None else str(metrics.parent)
+    config = ReinforceConfig(
+        model_dir=options["model_dir"], iterations=options["max_iterations"],
+        tasks_per_iteration=options["tasks_per_iteration"], samples_per_task=options["samples_per_task"],
+        learning_rate=options["learning_rate"], temperature=options["temperature"],
+        max_tokens=options["max_tokens"], max_minutes=options["max_minutes"], device=options["device"],
+        torch_threads=options["torch_threads"], seed=seed, proxy_url=options["proxy_url"],
+        checker=options["checker"], checkpoint_dir=checkpoint_dir,
+        metrics_path=str(metrics) if metrics is not None else options["metrics_jsonl"],
+    )  # fmt: skip
+    train, val = _tasks(options["train_tasks"], options["val_tasks"], seed)
+    upstream = Upstream(
+        kind=options["upstream"],
+        base_url=options["model_server_url"],
+        vllm_args=tuple(options["vllm_args"]),
+        admin_token=os.environ.get(ADMIN_TOKEN_ENV),
+        admin_token_file=Path(options["model_server_token_file"]) if options["model_server_token_file"] else None,
+    )
+    return run_training(
+        functools.partial(Reinforce, config),
+        options["agent"],
+        train,
+        val,
+        checkpoint_root=options["checkpoint_dir"],
+        model_dir=options["model_dir"],
+        upstream=upstream,
+        use_proxy=options["proxy_url"] is None,
+        n_workers=options["n_workers"],
+        worker_concurrency=options["concurrency"],
+        redis_url=options["redis_url"],
+        namespace=options["namespace"],
+        keep_data=options["keep_data"],
+    )
+
+
+def _tasks(train_tasks: str | None, val_tasks: str | None, seed: int) -> tuple[list[Any], list[Any]]:
     """The given task files, else the built-in sums of this seed (training and held-out sets share no sum)."""
     from .tasks import split_tasks
 
     train, val = split_tasks(seed=seed)
     return (
-        load_tasks(train_tasks, "--train-tasks") if train_tasks else train,
-        load_tasks(val_tasks, "--val-tasks") if val_tasks else val,
+        load_tasks(Path(train_tasks), "--train-tasks") if train_tasks else train,
+        load_tasks(Path(val_tasks), "--val-tasks") if val_tasks else val,
     )

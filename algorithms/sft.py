@@ -206,8 +206,8 @@ class SFT(Algorithm):
             "iterations": self.history,
             "stopped": stopped,
             "exported_rows": exported,
-            "before": before,
-            "after": after,
+            "before": before.record() if before else None,
+            "after": after.record() if after else None,
         }
 
     def _redis_url(self, store: LightningStore) -> str:

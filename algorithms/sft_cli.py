@@ -18,7 +18,7 @@ import click
 
 from .evaluation import held_out_table
 from .launch import Upstream, run_training, setup_logging
-from .reinforce_cli import BUILTIN_AGENT, BUILTIN_CHECKER, jsonable, load_tasks
+from .reinforce_cli import BUILTIN_AGENT, BUILTIN_CHECKER, load_tasks
 from .sft import SFT, SFTConfig
 from .trainer_worker import TRAIN_QUEUE
 
@@ -190,7 +190,7 @@ def sft_command(
         )
     except (ValueError, ImportError, RuntimeError, TimeoutError) as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(json.dumps(jsonable(result), indent=2, default=str) if as_json else _table(result))
+    click.echo(json.dumps(result, indent=2, default=str) if as_json else _table(result))
 
 
 def run_sft(

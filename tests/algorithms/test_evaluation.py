@@ -104,12 +104,13 @@ def test_rollouts_that_did_not_succeed_count_as_wrong_with_reward_zero() -> None
 def test_without_a_checker_accuracy_is_unknown_not_zero() -> None:
     held_out = HeldOut([score_rollout(TWO_PLUS_THREE, chat_spans("5", 1.0), None)], checked=False)
     assert held_out.accuracy is None and held_out.mean == 1.0
-    assert accuracy_gain(held_out, held_out) is None
-    assert "accuracy not measured" in "\n".join(held_out_table(held_out, held_out))
+    assert accuracy_gain(held_out.record(), held_out.record()) is None
+    assert "accuracy not measured" in "\n".join(held_out_table(held_out.record(), held_out.record()))
 
 
-def held_out_of(replies: list[str]) -> HeldOut:
-    return HeldOut([score_rollout(TWO_PLUS_THREE, chat_spans(r, score(r, 5)), check) for r in replies], checked=True)
+def held_out_of(replies: list[str]) -> dict[str, Any]:
+    scored = [score_rollout(TWO_PLUS_THREE, chat_spans(r, score(r, 5)), check) for r in replies]
+    return HeldOut(scored, checked=True).record()
 
 
 def test_the_gain_is_paired_over_the_same_tasks_and_judged_against_two_standard_errors() -> None:

@@ -93,10 +93,10 @@ async def test_reinforce_loop_updates_saves_and_reloads_each_iteration(redis_url
     assert all(r["samples"] == 4 and r["succeeded"] == 4 for r in result["iterations"])
     assert all(r["grad_norm"] > 0 for r in result["iterations"])
     assert reloader.loaded == [tmp_path / "ckpt" / "iter-1", tmp_path / "ckpt" / "iter-2"]
-    assert result["before"].n == 2 and result["after"].n == 2
+    assert result["before"]["n"] == 2 and result["after"]["n"] == 2
     # Calls alternate right and wrong: the checker, reading the replies back from the spans, sees both.
     assert all(r["train_accuracy"] == 0.5 for r in result["iterations"])
-    assert result["before"].accuracy == result["after"].accuracy == 0.5
+    assert result["before"]["accuracy"] == result["after"]["accuracy"] == 0.5
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [line.get("evaluation") or line.get("iteration") for line in lines] == ["before", 1, 2, "after"]
     before = lines[0]
