@@ -58,8 +58,13 @@ def last_reply(spans: Sequence[Span]) -> str | None:
         conversations = TraceToMessages().adapt(spans)
     except ValueError:
         return None
+    return last_answer(conversations)
+
+
+def last_answer(conversations: Sequence[Mapping[str, Any]]) -> str | None:
+    """The assistant text that ends the last of `TraceToMessages` conversations, or None."""
     for conversation in reversed(conversations):
-        messages = conversation["messages"]
+        messages = conversation.get("messages") or []
         if messages and messages[-1].get("role") == "assistant":
             content = messages[-1].get("content")
             return content if isinstance(content, str) else ""
@@ -211,12 +216,16 @@ def accuracy_gain(before: Mapping[str, Any], after: Mapping[str, Any]) -> Gain |
     return Gain(statistics.fmean(diffs), _stderr(diffs))
 
 
-def held_out_table(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+def held_out_table(
+    before: Mapping[str, Any],
+    after: Mapping[str, Any],
+    labels: tuple[str, str] = ("before training", "after training"),
+) -> list[str]:
     """Accuracy, reward and its parts before and after, the gain, and a few replies of each (from records)."""
     part_names = sorted(set(before["parts"]) | set(after["parts"]))
     head = "held-out          accuracy (± se)   reward (± se)   " + "  ".join(f"{p:>8}" for p in part_names)
     lines = [head]
-    for tag, h in (("before training", before), ("after training", after)):
+    for tag, h in ((labels[0], before), (labels[1], after)):
         if h["accuracy"] is None:
             acc = "     n/a        "
         else:
@@ -230,8 +239,8 @@ def held_out_table(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[
     else:
         change = after["reward_mean"] - before["reward_mean"]
         lines.append(f"reward change     {change:+6.3f}  (no checker: accuracy not measured)")
-    for tag, h in (("before", before), ("after", after)):
-        lines.append(f"sample replies {tag}:")
+    for tag, h in ((labels[0], before), (labels[1], after)):
+        lines.append(f"sample replies, {tag}:")
         lines += [f"  {_mark(s['correct'])} {_short(s['task'])} -> {s['reply']!r}" for s in h["samples"]]
     return lines
 

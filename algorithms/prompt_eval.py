@@ -14,6 +14,7 @@ from lightning_queue import TraceAdapter, TraceToMessages, find_final_reward
 from lightning_queue.store.base import LightningStore
 from lightning_queue.types import EnqueueRolloutRequest, NamedResources, PromptTemplate, RolloutMode
 
+from .evaluation import Checker, HeldOut, Scored, last_answer
 from .progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,8 @@ class Candidate:
     critique: str | None = None
     # Mean reward on the whole validation set, once measured (the score `best` is chosen by).
     val_score: float | None = None
+    # That evaluation as a record (accuracy by the task's checker, reward parts, replies).
+    val_record: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,15 @@ class RolloutResult:
 @dataclass(frozen=True)
 class Evaluation:
     results: list[RolloutResult]
+
+    def held_out(self, checker: Checker | None) -> HeldOut:
+        """The results judged by the task's checker on each rollout's last reply."""
+        scored = []
+        for r in self.results:
+            reply = last_answer(r.conversations) if r.status == "succeeded" else None
+            verdict = checker(r.task, reply) if checker is not None and reply is not None else None
+            scored.append(Scored(r.task, reply, r.reward if reply is not None else None, verdict))
+        return HeldOut(scored, checked=checker is not None)
 
     @property
     def score(self) -> float:

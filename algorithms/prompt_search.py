@@ -27,6 +27,7 @@ from lightning_queue.algorithm import Algorithm, batch_iter_over_dataset
 from lightning_queue.store.base import LightningStore
 from lightning_queue.types import NamedResources
 
+from .evaluation import load_checker
 from .progress import Progress
 from .prompt_edits import PromptEditor, Proposal, placeholders
 from .prompt_eval import Candidate, Evaluation, PromptEvaluator
@@ -58,6 +59,8 @@ class PromptSearchConfig:
     llm_timeout: float = 120.0  # per critique or edit call, for the client built here
     template_name: str | None = None  # which PromptTemplate resource to search; None: the first
     metrics_path: str | None = None  # JSONL, one record per round
+    # The task's checker (`module:name`, see algorithms/evaluation.py): accuracy of the seed and best prompts.
+    checker: str | None = None
     progress: bool | None = None  # None: a progress bar on a terminal only
     seed: int = 0
 
@@ -203,6 +206,7 @@ class _BeamSearch:
         self.started = time.monotonic()
         self.seed = self.best = self._candidate(seed)
         owner.seed = owner.best = self.seed
+        self.checker = load_checker(self.cfg.checker) if self.cfg.checker else None
         # Every template proposed so far: one dropped from the beam is not worth scoring again.
         self.seen = {self.seed.template: self.seed.version}
 
@@ -214,7 +218,7 @@ class _BeamSearch:
         seed = self.seed
         if cfg.run_initial_validation:
             self.evaluator.begin_phase()
-            seed.val_score = (await self.evaluator.evaluate(seed, val, "val")).score
+            seed.val_score = await self._validate(seed, val)
             self._log({"iteration": 0, "seed": seed.version, "seed_val_score": seed.val_score})
         beam = [seed]
         train_batches = batch_iter_over_dataset(train, cfg.train_batch_size, seed=cfg.seed)
@@ -228,7 +232,7 @@ class _BeamSearch:
             beam = await self._round(round_number, beam, train_batches, val_batches, val)
         best = self.best
         if best.val_score is None:  # only without initial validation and no rounds
-            best.val_score = (await self.evaluator.evaluate(best, val, "val")).score
+            best.val_score = await self._validate(best, val)
         return {
             "seed": asdict(seed),
             "best": asdict(best),
@@ -279,7 +283,7 @@ class _BeamSearch:
         leader = new_beam[0]
         if leader.val_score is None:
             self.evaluator.begin_phase()
-            leader.val_score = (await self.evaluator.evaluate(leader, val, "val")).score
+            leader.val_score = await self._validate(leader, val)
         best = self.best
         if best.val_score is None or leader.val_score > best.val_score:
             self.owner.best = self.best = best = leader
@@ -306,6 +310,12 @@ class _BeamSearch:
         self._log(record)
         self.progress.advance(f"round {round_number}: best {best.val_score:.3f} ({best.version})")
         return new_beam
+
+    async def _validate(self, candidate: Candidate, val: list[Any]) -> float:
+        """Score the candidate on the whole validation set (returned), and record its accuracy by the checker."""
+        evaluation = await self.evaluator.evaluate(candidate, val, "val")
+        candidate.val_record = evaluation.held_out(self.checker).record()
+        return evaluation.score
 
     async def _expand(self, parent: Candidate, batch: Sequence[Any]) -> tuple[Evaluation, Proposal]:
         """Run the parent on a train batch, show some results to the critic, and ask for an edit."""

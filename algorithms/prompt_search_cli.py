@@ -20,6 +20,7 @@ import click
 
 from lightning_queue import LLMProxy, RedisLightningStore, TraceToMessages, Trainer
 
+from .evaluation import held_out_table
 from .launch import setup_logging
 from .prompt_edits import placeholders
 from .prompt_search import PromptSearch, PromptSearchConfig
@@ -110,6 +111,7 @@ def prompt_search_command(
         metrics_path=metrics_jsonl,
         progress=progress,
         seed=seed,
+        checker="algorithms.prompt_tasks:check",
     )
     with contextlib.ExitStack() as stack:
         if base_url is None:
@@ -188,6 +190,10 @@ def _summary(result: dict[str, Any]) -> str:
         "",
         best["template"],
         "",
+    ]
+    if seed.get("val_record") and best.get("val_record"):
+        lines += [*held_out_table(seed["val_record"], best["val_record"], labels=("seed prompt", "best prompt")), ""]
+    lines += [
         f"{result['rollouts']} rollouts in {result['seconds'] / 60:.1f} min; stopped by {result['stopped']}",
     ]
     return "\n".join(lines)

@@ -9,10 +9,13 @@ format, so a search over prompts has something to find, and it is checked withou
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from lightning_queue.types import LLM, PromptTemplate
 from workers import rollout
+
+from .evaluation import Check
 
 LABELS = ("positive", "negative")
 
@@ -78,11 +81,17 @@ def seed_template() -> PromptTemplate:
 
 def score(reply: str, label: str) -> float:
     """1.0 for exactly the right label, 0.5 when the first label the reply names is right, else 0.0."""
+    return check({"label": label}, reply).reward
+
+
+def check(task: Mapping[str, Any], reply: str) -> Check:
+    """The task's checker: correct when the first label the reply names is the review's label."""
     words = _WORD.findall(reply.lower())
-    if words == [label]:
-        return 1.0
     named = [w for w in words if w in LABELS]
-    return 0.5 if named and named[0] == label else 0.0
+    correct = bool(named) and named[0] == task["label"]
+    exact = words == [task["label"]]
+    reward = 1.0 if exact else 0.5 if correct else 0.0
+    return Check(correct=correct, reward=reward, parts={"correct": float(correct), "bare_label": float(exact)})
 
 
 @rollout
