@@ -19,6 +19,7 @@ from lightning_queue import LLM, RedisLightningStore, RolloutConfig
 from lightning_queue.reward import find_final_reward
 from lightning_queue.types import AttemptedRollout, ProxyLLM, Span, SpanCoreFields
 from workers import Hook, LitAgent, Worker, rollout
+from workers.leases import LeaseKeeper
 
 LEASE = 0.6
 
@@ -390,3 +391,82 @@ async def test_worker_logs_and_backs_off_through_a_redis_outage_then_resumes(
     finally:
         await store.aclose()
         await feeder.aclose()
+
+
+def lease_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("lq-leases")]
+
+
+async def test_lease_thread_ends_with_the_worker_and_closes_its_redis_connections(
+    namespace: str, spare_redis: Any
+) -> None:
+    # A server of this test alone, so every connection on it is this worker's (or the probe's).
+    store = RedisLightningStore(spare_redis.url, namespace=namespace, lease_seconds=LEASE, scan_debounce_seconds=0.3)
+    probe = aioredis.Redis.from_url(spare_redis.url)
+
+    @rollout
+    async def agent(task: Any) -> float:
+        await asyncio.sleep(3 * LEASE)
+        return 1.0
+
+    queued = await store.enqueue_rollout("x")
+    try:
+        async with running(worker := make_worker(agent, store)):
+            await eventually(lambda: asyncio.sleep(0, worker.in_flight == 1), 5, "the rollout in flight")
+            assert len(lease_threads()) == 1
+            await finished(store, [queued.rollout_id])
+        assert lease_threads() == []
+        await store.aclose()
+
+        async def only_the_probe_connected() -> bool:
+            return len(await probe.client_list()) == 1
+
+        await eventually(only_the_probe_connected, 5, "the worker's connections to close")
+    finally:
+        await store.aclose()
+        await probe.aclose()
+
+
+def test_lease_thread_ends_by_itself_once_its_workers_loop_is_gone(redis_url: str, namespace: str) -> None:
+    store = RedisLightningStore(redis_url, namespace=namespace, lease_seconds=LEASE)
+    keeper = LeaseKeeper(
+        store, "w-gone", lease_seconds=LEASE, renew_seconds=0.1, sweep_seconds=0.1, on_lost=print, agent="a"
+    )
+
+    async def start() -> None:
+        keeper.start()
+        await asyncio.sleep(0.3)
+
+    # The worker's loop ends without stopping the keeper (as if its process were tearing down).
+    owner = threading.Thread(target=lambda: asyncio.run(start()))
+    owner.start()
+    owner.join(10)
+    deadline = time.monotonic() + 5
+    while keeper.alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not keeper.alive, "the lease thread outlived its worker's loop"
+
+
+async def test_attempt_ended_elsewhere_cancels_the_agent_promptly(
+    wstore: RedisLightningStore, observer: RedisLightningStore
+) -> None:
+    cancelled = asyncio.Event()
+
+    @rollout
+    async def agent(task: Any) -> float:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return 1.0
+
+    queued = await observer.enqueue_rollout("x")
+    worker = make_worker(agent, wstore)
+    async with running(worker):
+        await eventually(lambda: asyncio.sleep(0, worker.in_flight == 1), 5, "the rollout in flight")
+        rollout_ = await observer.get_rollout_by_id(queued.rollout_id)
+        await observer.update_attempt(queued.rollout_id, rollout_.attempt.attempt_id, status="failed")
+        await asyncio.wait_for(cancelled.wait(), 5 * LEASE)
+        await eventually(lambda: asyncio.sleep(0, worker.in_flight == 0), 5, "the worker to give the rollout up")
+    assert worker.totals.lost == 1
