@@ -23,7 +23,7 @@ from lightning_queue.store import RedisLightningStore
 from lightning_queue.store.redis import Claim
 from lightning_queue.types import UNSET, AttemptedRollout, AttemptStatus, NamedResources, Span
 
-from . import results
+from . import forks, results
 from .agent import Hook, LitAgent, RolloutRawResult
 from .health import REDIS_ERRORS, Health
 from .leases import LeaseKeeper
@@ -174,6 +174,7 @@ class Worker:
         self._report_soon = asyncio.Event()
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="lq-agent")
         self._probe = ProcessProbe()
+        self._pid = os.getpid()  # an agent's forked child must not run on as this worker
         self._leases = self._lease_keeper()
 
     def _lease_keeper(self) -> LeaseKeeper:
@@ -379,11 +380,13 @@ class Worker:
         if self.agent.is_async():
             method = self.agent.training_rollout_async if train else self.agent.validation_rollout_async
             # Named after the rollout: the lease thread names it when it blocks the loop.
-            inner = asyncio.create_task(method(ar.input, resources, ar), name=f"lq {run}")
+            call = forks.guard_async(method(ar.input, resources, ar), self._pid)
+            inner = asyncio.create_task(call, name=f"lq {run}")
         else:
             sync = self.agent.training_rollout if train else self.agent.validation_rollout
             context = contextvars.copy_context()
-            run.thread = self._executor.submit(functools.partial(context.run, sync, ar.input, resources, ar))
+            agent_call = functools.partial(context.run, sync, ar.input, resources, ar)
+            run.thread = self._executor.submit(forks.guard_sync, agent_call, self._pid)
             inner = asyncio.wrap_future(run.thread)
         run.agent_call = inner
         timeout = ar.config.timeout_seconds

@@ -77,3 +77,26 @@ async def test_timeout_still_ends_an_async_agent_that_blocks_the_only_workers_lo
 
 async def _is(value: bool) -> bool:
     return value
+
+
+@pytest.mark.slow
+async def test_agent_forking_children_breaks_nothing_for_its_neighbours(
+    start_pool: Any, observer: RedisLightningStore
+) -> None:
+    pool = start_pool(processes=1, concurrency=4, lease=2.0)
+    await eventually(lambda: registered(observer, pool, 1), 30, "the worker process")
+    [worker_pid] = pool.children()
+    # Each child: uses the worker's store then exits, exits at once, or returns into the worker's code.
+    forking = [await observer.enqueue_rollout({"fork": how, "mark": how}) for how in ("store", "exit", "return")]
+    neighbours = [await observer.enqueue_rollout({"sleep": 0.3, "mark": str(i)}) for i in range(12)]
+    ids = [r.rollout_id for r in forking + neighbours]
+
+    done = await observer.wait_for_rollouts(rollout_ids=ids, timeout=60)
+
+    assert sorted(r.status for r in done) == ["succeeded"] * len(ids), pool.log()[-3000:]
+    for rid in ids:
+        assert await ran_once(observer, rid) == worker_pid
+    assert await observer.pending_entries() == 0
+    assert pool.children() == [worker_pid], "the worker process was replaced"
+    log = pool.log()
+    assert "Timeout reading" not in log and "restarting it in" not in log
