@@ -42,6 +42,21 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
     help="Each process exits after claiming this many rollouts (not restarted). Default: run until stopped.",
 )
 @click.option(
+    "--max-rollouts-per-process",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Recycle each process after it claimed N rollouts: it finishes them and the pool starts a fresh one.",
+)
+@click.option(
+    "--max-memory-mb",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="MB",
+    help="Recycle a process whose memory (RSS) is above MB after a rollout: it finishes its in-flight "
+    "rollouts and the pool starts a fresh one.",
+)
+@click.option(
     "--lease-seconds",
     type=click.FloatRange(min=0.1),
     default=30.0,
@@ -71,6 +86,8 @@ def worker_command(
     redis_url: str | None,
     namespace: str,
     max_rollouts: int | None,
+    max_rollouts_per_process: int | None,
+    max_memory_mb: int | None,
     lease_seconds: float,
     grace_seconds: float,
     heartbeat_seconds: float,
@@ -100,15 +117,21 @@ def worker_command(
         url = resolve_url(redis_url)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'--redis-url'") from exc
-    settings = WorkerSettings(
-        agent=agent_spec,
-        hooks=hook_specs,
-        namespace=namespace,
-        concurrency=concurrency,
-        max_rollouts=max_rollouts,
-        lease_seconds=lease_seconds,
-        grace_seconds=grace_seconds,
-        heartbeat_seconds=heartbeat_seconds,
-        log_level=log_level,
-    )
+    try:
+        settings = WorkerSettings(
+            agent=agent_spec,
+            hooks=hook_specs,
+            namespace=namespace,
+            concurrency=concurrency,
+            max_rollouts=max_rollouts,
+            max_rollouts_per_process=max_rollouts_per_process,
+            max_memory_mb=max_memory_mb,
+            lease_seconds=lease_seconds,
+            grace_seconds=grace_seconds,
+            heartbeat_seconds=heartbeat_seconds,
+            log_level=log_level,
+        )
+    except ValueError as exc:
+        # Named as the options are: the settings speak of their fields.
+        raise click.UsageError(str(exc).replace("max_", "--max-").replace("_", "-")) from exc
     raise SystemExit(WorkerPool(settings, processes, redis_url=url).run())

@@ -40,6 +40,13 @@ _SHUTDOWN_WAIT = 2.0
 _INVALID_ID_CHARS = re.compile(r"[^A-Za-z0-9_.@=+-]")
 
 
+def check_recycling(max_rollouts_per_process: int | None, max_memory_mb: int | None) -> None:
+    """Refuse recycling limits that cannot work (shared by `Worker` and `WorkerSettings`)."""
+    for name, value in (("max_rollouts_per_process", max_rollouts_per_process), ("max_memory_mb", max_memory_mb)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ValueError(f"{name} must be a whole number of at least 1, or None; got {value!r}")
+
+
 def default_worker_id(pid: int | None = None) -> str:
     """`<host>-<pid>` (this process by default), made a valid store id (no ':' or spaces)."""
     return _INVALID_ID_CHARS.sub("-", f"{socket.gethostname()}-{os.getpid() if pid is None else pid}")[:128]
@@ -127,6 +134,11 @@ class Worker:
     so an agent blocking this loop does not lose its lease. `stop()` stops claiming at once and lets in-flight
     rollouts finish for `grace_seconds`; the rest (or all, with `stop(now=True)`) are released
     back to the queue for another worker.
+
+    Recycling (as Celery's max-tasks/max-memory-per-child): after claiming `max_rollouts_per_process`
+    rollouts, or when its RSS is above `max_memory_mb` once a rollout ended, the worker stops claiming,
+    lets its in-flight rollouts finish and returns with `recycle_reason` set (`lq worker` then exits
+    its process with `EXIT_RECYCLE` and the pool starts a fresh one).
     """
 
     def __init__(
@@ -137,6 +149,8 @@ class Worker:
         worker_id: str | None = None,
         concurrency: int = 1,
         max_rollouts: int | None = None,
+        max_rollouts_per_process: int | None = None,
+        max_memory_mb: int | None = None,
         hooks: Sequence[Hook] = (),
         grace_seconds: float = 30.0,
         heartbeat_seconds: float = 10.0,
@@ -150,11 +164,16 @@ class Worker:
             raise ValueError(f"concurrency must be at least 1, got {concurrency!r}")
         if max_rollouts is not None and max_rollouts < 1:
             raise ValueError(f"max_rollouts must be at least 1 or None, got {max_rollouts!r}")
+        check_recycling(max_rollouts_per_process, max_memory_mb)
         self.agent = agent
         self.store = store
         self.worker_id = worker_id or default_worker_id()
         self.concurrency = concurrency
         self.max_rollouts = max_rollouts
+        self.max_rollouts_per_process = max_rollouts_per_process
+        self.max_memory_mb = max_memory_mb
+        # Why this worker stopped claiming so that a fresh process replaces it (None: it was not recycled).
+        self.recycle_reason: str | None = None
         self.hooks = list(hooks)
         self.grace_seconds = grace_seconds
         self.heartbeat_seconds = heartbeat_seconds
@@ -208,9 +227,17 @@ class Worker:
         return self._abandoned_threads
 
     async def run(self) -> WorkerTotals:
-        """Claim and run rollouts until `stop()` or `max_rollouts`; then drain and return the totals."""
+        """Claim and run rollouts until `stop()`, `max_rollouts` or a recycle; then drain and return the totals."""
         self.agent.set_runner(self)
         self.state = "running"
+        rss = self._probe.rss_mb()
+        if self.max_memory_mb is not None and rss > self.max_memory_mb:
+            logger.warning(
+                "worker %s: uses %.0f MB at start, above max_memory_mb=%d: it will recycle after every rollout",
+                self.worker_id,
+                rss,
+                self.max_memory_mb,
+            )
         # Built now: the periods may have been changed since __init__.
         self._leases = self._lease_keeper()
         self._leases.start()
@@ -254,15 +281,37 @@ class Worker:
 
     # --- claiming ---------------------------------------------------------------------------------
     def _quota_left(self) -> int | None:
-        return None if self.max_rollouts is None else self.max_rollouts - self.totals.claimed
+        limits = [n - self.totals.claimed for n in (self.max_rollouts, self.max_rollouts_per_process) if n is not None]
+        return min(limits) if limits else None
+
+    def _recycle_due(self) -> str | None:
+        """Why this process should make way for a fresh one now, if it should."""
+        claimed = self.totals.claimed
+        if self.max_rollouts_per_process is not None and claimed >= self.max_rollouts_per_process:
+            return f"it claimed max_rollouts_per_process={self.max_rollouts_per_process} rollouts"
+        # Only once a rollout ended: a process starting above the limit still does some work.
+        if self.max_memory_mb is not None and claimed > len(self._inflight):
+            rss = self._probe.rss_mb()
+            if rss > self.max_memory_mb:
+                return f"its memory ({rss:.0f} MB RSS) is above max_memory_mb={self.max_memory_mb}"
+        return None
 
     async def _claim_loop(self) -> None:
         backoff = _Backoff()
         while not self._stop.is_set():
-            quota = self._quota_left()
-            if quota == 0:
+            if self.max_rollouts is not None and self.totals.claimed >= self.max_rollouts:
                 logger.info("worker %s: claimed max_rollouts=%s; finishing", self.worker_id, self.max_rollouts)
                 return
+            if (why := self._recycle_due()) is not None:
+                self.recycle_reason = why
+                logger.info(
+                    "worker %s: recycling, as %s: no new claims; %d in-flight rollouts finish first",
+                    self.worker_id,
+                    why,
+                    len(self._inflight),
+                )
+                return
+            quota = self._quota_left()
             if self._free == 0:
                 self._capacity.clear()
                 await _wait_any(self._capacity, self._stop)

@@ -100,3 +100,43 @@ async def test_agent_forking_children_breaks_nothing_for_its_neighbours(
     assert pool.children() == [worker_pid], "the worker process was replaced"
     log = pool.log()
     assert "Timeout reading" not in log and "restarting it in" not in log
+
+
+async def run_to_the_end(observer: RedisLightningStore, tasks: list[dict[str, Any]]) -> set[int]:
+    """Enqueue `tasks`, wait for all; each must succeed exactly once. Returns the pids that ran them."""
+    ids = [(await observer.enqueue_rollout(task)).rollout_id for task in tasks]
+    done = await observer.wait_for_rollouts(rollout_ids=ids, timeout=90)
+    assert sorted(r.status for r in done) == ["succeeded"] * len(ids)
+    pids = {await ran_once(observer, rid) for rid in ids}
+    assert await observer.pending_entries() == 0
+    return pids
+
+
+@pytest.mark.slow
+async def test_max_rollouts_per_process_recycles_processes_and_every_rollout_runs_once(
+    start_pool: Any, observer: RedisLightningStore
+) -> None:
+    pool = start_pool(processes=1, concurrency=2, extra=("--max-rollouts-per-process", "3"))
+
+    pids = await run_to_the_end(observer, [{"sleep": 0.2, "mark": str(i)} for i in range(10)])
+
+    assert len(pids) >= 4, pids
+    log = pool.log()
+    assert log.count("recycled itself") >= 3
+    assert "max_rollouts_per_process=3" in log
+    assert "restarting it in" not in log and "released back" not in log
+
+
+@pytest.mark.slow
+async def test_leaking_agent_is_recycled_above_max_memory_mb_and_every_rollout_runs_once(
+    start_pool: Any, observer: RedisLightningStore
+) -> None:
+    # A worker process starts at about 70 MB; each rollout keeps 60 MB more.
+    pool = start_pool(processes=1, concurrency=1, extra=("--max-memory-mb", "200"))
+
+    pids = await run_to_the_end(observer, [{"leak_mb": 60, "mark": str(i)} for i in range(7)])
+
+    assert len(pids) >= 2, pids
+    log = pool.log()
+    assert "recycled itself" in log and "is above max_memory_mb=200" in log
+    assert "restarting it in" not in log

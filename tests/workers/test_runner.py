@@ -470,3 +470,49 @@ async def test_attempt_ended_elsewhere_cancels_the_agent_promptly(
         await asyncio.wait_for(cancelled.wait(), 5 * LEASE)
         await eventually(lambda: asyncio.sleep(0, worker.in_flight == 0), 5, "the worker to give the rollout up")
     assert worker.totals.lost == 1
+
+
+async def test_max_rollouts_per_process_stops_claiming_finishes_in_flight_and_says_recycle(
+    wstore: RedisLightningStore, observer: RedisLightningStore
+) -> None:
+    @rollout
+    async def agent(task: Any) -> float:
+        await asyncio.sleep(0.3)
+        return 1.0
+
+    ids = [(await observer.enqueue_rollout(i)).rollout_id for i in range(3)]
+    worker = make_worker(agent, wstore, concurrency=2, max_rollouts_per_process=2)
+    totals = await asyncio.wait_for(worker.run(), 10)
+
+    assert (totals.claimed, totals.succeeded, totals.released, totals.lost) == (2, 2, 0, 0)
+    assert worker.recycle_reason == "it claimed max_rollouts_per_process=2 rollouts"
+    statuses = [(await observer.get_rollout_by_id(rid)).status for rid in ids]
+    assert sorted(statuses) == ["queuing", "succeeded", "succeeded"]
+
+
+async def test_max_memory_mb_recycles_once_a_rollout_ended_not_before(
+    wstore: RedisLightningStore, observer: RedisLightningStore
+) -> None:
+    @rollout
+    async def agent(task: Any) -> float:
+        return 1.0
+
+    ids = [(await observer.enqueue_rollout(i)).rollout_id for i in range(2)]
+    # This process is far above 1 MB from the start: it still runs one rollout, then recycles.
+    worker = make_worker(agent, wstore, max_memory_mb=1)
+    totals = await asyncio.wait_for(worker.run(), 10)
+
+    assert (totals.claimed, totals.succeeded) == (1, 1)
+    assert worker.recycle_reason is not None and "is above max_memory_mb=1" in worker.recycle_reason
+    assert sorted([(await observer.get_rollout_by_id(rid)).status for rid in ids]) == ["queuing", "succeeded"]
+
+
+@pytest.mark.parametrize("value", [0, -3, 2.5, "10", True])
+def test_recycling_limits_must_be_whole_numbers_of_at_least_one(value: Any, wstore: RedisLightningStore) -> None:
+    @rollout
+    def agent(task: Any) -> float:
+        return 1.0
+
+    for name in ("max_rollouts_per_process", "max_memory_mb"):
+        with pytest.raises(ValueError, match=f"{name} must be a whole number of at least 1, or None; got {value!r}"):
+            Worker(agent, wstore, **{name: value})
