@@ -62,6 +62,7 @@ class LeaseKeeper:
         self.agent = agent
         self._lock = threading.Lock()
         self._renewed: dict[str, float] = {}  # held entry -> when it was last known held (monotonic)
+        self._reported: set[str] = set()  # entries reported lost: no longer renewed, their time kept
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -86,6 +87,7 @@ class LeaseKeeper:
     def forget(self, entry_id: str) -> None:
         with self._lock:
             self._renewed.pop(entry_id, None)
+            self._reported.discard(entry_id)
 
     def since_renewed(self, entry_id: str) -> float:
         """Seconds since the entry was last known held (0 for an entry not held)."""
@@ -173,7 +175,7 @@ class LeaseKeeper:
 
     async def _renew(self, health: Health) -> None:
         with self._lock:
-            entries = list(self._renewed)
+            entries = [e for e in self._renewed if e not in self._reported]
         if not entries:
             return
         try:
@@ -183,8 +185,7 @@ class LeaseKeeper:
             now = time.monotonic()
             with self._lock:
                 lapsed = [e for e in entries if now - self._renewed.get(e, now) > self.lease_seconds]
-                for entry in lapsed:
-                    del self._renewed[entry]
+                self._reported.update(lapsed)
             for entry in lapsed:
                 self._lost(entry, f"its lease could not be renewed for {self.lease_seconds}s ({exc})")
             return
@@ -198,7 +199,7 @@ class LeaseKeeper:
                 if entry in held:
                     self._renewed[entry] = now
                 else:
-                    del self._renewed[entry]
+                    self._reported.add(entry)
                     lost.append(entry)
         for entry in lost:
             self._lost(entry, "its stream entry was reclaimed or its attempt ended by the watchdog")

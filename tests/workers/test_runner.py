@@ -516,3 +516,24 @@ def test_recycling_limits_must_be_whole_numbers_of_at_least_one(value: Any, wsto
     for name in ("max_rollouts_per_process", "max_memory_mb"):
         with pytest.raises(ValueError, match=f"{name} must be a whole number of at least 1, or None; got {value!r}"):
             Worker(agent, wstore, **{name: value})
+
+
+async def test_entry_whose_renewals_keep_failing_is_reported_lost_once_and_its_lease_keeps_aging() -> None:
+    # Nothing listens on port 1: every renewal fails at once.
+    url = "redis://127.0.0.1:1/0"
+    dead = RedisLightningStore(url, lease_seconds=0.3, client_factory=lambda: aioredis.Redis.from_url(url))
+    lost: list[tuple[str, str]] = []
+    keeper = LeaseKeeper(
+        dead, "w-cut-off", lease_seconds=0.3, renew_seconds=0.05, sweep_seconds=3600,
+        on_lost=lambda entry, why: lost.append((entry, why)), agent="a",
+    )  # fmt: skip
+    keeper.start()
+    keeper.hold("1-0")
+    try:
+        await eventually(lambda: asyncio.sleep(0, bool(lost)), 5, "the entry to be reported lost")
+        await asyncio.sleep(0.3)
+        assert lost == [("1-0", lost[0][1])] and "could not be renewed for 0.3s" in lost[0][1]
+        # A result still being stored gives up once this passes the lease (rather than retry forever).
+        assert keeper.since_renewed("1-0") > 0.5
+    finally:
+        await asyncio.to_thread(keeper.stop, 5)
