@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -537,3 +538,31 @@ async def test_entry_whose_renewals_keep_failing_is_reported_lost_once_and_its_l
         assert keeper.since_renewed("1-0") > 0.5
     finally:
         await asyncio.to_thread(keeper.stop, 5)
+
+
+async def test_child_forked_by_a_sync_agent_exits_where_it_returns_instead_of_running_the_worker(
+    wstore: RedisLightningStore, observer: RedisLightningStore
+) -> None:
+    exits: list[int] = []
+
+    @rollout
+    def agent(task: Any) -> float:
+        pid = os.fork()
+        if pid == 0:
+            return 2.0  # the child returns into the worker's thread pool, as if it were the parent
+        deadline = time.monotonic() + 10
+        while (status := os.waitpid(pid, os.WNOHANG)) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                raise RuntimeError("the forked child did not exit")
+            time.sleep(0.02)
+        exits.append(os.waitstatus_to_exitcode(status[1]))
+        return 1.0
+
+    queued = await observer.enqueue_rollout("x")
+    async with running(make_worker(agent, wstore)):
+        done = await finished(observer, [queued.rollout_id], timeout=20)
+
+    assert done[queued.rollout_id].status == "succeeded" and exits == [0]
+    assert find_final_reward((await observer.query_spans(queued.rollout_id)).items) == 1.0
