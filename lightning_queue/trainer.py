@@ -62,6 +62,8 @@ class Trainer:
         worker_concurrency: rollouts in flight per worker process.
         lease_seconds: lease of claimed rollouts (the workers and the store use the same value).
         worker_log_level: log level of the worker processes.
+        worker_max_rollouts_per_process: recycle each worker process after it claimed this many rollouts.
+        worker_max_memory_mb: recycle a worker process whose RSS is above this many MB after a rollout.
         stop_timeout: seconds the worker processes get to finish in-flight rollouts at the end.
     """
 
@@ -77,6 +79,8 @@ class Trainer:
         worker_concurrency: int = 1,
         lease_seconds: float = 30.0,
         worker_log_level: str = "WARNING",
+        worker_max_rollouts_per_process: int | None = None,
+        worker_max_memory_mb: int | None = None,
         stop_timeout: float = 10.0,
         hooks: Sequence[str] = (),
     ) -> None:
@@ -84,6 +88,13 @@ class Trainer:
             raise ValueError(f"n_workers must be >= 0, got {n_workers!r}")
         if worker_concurrency < 1:
             raise ValueError(f"worker_concurrency must be >= 1, got {worker_concurrency!r}")
+        if worker_max_rollouts_per_process is not None or worker_max_memory_mb is not None:
+            from workers.runner import check_recycling
+
+            try:
+                check_recycling(worker_max_rollouts_per_process, worker_max_memory_mb)
+            except ValueError as exc:
+                raise ValueError(f"worker_{exc}") from None
         self.algorithm = algorithm
         self.store = store or RedisLightningStore(namespace=f"run-{uuid.uuid4().hex[:8]}", lease_seconds=lease_seconds)
         self.llm_proxy = llm_proxy
@@ -93,6 +104,8 @@ class Trainer:
         self.worker_concurrency = worker_concurrency
         self.lease_seconds = lease_seconds
         self.worker_log_level = worker_log_level
+        self.worker_max_rollouts_per_process = worker_max_rollouts_per_process
+        self.worker_max_memory_mb = worker_max_memory_mb
         self.stop_timeout = stop_timeout
         self.hooks = tuple(hooks)
         self.pool: WorkerPool | None = None
@@ -159,6 +172,8 @@ class Trainer:
             hooks=self.hooks,
             namespace=self.store.namespace,
             concurrency=self.worker_concurrency,
+            max_rollouts_per_process=self.worker_max_rollouts_per_process,
+            max_memory_mb=self.worker_max_memory_mb,
             lease_seconds=self.lease_seconds,
             grace_seconds=self.stop_timeout,
             log_level=self.worker_log_level,

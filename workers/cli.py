@@ -50,6 +50,21 @@ PROBE_SECONDS = 3.0
     help="Each process exits after claiming this many rollouts (not restarted). Default: run until stopped.",
 )
 @click.option(
+    "--max-rollouts-per-process",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Recycle each process after it claimed N rollouts: it finishes them and the pool starts a fresh one.",
+)
+@click.option(
+    "--max-memory-mb",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="MB",
+    help="Recycle a process whose memory (RSS) is above MB after a rollout: it finishes its in-flight "
+    "rollouts and the pool starts a fresh one.",
+)
+@click.option(
     "--lease-seconds",
     type=click.FloatRange(min=0.1),
     default=30.0,
@@ -79,6 +94,8 @@ def worker_command(
     redis_url: str | None,
     namespace: str,
     max_rollouts: int | None,
+    max_rollouts_per_process: int | None,
+    max_memory_mb: int | None,
     lease_seconds: float,
     grace_seconds: float,
     heartbeat_seconds: float,
@@ -108,6 +125,23 @@ def worker_command(
         url = resolve_shared_url(redis_url)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'--redis-url'") from exc
+    try:
+        settings = WorkerSettings(
+            agent=agent_spec,
+            hooks=hook_specs,
+            namespace=namespace,
+            concurrency=concurrency,
+            max_rollouts=max_rollouts,
+            max_rollouts_per_process=max_rollouts_per_process,
+            max_memory_mb=max_memory_mb,
+            lease_seconds=lease_seconds,
+            grace_seconds=grace_seconds,
+            heartbeat_seconds=heartbeat_seconds,
+            log_level=log_level,
+        )
+    except ValueError as exc:
+        # Named as the options are: the settings speak of their fields.
+        raise click.UsageError(str(exc).replace("max_", "--max-").replace("_", "-")) from exc
     # Workers exist to share the algorithm's Redis: never a private one; wait for the shared one instead.
     try:
         wait_for_redis(url, who="lq worker")
@@ -117,17 +151,6 @@ def worker_command(
         asyncio.run(_refuse_evicting_redis(url, namespace))
     except EvictingRedisError as exc:
         raise click.ClickException(str(exc)) from exc
-    settings = WorkerSettings(
-        agent=agent_spec,
-        hooks=hook_specs,
-        namespace=namespace,
-        concurrency=concurrency,
-        max_rollouts=max_rollouts,
-        lease_seconds=lease_seconds,
-        grace_seconds=grace_seconds,
-        heartbeat_seconds=heartbeat_seconds,
-        log_level=log_level,
-    )
     raise SystemExit(WorkerPool(settings, processes, redis_url=url).run())
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
 
-from .process import EXIT_CONFIG, SETTINGS_ENV, SLOT_ENV, SUPERVISOR_ENV, WorkerSettings
+from .process import EXIT_CONFIG, EXIT_RECYCLE, SETTINGS_ENV, SLOT_ENV, SUPERVISOR_ENV, WorkerSettings
 
 logger = logging.getLogger("workers.pool")
 
@@ -28,6 +28,7 @@ class _Slot:
     proc: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     restarts: int = 0
+    recycles: int = 0
     backoff: float = 0.0
     restart_at: float | None = None
     finished: bool = False
@@ -48,6 +49,8 @@ class WorkerPool:
     A process that dies is restarted after a backoff that doubles per quick crash (from
     `min_backoff` to `max_backoff`; reset once a process lived `stable_seconds`). One that exits 0
     (it reached `max_rollouts`) is not restarted; one that exits 2 (bad configuration) stops the pool.
+    One that exits `EXIT_RECYCLE` (it recycled itself: `max_rollouts_per_process`, `max_memory_mb`) is
+    replaced at once: a planned restart, not a crash, so its backoff is left alone.
     """
 
     def __init__(
@@ -138,7 +141,6 @@ class WorkerPool:
                 pid, slot.proc = slot.proc.pid, None
                 self._exited(slot, pid, code, now)
             if slot.restart_at is not None and now >= slot.restart_at and not self.stopping:
-                slot.restarts += 1
                 self._spawn(slot)
 
     def _exited(self, slot: _Slot, pid: int, code: int, now: float) -> None:
@@ -148,6 +150,16 @@ class WorkerPool:
         elif code == 0:
             slot.finished = True
             logger.info("%s: done (max-rollouts reached)", what)
+        elif code == EXIT_RECYCLE:
+            slot.recycles += 1
+            slot.restart_at = now
+            logger.info(
+                "worker process #%d (pid %d) recycled itself after %.1fs; starting a fresh one (recycle #%d)",
+                slot.index,
+                pid,
+                now - slot.started,
+                slot.recycles,
+            )
         elif code == EXIT_CONFIG:
             logger.error("%s: its configuration cannot work; stopping the pool", what)
             self._exit_code = EXIT_CONFIG
@@ -160,8 +172,9 @@ class WorkerPool:
                 else min(self.max_backoff, slot.backoff * 2)
             )
             slot.restart_at = now + slot.backoff
+            slot.restarts += 1
             logger.warning(
-                "%s after %.1fs; restarting it in %.2fs (restart #%d)", what, lived, slot.backoff, slot.restarts + 1
+                "%s after %.1fs; restarting it in %.2fs (restart #%d)", what, lived, slot.backoff, slot.restarts
             )
 
     def _next_step(self) -> None:

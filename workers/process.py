@@ -20,7 +20,7 @@ from lightning_queue.store import RedisLightningStore
 
 from .agent import Hook, LitAgent
 from .loader import AgentLoadError, load_agent, load_hook
-from .runner import Worker
+from .runner import Worker, check_recycling
 
 logger = logging.getLogger("workers.process")
 
@@ -29,6 +29,9 @@ SLOT_ENV = "LQ_WORKER_SLOT"
 SUPERVISOR_ENV = "LQ_SUPERVISOR_PID"
 # Exit code of a process that can never work (bad agent, bad settings): the pool does not restart it.
 EXIT_CONFIG = 2
+# Exit code of a process that recycled itself (max_rollouts_per_process, max_memory_mb): the pool
+# starts a fresh one at once, without the crash backoff. sysexits' EX_TEMPFAIL.
+EXIT_RECYCLE = 75
 
 
 @dataclass(frozen=True)
@@ -40,10 +43,21 @@ class WorkerSettings:
     namespace: str = "default"
     concurrency: int = 1
     max_rollouts: int | None = None
+    max_rollouts_per_process: int | None = None
+    max_memory_mb: int | None = None
     lease_seconds: float = 30.0
     grace_seconds: float = 30.0
     heartbeat_seconds: float = 10.0
     log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        check_recycling(self.max_rollouts_per_process, self.max_memory_mb)
+        if self.max_rollouts is not None and (self.max_rollouts_per_process or self.max_memory_mb):
+            # A recycled process's successor would not know how many rollouts its predecessor claimed.
+            raise ValueError(
+                "max_rollouts (each process exits for good) cannot be combined with max_rollouts_per_process "
+                "or max_memory_mb (each process is replaced): use one or the other"
+            )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -66,8 +80,8 @@ def configure_logging(level: str, name: str) -> None:
     )
 
 
-async def serve(settings: WorkerSettings, agent: LitAgent[Any], hooks: list[Hook]) -> None:
-    """Run one worker until it is stopped."""
+async def serve(settings: WorkerSettings, agent: LitAgent[Any], hooks: list[Hook]) -> int:
+    """Run one worker until it is stopped (or recycles); returns the process's exit code."""
     store = RedisLightningStore(
         os.environ.get("LQ_REDIS_URL"),
         namespace=settings.namespace,
@@ -80,6 +94,8 @@ async def serve(settings: WorkerSettings, agent: LitAgent[Any], hooks: list[Hook
         store,
         concurrency=settings.concurrency,
         max_rollouts=settings.max_rollouts,
+        max_rollouts_per_process=settings.max_rollouts_per_process,
+        max_memory_mb=settings.max_memory_mb,
         hooks=hooks,
         grace_seconds=settings.grace_seconds,
         heartbeat_seconds=settings.heartbeat_seconds,
@@ -101,6 +117,7 @@ async def serve(settings: WorkerSettings, agent: LitAgent[Any], hooks: list[Hook
     finally:
         watcher.cancel()
         await asyncio.wait([asyncio.create_task(store.aclose())], timeout=2.0)
+    code = EXIT_RECYCLE if worker.recycle_reason is not None else 0
     leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and t is not watcher]
     if worker.abandoned_threads or leftover:
         # A sync agent thread that never returns, or a Redis call stuck on a dead server, would keep the
@@ -111,7 +128,8 @@ async def serve(settings: WorkerSettings, agent: LitAgent[Any], hooks: list[Hook
             len(leftover),
         )
         logging.shutdown()
-        os._exit(0)
+        os._exit(code)
+    return code
 
 
 async def _watch_supervisor(worker: Worker) -> None:
@@ -141,5 +159,4 @@ def main() -> int:
     except AgentLoadError as exc:
         logger.error("%s", exc)
         return EXIT_CONFIG
-    asyncio.run(serve(settings, agent, hooks))
-    return 0
+    return asyncio.run(serve(settings, agent, hooks))

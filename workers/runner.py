@@ -23,8 +23,10 @@ from lightning_queue.store import RedisLightningStore
 from lightning_queue.store.redis import Claim
 from lightning_queue.types import UNSET, AttemptedRollout, AttemptStatus, NamedResources, Span
 
-from . import results
+from . import forks, results
 from .agent import Hook, LitAgent, RolloutRawResult
+from .health import REDIS_ERRORS, Health
+from .leases import LeaseKeeper
 from .telemetry import ProcessProbe
 
 logger = logging.getLogger(__name__)
@@ -33,11 +35,16 @@ T = TypeVar("T")
 
 # Redis is unreachable or slow: retry. Anything else from Redis is a real error.
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
-# What a background loop survives (logged, retried on its next tick).
-REDIS_ERRORS: tuple[type[Exception], ...] = (RedisError, OSError)
 # How long shutdown waits for background Redis calls (redis-py's own retries can take seconds).
 _SHUTDOWN_WAIT = 2.0
 _INVALID_ID_CHARS = re.compile(r"[^A-Za-z0-9_.@=+-]")
+
+
+def check_recycling(max_rollouts_per_process: int | None, max_memory_mb: int | None) -> None:
+    """Refuse recycling limits that cannot work (shared by `Worker` and `WorkerSettings`)."""
+    for name, value in (("max_rollouts_per_process", max_rollouts_per_process), ("max_memory_mb", max_memory_mb)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ValueError(f"{name} must be a whole number of at least 1, or None; got {value!r}")
 
 
 def default_worker_id(pid: int | None = None) -> str:
@@ -76,7 +83,6 @@ class _Running:
     """One claimed attempt and the task running it."""
 
     claim: Claim
-    renewed_at: float
     task: asyncio.Task[None] | None = None
     agent_call: asyncio.Future[Any] | None = None
     thread: concurrent.futures.Future[Any] | None = None
@@ -119,32 +125,20 @@ class _Backoff:
         self.current = 0.0
 
 
-class _Health:
-    """Logs a periodic task's first failure as a warning, repeats at debug level, and the recovery."""
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-        self.failures = 0
-
-    def failed(self, exc: BaseException) -> None:
-        self.failures += 1
-        level = logging.WARNING if self.failures == 1 else logging.DEBUG
-        logger.log(level, "%s failed (%s); retrying every tick", self.what, exc)
-
-    def ok(self) -> None:
-        if self.failures:
-            logger.info("%s works again after %d failures", self.what, self.failures)
-            self.failures = 0
-
-
 class Worker:
     """Runs `agent` on rollouts claimed from `store`, up to `concurrency` at a time.
 
     Async agents run as tasks on this loop; sync agents in a thread pool of `concurrency` threads.
-    The lease of every held stream entry is renewed every `lease_seconds / 3`; the watchdog sweep
-    runs every `min(5, lease_seconds / 2)`. `stop()` stops claiming at once and lets in-flight
+    The lease of every held stream entry is renewed every `lease_seconds / 3` and the watchdog sweep
+    runs every `min(5, lease_seconds / 2)`, both from a thread of their own (`leases.LeaseKeeper`),
+    so an agent blocking this loop does not lose its lease. `stop()` stops claiming at once and lets in-flight
     rollouts finish for `grace_seconds`; the rest (or all, with `stop(now=True)`) are released
     back to the queue for another worker.
+
+    Recycling (as Celery's max-tasks/max-memory-per-child): after claiming `max_rollouts_per_process`
+    rollouts, or when its RSS is above `max_memory_mb` once a rollout ended, the worker stops claiming,
+    lets its in-flight rollouts finish and returns with `recycle_reason` set (`lq worker` then exits
+    its process with `EXIT_RECYCLE` and the pool starts a fresh one).
     """
 
     def __init__(
@@ -155,6 +149,8 @@ class Worker:
         worker_id: str | None = None,
         concurrency: int = 1,
         max_rollouts: int | None = None,
+        max_rollouts_per_process: int | None = None,
+        max_memory_mb: int | None = None,
         hooks: Sequence[Hook] = (),
         grace_seconds: float = 30.0,
         heartbeat_seconds: float = 10.0,
@@ -168,11 +164,16 @@ class Worker:
             raise ValueError(f"concurrency must be at least 1, got {concurrency!r}")
         if max_rollouts is not None and max_rollouts < 1:
             raise ValueError(f"max_rollouts must be at least 1 or None, got {max_rollouts!r}")
+        check_recycling(max_rollouts_per_process, max_memory_mb)
         self.agent = agent
         self.store = store
         self.worker_id = worker_id or default_worker_id()
         self.concurrency = concurrency
         self.max_rollouts = max_rollouts
+        self.max_rollouts_per_process = max_rollouts_per_process
+        self.max_memory_mb = max_memory_mb
+        # Why this worker stopped claiming so that a fresh process replaces it (None: it was not recycled).
+        self.recycle_reason: str | None = None
         self.hooks = list(hooks)
         self.grace_seconds = grace_seconds
         self.heartbeat_seconds = heartbeat_seconds
@@ -192,6 +193,19 @@ class Worker:
         self._report_soon = asyncio.Event()
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="lq-agent")
         self._probe = ProcessProbe()
+        self._pid = os.getpid()  # an agent's forked child must not run on as this worker
+        self._leases = self._lease_keeper()
+
+    def _lease_keeper(self) -> LeaseKeeper:
+        return LeaseKeeper(
+            self.store,
+            self.worker_id,
+            lease_seconds=self.lease_seconds,
+            renew_seconds=self.renew_seconds,
+            sweep_seconds=self.sweep_seconds,
+            on_lost=self._lease_lost,
+            agent=repr(self.agent),
+        )
 
     # --- control ----------------------------------------------------------------------------------
     def stop(self, *, now: bool = False) -> None:
@@ -213,14 +227,21 @@ class Worker:
         return self._abandoned_threads
 
     async def run(self) -> WorkerTotals:
-        """Claim and run rollouts until `stop()` or `max_rollouts`; then drain and return the totals."""
+        """Claim and run rollouts until `stop()`, `max_rollouts` or a recycle; then drain and return the totals."""
         self.agent.set_runner(self)
         self.state = "running"
-        background = [
-            asyncio.create_task(self._renew_loop(), name="lq-renew"),
-            asyncio.create_task(self._sweep_loop(), name="lq-sweep"),
-            asyncio.create_task(self._heartbeat_loop(), name="lq-heartbeat"),
-        ]
+        rss = self._probe.rss_mb()
+        if self.max_memory_mb is not None and rss > self.max_memory_mb:
+            logger.warning(
+                "worker %s: uses %.0f MB at start, above max_memory_mb=%d: it will recycle after every rollout",
+                self.worker_id,
+                rss,
+                self.max_memory_mb,
+            )
+        # Built now: the periods may have been changed since __init__.
+        self._leases = self._lease_keeper()
+        self._leases.start()
+        background = [asyncio.create_task(self._heartbeat_loop(), name="lq-heartbeat")]
         logger.info(
             "worker %s: agent %r, concurrency %d, lease %.1fs, namespace %r",
             self.worker_id,
@@ -246,6 +267,8 @@ class Worker:
             self._closing.set()
             await _settle(background, _SHUTDOWN_WAIT, "background")
             await _settle([asyncio.create_task(self._final_report())], _SHUTDOWN_WAIT, "final telemetry")
+            if not await asyncio.get_running_loop().run_in_executor(None, self._leases.stop, _SHUTDOWN_WAIT):
+                logger.warning("worker %s: the lease thread is still in a Redis call; not waiting", self.worker_id)
             self._executor.shutdown(wait=False, cancel_futures=True)
         logger.info("worker %s: stopped; %s", self.worker_id, asdict(self.totals))
         return self.totals
@@ -258,15 +281,37 @@ class Worker:
 
     # --- claiming ---------------------------------------------------------------------------------
     def _quota_left(self) -> int | None:
-        return None if self.max_rollouts is None else self.max_rollouts - self.totals.claimed
+        limits = [n - self.totals.claimed for n in (self.max_rollouts, self.max_rollouts_per_process) if n is not None]
+        return min(limits) if limits else None
+
+    def _recycle_due(self) -> str | None:
+        """Why this process should make way for a fresh one now, if it should."""
+        claimed = self.totals.claimed
+        if self.max_rollouts_per_process is not None and claimed >= self.max_rollouts_per_process:
+            return f"it claimed max_rollouts_per_process={self.max_rollouts_per_process} rollouts"
+        # Only once a rollout ended: a process starting above the limit still does some work.
+        if self.max_memory_mb is not None and claimed > len(self._inflight):
+            rss = self._probe.rss_mb()
+            if rss > self.max_memory_mb:
+                return f"its memory ({rss:.0f} MB RSS) is above max_memory_mb={self.max_memory_mb}"
+        return None
 
     async def _claim_loop(self) -> None:
         backoff = _Backoff()
         while not self._stop.is_set():
-            quota = self._quota_left()
-            if quota == 0:
+            if self.max_rollouts is not None and self.totals.claimed >= self.max_rollouts:
                 logger.info("worker %s: claimed max_rollouts=%s; finishing", self.worker_id, self.max_rollouts)
                 return
+            if (why := self._recycle_due()) is not None:
+                self.recycle_reason = why
+                logger.info(
+                    "worker %s: recycling, as %s: no new claims; %d in-flight rollouts finish first",
+                    self.worker_id,
+                    why,
+                    len(self._inflight),
+                )
+                return
+            quota = self._quota_left()
             if self._free == 0:
                 self._capacity.clear()
                 await _wait_any(self._capacity, self._stop)
@@ -285,15 +330,16 @@ class Worker:
             for claim in claims:
                 if self._stop.is_set():
                     # Claimed while the stop request arrived: give it straight back rather than start it.
-                    await self._release(_Running(claim, time.monotonic()), "the worker was stopping when it claimed")
+                    await self._release(_Running(claim), "the worker was stopping when it claimed")
                 else:
                     self._start(claim)
 
     def _start(self, claim: Claim) -> None:
-        run = _Running(claim, renewed_at=time.monotonic())
+        run = _Running(claim)
         self._free -= 1
         self.totals.claimed += 1
         self._inflight[claim.entry_id] = run
+        self._leases.hold(claim.entry_id)
         run.task = asyncio.create_task(self._execute(run), name=f"lq {run}")
 
     def _free_slot(self) -> None:
@@ -324,6 +370,7 @@ class Worker:
             logger.error("%s: could not end its attempt: %s: %s", run, type(exc).__name__, exc)
         finally:
             self._inflight.pop(run.entry_id, None)
+            self._leases.forget(run.entry_id)
             if not self._inflight:
                 self._report_soon.set()  # so `lq status` shows an idle worker's totals without waiting
             if run.thread is not None and not run.thread.done():
@@ -381,16 +428,19 @@ class Worker:
     async def _call_agent(self, run: _Running, resources: NamedResources) -> RolloutRawResult:
         ar = run.rollout
         train = ar.mode == "train"
-        call: Awaitable[RolloutRawResult]
+        inner: asyncio.Future[RolloutRawResult]
         if self.agent.is_async():
             method = self.agent.training_rollout_async if train else self.agent.validation_rollout_async
-            call = method(ar.input, resources, ar)
+            # Named after the rollout: the lease thread names it when it blocks the loop.
+            call = forks.guard_async(method(ar.input, resources, ar), self._pid)
+            inner = asyncio.create_task(call, name=f"lq {run}")
         else:
             sync = self.agent.training_rollout if train else self.agent.validation_rollout
             context = contextvars.copy_context()
-            run.thread = self._executor.submit(functools.partial(context.run, sync, ar.input, resources, ar))
-            call = asyncio.wrap_future(run.thread)
-        inner = run.agent_call = asyncio.ensure_future(call)
+            agent_call = functools.partial(context.run, sync, ar.input, resources, ar)
+            run.thread = self._executor.submit(forks.guard_sync, agent_call, self._pid)
+            inner = asyncio.wrap_future(run.thread)
+        run.agent_call = inner
         timeout = ar.config.timeout_seconds
         remaining = None
         if timeout is not None:
@@ -450,7 +500,7 @@ class Worker:
                 return await op()
             except TRANSIENT_ERRORS as exc:
                 run.check()
-                if time.monotonic() - run.renewed_at > self.lease_seconds:
+                if self._leases.since_renewed(run.entry_id) > self.lease_seconds:
                     raise LeaseLost(f"{what} kept failing for longer than the lease: {exc}") from exc
                 logger.warning("%s: %s failed (%s); retrying in %.1fs", run, what, exc, delay)
                 await asyncio.sleep(delay)
@@ -525,28 +575,11 @@ class Worker:
         await _wait_any(self._closing, timeout=seconds)
         return not self._closing.is_set()
 
-    async def _renew_loop(self) -> None:
-        health = _Health(f"worker {self.worker_id}: lease renewal")
-        while await self._tick(self.renew_seconds):
-            runs = [r for r in self._inflight.values() if not r.finishing and r.lost is None]
-            if not runs:
-                continue
-            try:
-                held = await self.store.renew_leases(self.worker_id, [r.entry_id for r in runs])
-            except REDIS_ERRORS as exc:
-                health.failed(exc)
-                now = time.monotonic()
-                for run in runs:
-                    if now - run.renewed_at > self.lease_seconds:
-                        self._lose(run, f"its lease could not be renewed for {self.lease_seconds}s ({exc})")
-                continue
-            health.ok()
-            now = time.monotonic()
-            for run in runs:
-                if run.entry_id in held:
-                    run.renewed_at = now
-                elif not run.finishing:
-                    self._lose(run, "its stream entry was reclaimed or its attempt ended by the watchdog")
+    def _lease_lost(self, entry_id: str, why: str) -> None:
+        # Called by the lease thread. A run storing its result or being released gave its entry up itself.
+        run = self._inflight.get(entry_id)
+        if run is not None and not run.finishing and run.release_reason is None:
+            self._lose(run, why)
 
     def _lose(self, run: _Running, why: str) -> None:
         # Both the renew loop and a failing write may find out; the first one counts.
@@ -555,20 +588,8 @@ class Worker:
             self.totals.lost += 1
         run.interrupt()
 
-    async def _sweep_loop(self) -> None:
-        health = _Health(f"worker {self.worker_id}: watchdog sweep")
-        while await self._tick(self.sweep_seconds):
-            try:
-                # Forced, i.e. without the store's sweep lock: that lock's TTL is the *caller's* debounce, so
-                # one reader with a long debounce (`lq status` uses 3600 s) would stall every reclaim.
-                await self.store.sweep(force=True)
-            except REDIS_ERRORS as exc:
-                health.failed(exc)
-            else:
-                health.ok()
-
     async def _heartbeat_loop(self) -> None:
-        health = _Health(f"worker {self.worker_id}: telemetry")
+        health = Health(f"worker {self.worker_id}: telemetry", logger)
         while True:
             self._report_soon.clear()
             try:

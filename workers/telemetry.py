@@ -24,6 +24,9 @@ class ProcessProbe:
         self._process.cpu_percent(None)
         psutil.cpu_percent(None)
 
+    def rss_mb(self) -> float:
+        return float(self._process.memory_info().rss / _MB)
+
     def sample(self) -> dict[str, Any]:
         memory = self._process.memory_info()
         machine = psutil.virtual_memory()

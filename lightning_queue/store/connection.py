@@ -3,13 +3,16 @@ for a shared Redis that is not up yet."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
 import sys
 import threading
 import time
-from typing import Any
+import weakref
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -203,3 +206,56 @@ def wait_for_redis(url: str, *, who: str, first_delay: float = 0.5, max_delay: f
         delay = min(delay * 2, max_delay)
     if waited:
         print(f"{who}: the Redis at {redact(url)} answers now", file=sys.stderr, flush=True)
+
+
+C = TypeVar("C")
+
+
+class PerLoop(Generic[C]):
+    """One client per event loop (asyncio clients are loop-bound), made by `make` on first use.
+
+    A forked child starts with none: what it inherited holds its parent's sockets, and using or
+    closing them (even just unregistering them from the event loop's epoll, which parent and child
+    share) corrupts the parent's replies. The child makes fresh clients if it uses the store.
+    """
+
+    def __init__(self, make: Callable[[], C]) -> None:
+        self._make = make
+        self._clients: weakref.WeakKeyDictionary[Any, C] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+        _registries.add(self)
+
+    def get(self) -> C:
+        """The client of the running loop."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            client = self._clients.get(loop)
+            if client is None:
+                client = self._make()
+                self._clients[loop] = client
+            return client
+
+    def pop(self) -> C | None:
+        """Remove and return the client of the running loop (for the caller to close)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            return self._clients.pop(loop, None)
+
+    def _forget_inherited(self) -> None:
+        # Kept referenced forever, never closed: freeing them would close the parent's connections.
+        _inherited.append(list(self._clients.items()))
+        self._clients = weakref.WeakKeyDictionary()
+        # Another thread (a worker's lease thread) may have held the lock at the fork: it never lets go here.
+        self._lock = threading.Lock()
+
+
+_registries: weakref.WeakSet[PerLoop[Any]] = weakref.WeakSet()
+_inherited: list[object] = []
+
+
+def _after_fork_in_child() -> None:
+    for registry in list(_registries):
+        registry._forget_inherited()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -6,9 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
-import threading
 import time
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -47,7 +45,7 @@ from ..types import (
 from ..types.resources import ResourceUnion
 from . import codec
 from .base import LightningStore
-from .connection import make_client, redact, resolve_url
+from .connection import PerLoop, make_client, redact, resolve_url
 from .keys import Keys, check_id, is_valid_id, new_attempt_id, new_resources_id, new_rollout_id
 from .memory import MemoryInfo, check_policy, read_memory_info
 from .otel import span_from_otel
@@ -171,8 +169,7 @@ class RedisLightningStore(LightningStore):
         self.max_resources_bytes = max_resources_bytes
         self._created = time.monotonic()
         self._last_sweep = float("-inf")
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = weakref.WeakKeyDictionary()
-        self._clients_lock = threading.Lock()
+        self._clients: PerLoop[_LoopClient] = PerLoop(lambda: _LoopClient(self._factory()))
 
     def __repr__(self) -> str:
         where = redact(self.url) if self.url else "custom client"
@@ -184,13 +181,7 @@ class RedisLightningStore(LightningStore):
 
     # --- connections ------------------------------------------------------------------------------
     def _loop_client(self) -> _LoopClient:
-        loop = asyncio.get_running_loop()
-        with self._clients_lock:
-            lc = self._clients.get(loop)
-            if lc is None:
-                lc = _LoopClient(self._factory())
-                self._clients[loop] = lc
-            return lc
+        return self._clients.get()
 
     @property
     def _redis(self) -> Any:
@@ -225,9 +216,7 @@ class RedisLightningStore(LightningStore):
 
     async def aclose(self) -> None:
         """Close the client of the running loop (clients of other loops close with their loop)."""
-        loop = asyncio.get_running_loop()
-        with self._clients_lock:
-            lc = self._clients.pop(loop, None)
+        lc = self._clients.pop()
         if lc is not None:
             await lc.close()
 

@@ -200,3 +200,27 @@ def test_ctrl_c_stops_the_algorithm_and_every_worker_process(redis_url: str, tmp
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+async def test_fit_recycles_worker_processes_with_max_rollouts_per_process(redis_url: str) -> None:
+    store = RedisLightningStore(redis_url, namespace=namespace(), scan_debounce_seconds=0)
+
+    @algo
+    @with_store
+    async def enqueue_and_wait(store: Any, train_dataset: Any = None) -> list[Any]:
+        rollouts = [await store.enqueue_rollout(x) for x in train_dataset]
+        return await store.wait_for_rollouts(rollout_ids=[r.rollout_id for r in rollouts], timeout=60)
+
+    trainer = Trainer(algorithm=enqueue_and_wait, store=store, n_workers=1, worker_max_rollouts_per_process=2)
+    try:
+        done = await trainer.fit_async(echo, list(range(6)))
+        assert sorted(r.status for r in done) == ["succeeded"] * 6
+        assert len({r.attempt.worker_id for r in done}) >= 3, "each process ran at most 2 rollouts"
+    finally:
+        await store.purge()
+        await store.aclose()
+
+
+def test_bad_recycling_limits_fail_when_the_trainer_is_built() -> None:
+    with pytest.raises(ValueError, match="worker_max_memory_mb must be a whole number of at least 1, or None; got 0"):
+        Trainer(worker_max_memory_mb=0)

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 
 from lightning_queue.cli import main
 from workers import WorkerPool, WorkerSettings
+from workers.process import EXIT_RECYCLE
 
 SETTINGS = WorkerSettings(agent="lq_test_agents:scripted", grace_seconds=0.3)
 
@@ -137,3 +138,36 @@ def test_a_second_stop_request_skips_to_the_next_step(tmp_path: Path, caplog: py
 
     assert not thread.is_alive(), "the second request did not hurry the shutdown past the 30 s grace"
     assert "was killed by SIGTERM" in caplog.text
+
+
+def test_recycled_process_is_replaced_at_once_and_not_counted_as_a_crash(caplog: pytest.LogCaptureFixture) -> None:
+    pool = WorkerPool(
+        SETTINGS,
+        1,
+        command=[sys.executable, "-c", f"raise SystemExit({EXIT_RECYCLE})"],
+        min_backoff=5.0,
+        max_backoff=5.0,
+    )
+    with caplog.at_level(logging.INFO, logger="workers.pool"):
+        thread, codes = run_in_thread(pool)
+        # A crash would wait the 5 s backoff before its first restart.
+        wait_for(lambda: caplog.text.count("recycled itself") >= 3, 5, "three recycles")
+        pool.request_stop()
+        thread.join(10)
+
+    assert codes == [0]
+    assert "restarting it in" not in caplog.text
+    assert pool.slots[0].restarts == 0 and pool.slots[0].recycles >= 3
+    assert pool.slots[0].backoff == 0
+
+
+def test_max_rollouts_cannot_be_combined_with_recycling() -> None:
+    for recycling in ({"max_rollouts_per_process": 3}, {"max_memory_mb": 500}):
+        with pytest.raises(ValueError, match="cannot be combined"):
+            WorkerSettings(agent="lq_test_agents:scripted", max_rollouts=10, **recycling)  # type: ignore[arg-type]
+    args = ["--agent", "lq_test_agents:scripted", "--redis-url", "redis://127.0.0.1:1/0", "--max-rollouts", "5"]
+    result = CliRunner().invoke(main, ["worker", *args, "--max-memory-mb", "100"])
+    assert result.exit_code == 2
+    assert "--max-rollouts (each process exits for good) cannot be combined with --max-rollouts-per-process" in (
+        result.output
+    )

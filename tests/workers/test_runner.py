@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ from lightning_queue import LLM, RedisLightningStore, RolloutConfig
 from lightning_queue.reward import find_final_reward
 from lightning_queue.types import AttemptedRollout, ProxyLLM, Span, SpanCoreFields
 from workers import Hook, LitAgent, Worker, rollout
+from workers.leases import LeaseKeeper
 
 LEASE = 0.6
 
@@ -390,3 +392,177 @@ async def test_worker_logs_and_backs_off_through_a_redis_outage_then_resumes(
     finally:
         await store.aclose()
         await feeder.aclose()
+
+
+def lease_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("lq-leases")]
+
+
+async def test_lease_thread_ends_with_the_worker_and_closes_its_redis_connections(
+    namespace: str, spare_redis: Any
+) -> None:
+    # A server of this test alone, so every connection on it is this worker's (or the probe's).
+    store = RedisLightningStore(spare_redis.url, namespace=namespace, lease_seconds=LEASE, scan_debounce_seconds=0.3)
+    probe = aioredis.Redis.from_url(spare_redis.url)
+
+    @rollout
+    async def agent(task: Any) -> float:
+        await asyncio.sleep(3 * LEASE)
+        return 1.0
+
+    queued = await store.enqueue_rollout("x")
+    try:
+        async with running(worker := make_worker(agent, store)):
+            await eventually(lambda: asyncio.sleep(0, worker.in_flight == 1), 5, "the rollout in flight")
+            assert len(lease_threads()) == 1
+            await finished(store, [queued.rollout_id])
+        assert lease_threads() == []
+        await store.aclose()
+
+        async def only_the_probe_connected() -> bool:
+            return len(await probe.client_list()) == 1
+
+        await eventually(only_the_probe_connected, 5, "the worker's connections to close")
+    finally:
+        await store.aclose()
+        await probe.aclose()
+
+
+def test_lease_thread_ends_by_itself_once_its_workers_loop_is_gone(redis_url: str, namespace: str) -> None:
+    store = RedisLightningStore(redis_url, namespace=namespace, lease_seconds=LEASE)
+    keeper = LeaseKeeper(
+        store, "w-gone", lease_seconds=LEASE, renew_seconds=0.1, sweep_seconds=0.1, on_lost=print, agent="a"
+    )
+
+    async def start() -> None:
+        keeper.start()
+        await asyncio.sleep(0.3)
+
+    # The worker's loop ends without stopping the keeper (as if its process were tearing down).
+    owner = threading.Thread(target=lambda: asyncio.run(start()))
+    owner.start()
+    owner.join(10)
+    deadline = time.monotonic() + 5
+    while keeper.alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not keeper.alive, "the lease thread outlived its worker's loop"
+
+
+async def test_attempt_ended_elsewhere_cancels_the_agent_promptly(
+    wstore: RedisLightningStore, observer: RedisLightningStore
+) -> None:
+    cancelled = asyncio.Event()
+
+    @rollout
+    async def agent(task: Any) -> float:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return 1.0
+
+    queued = await observer.enqueue_rollout("x")
+    worker = make_worker(agent, wstore)
+    async with running(worker):
+        await eventually(lambda: asyncio.sleep(0, worker.in_flight == 1), 5, "the rollout in flight")
+        rollout_ = await observer.get_rollout_by_id(queued.rollout_id)
+        await observer.update_attempt(queued.rollout_id, rollout_.attempt.attempt_id, status="failed")
+        await asyncio.wait_for(cancelled.wait(), 5 * LEASE)
+        await eventually(lambda: asyncio.sleep(0, worker.in_flight == 0), 5, "the worker to give the rollout up")
+    assert worker.totals.lost == 1
+
+
+async def test_max_rollouts_per_process_stops_claiming_finishes_in_flight_and_says_recycle(
+    wstore: RedisLightningStore, observer: RedisLightningStore
+) -> None:
+    @rollout
+    async def agent(task: Any) -> float:
+        await asyncio.sleep(0.3)
+        return 1.0
+
+    ids = [(await observer.enqueue_rollout(i)).rollout_id for i in range(3)]
+    worker = make_worker(agent, wstore, concurrency=2, max_rollouts_per_process=2)
+    totals = await asyncio.wait_for(worker.run(), 10)
+
+    assert (totals.claimed, totals.succeeded, totals.released, totals.lost) == (2, 2, 0, 0)
+    assert worker.recycle_reason == "it claimed max_rollouts_per_process=2 rollouts"
+    statuses = [(await observer.get_rollout_by_id(rid)).status for rid in ids]
+    assert sorted(statuses) == ["queuing", "succeeded", "succeeded"]
+
+
+async def test_max_memory_mb_recycles_once_a_rollout_ended_not_before(
+    wstore: RedisLightningStore, observer: RedisLightningStore
+) -> None:
+    @rollout
+    async def agent(task: Any) -> float:
+        return 1.0
+
+    ids = [(await observer.enqueue_rollout(i)).rollout_id for i in range(2)]
+    # This process is far above 1 MB from the start: it still runs one rollout, then recycles.
+    worker = make_worker(agent, wstore, max_memory_mb=1)
+    totals = await asyncio.wait_for(worker.run(), 10)
+
+    assert (totals.claimed, totals.succeeded) == (1, 1)
+    assert worker.recycle_reason is not None and "is above max_memory_mb=1" in worker.recycle_reason
+    assert sorted([(await observer.get_rollout_by_id(rid)).status for rid in ids]) == ["queuing", "succeeded"]
+
+
+@pytest.mark.parametrize("value", [0, -3, 2.5, "10", True])
+def test_recycling_limits_must_be_whole_numbers_of_at_least_one(value: Any, wstore: RedisLightningStore) -> None:
+    @rollout
+    def agent(task: Any) -> float:
+        return 1.0
+
+    for name in ("max_rollouts_per_process", "max_memory_mb"):
+        with pytest.raises(ValueError, match=f"{name} must be a whole number of at least 1, or None; got {value!r}"):
+            Worker(agent, wstore, **{name: value})
+
+
+async def test_entry_whose_renewals_keep_failing_is_reported_lost_once_and_its_lease_keeps_aging() -> None:
+    # Nothing listens on port 1: every renewal fails at once.
+    url = "redis://127.0.0.1:1/0"
+    dead = RedisLightningStore(url, lease_seconds=0.3, client_factory=lambda: aioredis.Redis.from_url(url))
+    lost: list[tuple[str, str]] = []
+    keeper = LeaseKeeper(
+        dead, "w-cut-off", lease_seconds=0.3, renew_seconds=0.05, sweep_seconds=3600,
+        on_lost=lambda entry, why: lost.append((entry, why)), agent="a",
+    )  # fmt: skip
+    keeper.start()
+    keeper.hold("1-0")
+    try:
+        await eventually(lambda: asyncio.sleep(0, bool(lost)), 5, "the entry to be reported lost")
+        await asyncio.sleep(0.3)
+        assert lost == [("1-0", lost[0][1])] and "could not be renewed for 0.3s" in lost[0][1]
+        # A result still being stored gives up once this passes the lease (rather than retry forever).
+        assert keeper.since_renewed("1-0") > 0.5
+    finally:
+        await asyncio.to_thread(keeper.stop, 5)
+
+
+async def test_child_forked_by_a_sync_agent_exits_where_it_returns_instead_of_running_the_worker(
+    wstore: RedisLightningStore, observer: RedisLightningStore
+) -> None:
+    exits: list[int] = []
+
+    @rollout
+    def agent(task: Any) -> float:
+        pid = os.fork()
+        if pid == 0:
+            return 2.0  # the child returns into the worker's thread pool, as if it were the parent
+        deadline = time.monotonic() + 10
+        while (status := os.waitpid(pid, os.WNOHANG)) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                raise RuntimeError("the forked child did not exit")
+            time.sleep(0.02)
+        exits.append(os.waitstatus_to_exitcode(status[1]))
+        return 1.0
+
+    queued = await observer.enqueue_rollout("x")
+    async with running(make_worker(agent, wstore)):
+        done = await finished(observer, [queued.rollout_id], timeout=20)
+
+    assert done[queued.rollout_id].status == "succeeded" and exits == [0]
+    assert find_final_reward((await observer.query_spans(queued.rollout_id)).items) == 1.0
