@@ -40,9 +40,10 @@ def test_one_seed_runs_in_this_process(tmp_path: Path) -> None:
 
 
 def test_a_failing_seed_is_an_error_naming_it_and_its_log(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError, match=r"seed 1 failed \(exit 1\); its log: .*seed-1/run.log"):
+    with pytest.raises(RuntimeError, match=r"seed ([12]) failed \(exit 1\); its log: .*seed-\1/run.log") as failure:
         run_seeds(SeedPlan(f"{RECIPES}:fails", {}, tmp_path), [1, 2], parallel=2)
-    assert "broke on purpose" in (tmp_path / "seed-1" / "run.log").read_text()
+    seed = str(failure.value).split()[1]
+    assert f"seed {seed} broke on purpose" in (tmp_path / f"seed-{seed}" / "run.log").read_text()
 
 
 def test_the_table_gives_each_seeds_paired_gain_and_the_mean_over_seeds(tmp_path: Path) -> None:
