@@ -85,7 +85,8 @@ local function new_attempt(rid, aid, wid, entry, consumer)
   redis.call('HSET', ak, 'rollout_id', rid, 'attempt_id', aid, 'sequence_id', n, 'start_time', NOW,
     'status', 'preparing')
   if wid ~= '' then redis.call('HSET', ak, 'worker_id', wid) end
-  if entry ~= '' then redis.call('HSET', ak, 'entry', entry, 'consumer', consumer) end
+  -- `leased` outlives the entry: it tells a late span that this attempt's liveness was its lease.
+  if entry ~= '' then redis.call('HSET', ak, 'entry', entry, 'consumer', consumer, 'leased', '1') end
   redis.call('ZADD', P .. 'ats:' .. rid, n, aid)
   redis.call('HSET', rk, 'latest', aid)
   redis.call('HINCRBY', P .. 'meta', 'attempts', 1)
