@@ -136,6 +136,10 @@ end
 -- With `leased` the entry stays pending under `consumer` until the attempt ends (workers renew it);
 -- without, it is deleted now and the attempt's liveness rests on spans, as in the v0.3 contract.
 local function claim_entry(entry, rid, aid, consumer, wid, leased)
+  -- A worker frozen between its XREADGROUP and this script may find its entry reclaimed meanwhile (the
+  -- rollout queued afresh): an attempt on that entry would hold a lease nobody can lose. XCLAIM answers
+  -- only for entries still pending, and restarts the lease clock of those.
+  if leased and #redis.call('XCLAIM', Q, GROUP, consumer, 0, entry, 'JUSTID') == 0 then return nil end
   local rk = rkey(rid)
   if redis.call('HGET', rk, 'qentry') == entry then redis.call('HDEL', rk, 'qentry') end
   local status = redis.call('HGET', rk, 'status')
