@@ -188,3 +188,23 @@ async def test_contract_path_keeps_the_revival_and_the_heartbeat_rule_catches_it
     assert await statuses(store, rid) == ("requeuing", ["unresponsive"])
     retry = await store.dequeue_rollout()
     assert retry is not None and retry.rollout_id == rid and retry.attempt.sequence_id == 2
+
+
+async def test_frozen_worker_that_ends_its_reclaimed_latest_attempt_ends_the_rollout_once(
+    make_store: StoreFactory,
+) -> None:
+    # SIGCONT after its pre-finish lease check: its spans and its success still land. On the latest
+    # attempt that is the contract's late success; the queued retry is then dropped, not run.
+    store = make_store(lease_seconds=LEASE)
+    claim = await reclaimed(store)
+    rid, aid = claim.rollout.rollout_id, claim.rollout.attempt.attempt_id
+    await store.add_many_spans([late_span(rid, aid, "call"), late_span(rid, aid, "reward")])
+    await store.update_attempt(rid, aid, status="succeeded")
+
+    assert await statuses(store, rid) == ("succeeded", ["succeeded"])
+    assert await store.claim(consumer="w2", count=1, block_ms=10) == []
+    assert len(await store.query_attempts(rid)) == 1
+    assert [s.name for s in await store.query_spans(rid, "latest")] == ["call", "reward"]
+    assert await store.pending_entries() == 0 and await store.queue_depth() == 0
+    done = await store._redis.xrange(store.keys.done)
+    assert [fields[b"rid"].decode() for _id, fields in done] == [rid]
