@@ -52,7 +52,9 @@ STOP_FOR = (0.3, 3.0)  # a SIGSTOP lasts this long: past the lease most of the t
 # Victims have lived this long: they hold rollouts mid-call, and the supervisor's restart backoff
 # (doubling while a process lives under 30 s) stays short.
 MIN_AGE = 4.0
-STALL_SECONDS = 30.0  # no rollout ended for this long while some are unfinished: they are stranded
+# No rollout ended for this long while some are unfinished: they are stranded. Longer than the
+# supervisor's longest restart backoff (30 s), during which every slot may be down and nobody sweeps.
+STALL_SECONDS = 45.0
 # No timeout, as by default: a rollout must not need one to end.
 CHAOS_CONFIG = RolloutConfig(max_attempts=5, retry_condition=["unresponsive"])
 RETRYABLE = set(CHAOS_CONFIG.retry_condition)
