@@ -173,3 +173,22 @@ async def test_a_long_debounce_does_not_silence_other_sweepers(make_store: Store
     await reader.get_rollout_by_id("ro-none")  # its lazy sweep takes the cross-process lock
     ttl_ms = await reader._redis.pttl(reader.keys.prefix + "lock:sweep")
     assert 0 < ttl_ms <= 10_000
+
+
+async def test_entry_reclaimed_while_its_reader_was_frozen_is_not_claimed_by_it(make_store: StoreFactory) -> None:
+    store = make_store(lease_seconds=0.1)
+    rollout = await store.enqueue_rollout("task", config=RETRY_UNRESPONSIVE)
+    # The worker reads the entry, then freezes (SIGSTOP) before its claim script runs.
+    [[_stream, [(entry, _fields)]]] = await store._redis.xreadgroup(
+        "workers", "frozen", {store.keys.queue: ">"}, count=1
+    )
+    await asyncio.sleep(0.2)
+    assert (await store.sweep())[1] == 1  # reclaimed: the rollout is queued afresh
+
+    # It resumes and claims what it read: nothing, since that entry is no longer its own.
+    assert await store._run("claim", "frozen", "frozen", entry.decode(), rollout.rollout_id, "at-stale") == []
+
+    assert await store.query_attempts(rollout.rollout_id) == []
+    [claim] = await store.claim(consumer="w2", count=1, block_ms=10)
+    assert claim.rollout.rollout_id == rollout.rollout_id and claim.rollout.attempt.sequence_id == 1
+    assert await store.renew_leases("w2", [claim.entry_id]) == {claim.entry_id}

@@ -40,14 +40,19 @@ for _, pair in pairs(touched) do
   local rid, aid = pair[1], pair[2]
   local ak = akey(rid, aid)
   redis.call('HSET', ak, 'last_heartbeat_time', NOW)
-  local astatus = redis.call('HGET', ak, 'status')
-  if astatus == 'preparing' or astatus == 'unresponsive' then redis.call('HSET', ak, 'status', 'running') end
-  local entry = redis.call('HGET', ak, 'entry')
-  if entry then
-    redis.call('XCLAIM', Q, GROUP, redis.call('HGET', ak, 'consumer'), 0, entry, 'JUSTID')
+  local a = redis.call('HMGET', ak, 'status', 'entry', 'consumer', 'leased')
+  local astatus, entry, leased = a[1], a[2], a[4] == '1'
+  -- A leased attempt that left preparing/running lost its lease with it (reclaimed, released, ended),
+  -- and its worker gives up an attempt whose lease it lost: reviving it would leave a running attempt
+  -- nobody ends or renews. So its late spans are kept and beat its heartbeat, but move nothing.
+  -- Attempts without a lease keep the contract's revival (their liveness is `unresponsive_seconds`).
+  if astatus == 'preparing' or (astatus == 'unresponsive' and not leased) then
+    astatus = 'running'
+    redis.call('HSET', ak, 'status', astatus)
   end
+  if entry then redis.call('XCLAIM', Q, GROUP, a[3], 0, entry, 'JUSTID') end
   local rk = rkey(rid)
-  if redis.call('HGET', rk, 'latest') == aid then
+  if redis.call('HGET', rk, 'latest') == aid and (LIVE_ATTEMPT[astatus] or not leased) then
     local rs = redis.call('HGET', rk, 'status')
     if rs == 'preparing' or rs == 'requeuing' then set_rollout_status(rid, 'running') end
   end

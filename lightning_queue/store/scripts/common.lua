@@ -85,7 +85,8 @@ local function new_attempt(rid, aid, wid, entry, consumer)
   redis.call('HSET', ak, 'rollout_id', rid, 'attempt_id', aid, 'sequence_id', n, 'start_time', NOW,
     'status', 'preparing')
   if wid ~= '' then redis.call('HSET', ak, 'worker_id', wid) end
-  if entry ~= '' then redis.call('HSET', ak, 'entry', entry, 'consumer', consumer) end
+  -- `leased` outlives the entry: it tells a late span that this attempt's liveness was its lease.
+  if entry ~= '' then redis.call('HSET', ak, 'entry', entry, 'consumer', consumer, 'leased', '1') end
   redis.call('ZADD', P .. 'ats:' .. rid, n, aid)
   redis.call('HSET', rk, 'latest', aid)
   redis.call('HINCRBY', P .. 'meta', 'attempts', 1)
@@ -135,6 +136,10 @@ end
 -- With `leased` the entry stays pending under `consumer` until the attempt ends (workers renew it);
 -- without, it is deleted now and the attempt's liveness rests on spans, as in the v0.3 contract.
 local function claim_entry(entry, rid, aid, consumer, wid, leased)
+  -- A worker frozen between its XREADGROUP and this script may find its entry reclaimed meanwhile (the
+  -- rollout queued afresh): an attempt on that entry would hold a lease nobody can lose. XCLAIM answers
+  -- only for entries still pending, and restarts the lease clock of those.
+  if leased and #redis.call('XCLAIM', Q, GROUP, consumer, 0, entry, 'JUSTID') == 0 then return nil end
   local rk = rkey(rid)
   if redis.call('HGET', rk, 'qentry') == entry then redis.call('HDEL', rk, 'qentry') end
   local status = redis.call('HGET', rk, 'status')

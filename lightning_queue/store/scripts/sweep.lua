@@ -1,5 +1,6 @@
 -- sweep.lua: the watchdog. Times out and marks unresponsive the latest attempts of preparing/running
--- rollouts, then reclaims stream entries whose holder's lease lapsed (a dead worker's).
+-- rollouts (a leased attempt holding no entry counts as silent once a lease passes without a heartbeat),
+-- then reclaims stream entries whose holder's lease lapsed (a dead worker's).
 -- ARGV[3] lock ttl ms (0 = no lock)   ARGV[4] lease ms (0 = no reclaim)   ARGV[5] reclaimer consumer
 -- returns {verdicts, reclaimed entries}, or {-1, 0} when another sweep holds the lock
 local lock_ms, lease_ms, reaper = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
@@ -11,7 +12,7 @@ for _, rstatus in ipairs({'preparing', 'running'}) do
     local rk = rkey(rid)
     local aid = redis.call('HGET', rk, 'latest')
     if aid then
-      local a = redis.call('HMGET', akey(rid, aid), 'status', 'start_time', 'last_heartbeat_time')
+      local a = redis.call('HMGET', akey(rid, aid), 'status', 'start_time', 'last_heartbeat_time', 'entry', 'leased')
       if LIVE_ATTEMPT[a[1]] then
         local timeout = tonumber(redis.call('HGET', rk, 'cfg_timeout') or '')
         local unresp = tonumber(redis.call('HGET', rk, 'cfg_unresponsive') or '')
@@ -20,6 +21,10 @@ for _, rstatus in ipairs({'preparing', 'running'}) do
         if timeout and now - started > timeout then
           verdict = 'timeout'
         elseif unresp and now - tonumber(a[3] or a[2]) > unresp then
+          verdict = 'unresponsive'
+        elseif lease_ms > 0 and a[5] == '1' and not a[4] and (now - tonumber(a[3] or a[2])) * 1000 > lease_ms then
+          -- Leased, live again (set so by hand) but holding no entry: nobody renews it, so its last
+          -- heartbeat stands for the lease it can lose.
           verdict = 'unresponsive'
         end
         if verdict then
