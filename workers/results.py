@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from redis.exceptions import OutOfMemoryError, ResponseError
+from redis.exceptions import OutOfMemoryError
 
 from lightning_queue.reward import emit_exception, emit_reward
 from lightning_queue.store import RedisLightningStore
@@ -22,8 +22,9 @@ T = TypeVar("T")
 
 EXPECTED = "None, a float reward, or a list of Span / SpanCoreFields / OpenTelemetry ReadableSpan"
 # A result the store refuses (over a size limit, not serialisable) or Redis refuses (OOM under noeviction):
-# waiting will not help, so the attempt fails saying why.
-UNSTORABLE: tuple[type[Exception], ...] = (ValueError, TypeError, ResponseError)
+# waiting will not help, so the attempt fails saying why. Not every ResponseError: a failover's READONLY
+# or a cluster's TRYAGAIN pass, and a good result must not be failed for them.
+UNSTORABLE: tuple[type[Exception], ...] = (ValueError, TypeError, OutOfMemoryError)
 
 
 def _is_otel_span(item: object) -> bool:

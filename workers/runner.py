@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
+from redis.exceptions import BusyLoadingError, ReadOnlyError, RedisError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from lightning_queue.store import RedisLightningStore
@@ -33,8 +33,16 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Redis is unreachable or slow: retry. Anything else from Redis is a real error.
-TRANSIENT_ERRORS: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
+# Redis is unreachable, slow, loading, or failing over (a replica answers READONLY, a cluster TRYAGAIN):
+# retry. Anything else from Redis is a real error.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    BusyLoadingError,
+    ReadOnlyError,
+    TryAgainError,
+)
 # How long shutdown waits for background Redis calls (redis-py's own retries can take seconds).
 _SHUTDOWN_WAIT = 2.0
 _INVALID_ID_CHARS = re.compile(r"[^A-Za-z0-9_.@=+-]")

@@ -566,3 +566,34 @@ async def test_child_forked_by_a_sync_agent_exits_where_it_returns_instead_of_ru
 
     assert done[queued.rollout_id].status == "succeeded" and exits == [0]
     assert find_final_reward((await observer.query_spans(queued.rollout_id)).items) == 1.0
+
+
+@pytest.mark.parametrize("error", ["READONLY You can't write against a read only replica.", "TRYAGAIN later"])
+async def test_a_failover_error_while_storing_the_result_is_retried_not_a_failed_attempt(
+    wstore: RedisLightningStore, observer: RedisLightningStore, monkeypatch: pytest.MonkeyPatch, error: str
+) -> None:
+    from redis.exceptions import ReadOnlyError, TryAgainError
+
+    kind = ReadOnlyError if error.startswith("READONLY") else TryAgainError
+    real = wstore.add_many_spans
+    calls = 0
+
+    async def failing_over(spans: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # the primary fails over once, then the new one answers
+            raise kind(error)
+        return await real(spans)
+
+    monkeypatch.setattr(wstore, "add_many_spans", failing_over)
+
+    @rollout
+    async def agent(task: Any) -> float:
+        return 0.75
+
+    queued = await observer.enqueue_rollout({"x": 1})
+    async with running(make_worker(agent, wstore)):
+        done = await finished(observer, [queued.rollout_id])
+    assert done[queued.rollout_id].status == "succeeded" and calls == 2
+    spans = (await observer.query_spans(queued.rollout_id, "latest")).items
+    assert find_final_reward(spans) == 0.75
