@@ -117,6 +117,12 @@ def run_and_report(*, seeds: int, parallel: int, as_json: bool, **options: Any) 
         raise click.UsageError("--upstream external needs --model-server-url")
     if options["checker"] is None and options["agent"] == BUILTIN_AGENT:
         options["checker"] = BUILTIN_CHECKER
+    if seeds > 1 and parallel > 1 and (options["upstream"] == "external" or options["proxy_url"]):
+        # Seeds side by side would load their checkpoints into one server, or share one proxy's namespace.
+        raise click.UsageError(
+            "--parallel > 1 needs a model server and a proxy per seed: drop --upstream "
+            "external / --proxy-url, or run the seeds one after another (--parallel 1)"
+        )
     first = options.pop("seed")
     # JSON-able, so each seed can run in a child process.
     options = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
@@ -151,6 +157,9 @@ def run_seed(options: Mapping[str, Any], seed: int, metrics: Path | None) -> dic
         metrics_path=str(metrics) if metrics is not None else options["metrics_jsonl"],
     )  # fmt: skip
     train, val = _tasks(options["train_tasks"], options["val_tasks"], seed)
+    namespace = options["namespace"]
+    if namespace and metrics is not None:  # one of several seeds: never mix their rollouts
+        namespace = f"{namespace}-seed-{seed}"
     upstream = Upstream(
         kind=options["upstream"],
         base_url=options["model_server_url"],
@@ -170,7 +179,7 @@ def run_seed(options: Mapping[str, Any], seed: int, metrics: Path | None) -> dic
         n_workers=options["n_workers"],
         worker_concurrency=options["concurrency"],
         redis_url=options["redis_url"],
-        namespace=options["namespace"],
+        namespace=namespace,
         keep_data=options["keep_data"],
     )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import signal
 import statistics
 import subprocess
 import sys
@@ -134,12 +135,15 @@ class _Child:
         return result
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
+        """Ask the seed to stop as Ctrl-C would (it stops its model server and workers), then insist."""
+        for sig, grace in ((signal.SIGINT, 30.0), (signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
+            if self.process.poll() is not None:
+                break
+            self.process.send_signal(sig)
             try:
-                self.process.wait(30)
+                self.process.wait(grace)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                continue
         self._log.close()
 
 
@@ -183,6 +187,8 @@ def _mean_std(values: Sequence[float]) -> str:
 
 
 def _child_main() -> None:
+    # SIGTERM unwinds like an exception, so the seed's model server and worker processes are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     request = json.loads(sys.stdin.read())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     started = time.monotonic()

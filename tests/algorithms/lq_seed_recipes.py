@@ -32,3 +32,21 @@ def improves(options: Mapping[str, Any], seed: int, metrics: Path | None) -> dic
 
 def fails(options: Mapping[str, Any], seed: int, metrics: Path | None) -> dict[str, Any]:
     raise RuntimeError(f"seed {seed} broke on purpose")
+
+
+def holds_a_server(options: Mapping[str, Any], seed: int, metrics: Path | None) -> dict[str, Any]:
+    """Seed 0 fails soon; seed 1 holds a 'model server' (its own session, as ours is) until it is stopped."""
+    import subprocess
+    import time
+
+    if seed == 0:
+        time.sleep(1.0)
+        raise RuntimeError("seed 0 broke on purpose")
+    server = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        Path(options["pid_file"]).write_text(str(server.pid))
+        time.sleep(60)
+    finally:
+        server.terminate()
+        server.wait()
+    return {}

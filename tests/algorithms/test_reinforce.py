@@ -208,6 +208,10 @@ def test_reinforce_cli_help_and_argument_errors(tmp_path: Path) -> None:
     assert custom.exit_code == 2 and "--train-tasks" in custom.output
     external = CliRunner().invoke(reinforce_command, ["--upstream", "external"])
     assert external.exit_code == 2 and "--model-server-url" in external.output
+    shared = CliRunner().invoke(
+        reinforce_command, ["--seeds", "2", "--parallel", "2", "--proxy-url", "http://127.0.0.1:9/"]
+    )
+    assert shared.exit_code == 2 and "--parallel > 1 needs a model server and a proxy per seed" in shared.output
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "1+1"}\nnot json\n')
     broken = CliRunner().invoke(reinforce_command, ["--train-tasks", str(bad), "--val-tasks", str(bad)])

@@ -46,6 +46,16 @@ def test_a_failing_seed_is_an_error_naming_it_and_its_log(tmp_path: Path) -> Non
     assert f"seed {seed} broke on purpose" in (tmp_path / f"seed-{seed}" / "run.log").read_text()
 
 
+def test_when_a_seed_fails_the_others_are_stopped_and_stop_their_own_servers(tmp_path: Path) -> None:
+    import psutil
+
+    pid_file = tmp_path / "server.pid"
+    with pytest.raises(RuntimeError, match="seed 0 failed"):
+        run_seeds(SeedPlan(f"{RECIPES}:holds_a_server", {"pid_file": str(pid_file)}, tmp_path), [0, 1], parallel=2)
+    server = int(pid_file.read_text())
+    assert not psutil.pid_exists(server) or psutil.Process(server).status() == psutil.STATUS_ZOMBIE
+
+
 def test_the_table_gives_each_seeds_paired_gain_and_the_mean_over_seeds(tmp_path: Path) -> None:
     runs = run_seeds(SeedPlan(f"{RECIPES}:improves", {"n": 10}, tmp_path), [0, 4], parallel=1)
     table = seeds_table(runs, seconds=60)
