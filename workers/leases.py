@@ -37,7 +37,7 @@ class LeaseKeeper:
     """Renews the leases of the entries `hold()` names, from a daemon thread, until `stop()`.
 
     `on_lost(entry_id, why)` is called on the worker's loop for an entry that is no longer held (or
-    could not be renewed for `lease_seconds`). A loop that runs no callback for `block_warn_seconds`
+    could not be renewed for `lease_seconds`); `on_failed()` if the thread itself dies. A loop that runs no callback for `block_warn_seconds`
     is logged as blocked, naming the task that blocks it (`lq rollout <rid> attempt <aid>`).
     """
 
@@ -51,6 +51,7 @@ class LeaseKeeper:
         sweep_seconds: float,
         on_lost: LostCallback,
         agent: str,
+        on_failed: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.consumer = consumer
@@ -59,6 +60,7 @@ class LeaseKeeper:
         self.sweep_seconds = sweep_seconds
         self.block_warn_seconds = max(1.0, min(5.0, lease_seconds / 3))
         self.on_lost = on_lost
+        self.on_failed = on_failed
         self.agent = agent
         self._lock = threading.Lock()
         self._renewed: dict[str, float] = {}  # held entry -> when it was last known held (monotonic)
@@ -128,8 +130,11 @@ class LeaseKeeper:
         try:
             loop.run_until_complete(self._run(loop))
         except Exception:
-            # Never silent: without this thread the worker's leases lapse and its rollouts are reclaimed.
+            # Never silent: without this thread the worker's leases lapse and its rollouts are reclaimed,
+            # so the worker must stop claiming (and its process exit to be replaced), not run on unrenewed.
             logger.exception("worker %s: the lease thread failed; its leases will lapse", self.consumer)
+            if self.on_failed is not None:
+                self._call_owner(self.on_failed)
         finally:
             loop.close()
 

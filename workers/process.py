@@ -117,7 +117,7 @@ async def serve(settings: WorkerSettings, agent: LitAgent[Any], hooks: list[Hook
     finally:
         watcher.cancel()
         await asyncio.wait([asyncio.create_task(store.aclose())], timeout=2.0)
-    code = EXIT_RECYCLE if worker.recycle_reason is not None else 0
+    code = 1 if worker.failure is not None else EXIT_RECYCLE if worker.recycle_reason is not None else 0
     leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and t is not watcher]
     if worker.abandoned_threads or leftover:
         # A sync agent thread that never returns, or a Redis call stuck on a dead server, would keep the

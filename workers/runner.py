@@ -182,6 +182,8 @@ class Worker:
         self.max_memory_mb = max_memory_mb
         # Why this worker stopped claiming so that a fresh process replaces it (None: it was not recycled).
         self.recycle_reason: str | None = None
+        # Set when the worker had to stop because it can no longer keep leases: its process exits 1.
+        self.failure: str | None = None
         self.hooks = list(hooks)
         self.grace_seconds = grace_seconds
         self.heartbeat_seconds = heartbeat_seconds
@@ -212,8 +214,15 @@ class Worker:
             renew_seconds=self.renew_seconds,
             sweep_seconds=self.sweep_seconds,
             on_lost=self._lease_lost,
+            on_failed=self._lease_thread_failed,
             agent=repr(self.agent),
         )
+
+    def _lease_thread_failed(self) -> None:
+        # Without renewals every claim would be reclaimed and rerun: stop and let the pool replace us.
+        self.failure = "its lease thread failed"
+        logger.error("worker %s: stopping, %s (the traceback is logged above)", self.worker_id, self.failure)
+        self.stop(now=True)
 
     # --- control ----------------------------------------------------------------------------------
     def stop(self, *, now: bool = False) -> None:

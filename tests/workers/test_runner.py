@@ -597,3 +597,28 @@ async def test_a_failover_error_while_storing_the_result_is_retried_not_a_failed
     assert done[queued.rollout_id].status == "succeeded" and calls == 2
     spans = (await observer.query_spans(queued.rollout_id, "latest")).items
     assert find_final_reward(spans) == 0.75
+
+
+async def test_a_worker_whose_lease_thread_dies_stops_and_releases_instead_of_running_unrenewed(
+    wstore: RedisLightningStore, observer: RedisLightningStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("a bug in the renewal path")
+
+    monkeypatch.setattr(wstore, "renew_leases", broken)
+    started = asyncio.Event()
+
+    @rollout
+    async def agent(task: Any) -> float:
+        started.set()
+        await asyncio.sleep(30)
+        return 1.0
+
+    queued = await observer.enqueue_rollout({"x": 1})
+    worker = make_worker(agent, wstore)
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait_for(started.wait(), 10)
+    await asyncio.wait_for(task, 10)  # it stopped by itself
+    assert worker.failure == "its lease thread failed"
+    rollout_now = await observer.get_rollout_by_id(queued.rollout_id)
+    assert rollout_now is not None and rollout_now.status in ("requeuing", "queuing")
