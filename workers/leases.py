@@ -37,8 +37,9 @@ class LeaseKeeper:
     """Renews the leases of the entries `hold()` names, from a daemon thread, until `stop()`.
 
     `on_lost(entry_id, why)` is called on the worker's loop for an entry that is no longer held (or
-    could not be renewed for `lease_seconds`); `on_failed()` if the thread itself dies. A loop that runs no callback for `block_warn_seconds`
-    is logged as blocked, naming the task that blocks it (`lq rollout <rid> attempt <aid>`).
+    could not be renewed for `lease_seconds`); `on_failed()` if the thread itself dies. A loop that
+    runs no callback for `block_warn_seconds` is logged as blocked, naming the task that blocks it
+    (`lq rollout <rid> attempt <aid>`).
     """
 
     def __init__(
