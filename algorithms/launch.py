@@ -155,5 +155,7 @@ def purge_quietly(store: RedisLightningStore) -> None:
 def setup_logging() -> None:
     """INFO logs for a training script, without a line per HTTP request."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # `lq` configured the root at WARNING before `lq demo` runs: the algorithm's progress must show anyway.
+    logging.getLogger("algorithms").setLevel(logging.INFO)
     for noisy in ("aiohttp.access", "httpx", "httpx2", "lightning_queue.llm_proxy"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

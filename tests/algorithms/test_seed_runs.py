@@ -71,3 +71,17 @@ def test_progress_lines_summarise_evaluations_and_iterations() -> None:
         "held-out after: accuracy 0.500, reward 0.400"
     )
     assert progress_line({"evaluation": "before", "accuracy": None, "reward_mean": 0.0}).endswith("n/a, reward 0.000")
+
+
+def test_lq_demo_shows_the_algorithms_progress_under_lqs_default_log_level() -> None:
+    import subprocess
+    import sys
+
+    # `lq` sets the root logger to WARNING before the subcommand's setup_logging runs.
+    script = (
+        "import logging; logging.basicConfig(level='WARNING');"
+        "from algorithms.launch import setup_logging; setup_logging();"
+        "logging.getLogger('algorithms.seed_runs').info('seed 0: iteration 1')"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert "seed 0: iteration 1" in out.stderr
