@@ -9,6 +9,7 @@ as metrics lines; the parent follows them so the user sees every seed move.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
@@ -16,6 +17,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -59,6 +61,9 @@ def run_seeds(plan: SeedPlan, seeds: Sequence[int], parallel: int) -> list[dict[
     results: dict[int, dict[str, Any]] = {}
     waiting = list(seeds)
     running: dict[int, _Child] = {}
+    if threading.current_thread() is threading.main_thread():
+        # A SIGTERM to the parent must still stop the children (and their model servers): unwind.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         while waiting or running:
             while waiting and len(running) < parallel:
@@ -71,9 +76,26 @@ def run_seeds(plan: SeedPlan, seeds: Sequence[int], parallel: int) -> list[dict[
                     del running[seed]
             time.sleep(0.5)
     finally:
-        for child in running.values():
-            child.stop()
+        _stop_all(list(running.values()))
     return [results[seed] for seed in seeds]
+
+
+def _stop_all(children: list[_Child]) -> None:
+    """Ask every seed to stop as Ctrl-C would (it stops its model server and workers), then insist.
+
+    SIGINT may be ignored (a background job's children inherit that), so SIGTERM follows, which a
+    child turns into an unwinding exit; an update step in progress is waited for.
+    """
+    for sig, grace in ((signal.SIGINT, 20.0), (signal.SIGTERM, 120.0), (signal.SIGKILL, 10.0)):
+        alive = [c for c in children if c.process.poll() is None]
+        for child in alive:
+            child.process.send_signal(sig)
+        deadline = time.monotonic() + grace
+        for child in alive:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.process.wait(max(0.0, deadline - time.monotonic()))
+    for child in children:
+        child.close()
 
 
 def _run_here(plan: SeedPlan, seed: int) -> dict[str, Any]:
@@ -134,16 +156,7 @@ class _Child:
         result: dict[str, Any] = json.loads(self.plan.result(self.seed).read_text(encoding="utf-8"))
         return result
 
-    def stop(self) -> None:
-        """Ask the seed to stop as Ctrl-C would (it stops its model server and workers), then insist."""
-        for sig, grace in ((signal.SIGINT, 30.0), (signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
-            if self.process.poll() is not None:
-                break
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(grace)
-            except subprocess.TimeoutExpired:
-                continue
+    def close(self) -> None:
         self._log.close()
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 
 from lightning_queue.model_server.admin import ADMIN_TOKEN_ENV
+from lightning_queue.model_server.cli import PARENT_PID_ENV
 
 
 def healthy(url: str) -> bool:
@@ -81,6 +82,7 @@ class ModelServerProcess:
         if self.model_dir is not None:
             command += ["--model", str(self.model_dir)]
         env = {k: v for k, v in os.environ.items() if k != ADMIN_TOKEN_ENV}
+        env[PARENT_PID_ENV] = str(os.getpid())  # it stops by itself if we die without stopping it
         if self.checkpoint_root is not None and self.admin_token is not None:
             command += ["--checkpoint-root", str(self.checkpoint_root)]
             env[ADMIN_TOKEN_ENV] = self.admin_token

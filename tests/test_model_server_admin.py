@@ -230,3 +230,19 @@ def test_an_external_server_is_reloaded_with_the_token_from_its_file(
             assert served_url == url
             asyncio.run(reloader.load(Path("iter-1")))
     assert loads == [(root / "iter-1").resolve()]
+
+
+async def test_a_server_started_for_a_run_stops_once_the_process_that_started_it_is_gone() -> None:
+    import asyncio
+    import os
+
+    from lightning_queue.model_server.cli import _stop_when_orphaned
+
+    stop = asyncio.Event()
+    watch = asyncio.create_task(_stop_when_orphaned(os.getppid(), stop))
+    await asyncio.sleep(1.5)
+    assert not stop.is_set()  # its parent is alive: it serves on
+    watch.cancel()
+    # A parent pid that is not ours any more (the run was killed and we were re-parented).
+    await asyncio.wait_for(_stop_when_orphaned(os.getppid() + 1_000_000, stop), 5)
+    assert stop.is_set()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,6 +12,9 @@ from typing import TYPE_CHECKING
 import click
 
 from .admin import ADMIN_TOKEN_ENV, AdminConfigError, check_token, read_or_create_token_file
+
+# Set by a process that starts the server for itself: the server stops when that process is gone.
+PARENT_PID_ENV = "LQ_MODEL_SERVER_PARENT_PID"
 
 if TYPE_CHECKING:
     from .server import ModelServer
@@ -113,6 +117,8 @@ async def _serve_until_signal(server: ModelServer) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    parent = os.environ.get(PARENT_PID_ENV)
+    orphan_watch = asyncio.create_task(_stop_when_orphaned(int(parent), stop)) if parent else None
     await server.start()
     weights = server.weights
     loads = (
@@ -124,4 +130,19 @@ async def _serve_until_signal(server: ModelServer) -> None:
     try:
         await stop.wait()
     finally:
+        if orphan_watch is not None:
+            orphan_watch.cancel()
         await server.stop()
+
+
+async def _stop_when_orphaned(parent_pid: int, stop: asyncio.Event) -> None:
+    # A server started for one run (algorithms/serving.py) lives in a session of its own; if the run
+    # is killed without stopping it, nobody else will, and it holds a model's worth of memory.
+    while not stop.is_set():
+        if os.getppid() != parent_pid:
+            logging.getLogger(__name__).warning(
+                "the process that started this server (%d) is gone; stopping", parent_pid
+            )
+            stop.set()
+            return
+        await asyncio.sleep(1.0)
