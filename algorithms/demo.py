@@ -18,10 +18,10 @@ from .reinforce_cli import BUILTIN_AGENT, run_and_report
 
 
 @click.command("demo")
-@click.option("--iterations", default=6, show_default=True, help="Policy updates per seed.")
+@click.option("--iterations", default=4, show_default=True, help="Policy updates per seed.")
 @click.option("--max-minutes", default=10.0, show_default=True, help="Per seed: start no iteration after this long.")
 @click.option("--seeds", default=3, show_default=True, type=click.IntRange(min=1), help="Independent runs.")
-@click.option("--parallel", default=3, show_default=True, type=click.IntRange(min=1), help="Seeds run at once.")
+@click.option("--parallel", default=1, show_default=True, type=click.IntRange(min=1), help="Seeds run at once.")
 @click.option("--workers", "n_workers", default=2, show_default=True, help="Local worker processes.")
 @click.option("--redis-url", envvar="LQ_REDIS_URL", default=None, help="Default: 127.0.0.1:6379, else embedded.")
 @click.option("--checkpoint-dir", default="checkpoints/demo", show_default=True)

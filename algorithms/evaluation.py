@@ -255,3 +255,16 @@ def _short(task: Any) -> str:
             if isinstance(task.get(key), str):
                 return str(task[key])[:60]
     return str(task)[:60]
+
+
+def progress_line(record: Mapping[str, Any]) -> str:
+    """One metrics record as a short line: an evaluation's accuracy, or an iteration's training figures."""
+    if "evaluation" in record:
+        accuracy = record.get("accuracy")
+        shown = "n/a" if accuracy is None else f"{accuracy:.3f}"
+        return f"held-out {record['evaluation']}: accuracy {shown}, reward {record['reward_mean']:.3f}"
+    accuracy = record.get("train_accuracy")
+    shown = "" if accuracy is None else f", train accuracy {accuracy:.3f}"
+    if "rollout_seconds" in record and "update_seconds" in record:
+        shown += f" ({record['rollout_seconds']:.0f} s rollouts, {record['update_seconds']:.0f} s update)"
+    return f"iteration {record.get('iteration')}: train reward {record.get('reward_mean', 0.0):.3f}{shown}"

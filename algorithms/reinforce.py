@@ -29,7 +29,7 @@ from lightning_queue.algorithm import Algorithm, batch_iter_over_dataset
 from lightning_queue.store.base import LightningStore
 from lightning_queue.types import ProxyLLM, RolloutConfig, RolloutMode
 
-from .evaluation import Checker, HeldOut, Scored, evaluate_held_out, load_checker, score_rollout
+from .evaluation import Checker, HeldOut, Scored, evaluate_held_out, load_checker, progress_line, score_rollout
 from .launch import POLICY_MODEL
 from .policy import PolicyTrainer, Sample, samples_from_triplets
 from .progress import Progress
@@ -220,7 +220,8 @@ class Reinforce(Algorithm):
     def _log(self, record: dict[str, Any]) -> None:
         if "iteration" in record:
             self.history.append(record)
-        logger.info("%s", record)
+        # The whole record goes to the metrics file; the log gets one readable line.
+        logger.info("seed %d: %s", self.config.seed, progress_line(record))
         if self.config.metrics_path:
             path = Path(self.config.metrics_path)
             path.parent.mkdir(parents=True, exist_ok=True)

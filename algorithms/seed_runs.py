@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .evaluation import accuracy_gain
+from .evaluation import accuracy_gain, progress_line
 
 logger = logging.getLogger(__name__)
 
@@ -158,17 +158,6 @@ class _Child:
 
     def close(self) -> None:
         self._log.close()
-
-
-def progress_line(record: Mapping[str, Any]) -> str:
-    """One metrics record as a short line: an evaluation's accuracy, or an iteration's training figures."""
-    if "evaluation" in record:
-        accuracy = record.get("accuracy")
-        shown = "n/a" if accuracy is None else f"{accuracy:.3f}"
-        return f"held-out {record['evaluation']}: accuracy {shown}, reward {record['reward_mean']:.3f}"
-    accuracy = record.get("train_accuracy")
-    shown = "" if accuracy is None else f", train accuracy {accuracy:.3f}"
-    return f"iteration {record.get('iteration')}: train reward {record.get('reward_mean', 0.0):.3f}{shown}"
 
 
 def seeds_table(runs: Sequence[Mapping[str, Any]], seconds: float) -> str:

@@ -32,7 +32,7 @@ from lightning_queue.algorithm import Algorithm, batch_iter_over_dataset
 from lightning_queue.store.base import LightningStore
 from lightning_queue.types import EnqueueRolloutRequest, RolloutConfig
 
-from .evaluation import Checker, HeldOut, Scored, evaluate_held_out, load_checker, score_rollout
+from .evaluation import Checker, HeldOut, Scored, evaluate_held_out, load_checker, progress_line, score_rollout
 from .progress import Progress
 from .reloaders import Reloader
 from .sft_job import JOB_FUNCTION
@@ -384,7 +384,7 @@ class SFT(Algorithm):
     def _log(self, path: Path, record: dict[str, Any], *, history: bool = True) -> None:
         if history:
             self.history.append(record)
-        logger.info("%s", record)
+        logger.info("%s", progress_line(record))
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a", encoding="utf-8") as out:
             out.write(json.dumps({"time": time.time(), **record}, default=str) + "\n")

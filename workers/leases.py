@@ -12,6 +12,7 @@ still end a blocked agent's attempt: the sweep here enforces them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 import threading
@@ -103,10 +104,9 @@ class LeaseKeeper:
         self._stopping.set()
         loop, wake = self._loop, self._wake
         if loop is not None and wake is not None:
-            try:
+            # RuntimeError: its loop already closed, the thread is ending.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(wake.set)
-            except RuntimeError:  # its loop already closed: the thread is ending
-                pass
         if self._thread is None:
             return True
         self._thread.join(timeout)
@@ -159,10 +159,8 @@ class LeaseKeeper:
                 pause = min(next_renew, next_sweep, time.monotonic() + _WATCH_SECONDS) - time.monotonic()
                 self._wake.clear()
                 if not self._stopping.is_set():
-                    try:
+                    with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, pause))
-                    except asyncio.TimeoutError:
-                        pass
         finally:
             # The client of this thread's loop; the worker's own client is closed by whoever owns the store.
             try:

@@ -49,7 +49,7 @@ class ParsedBody:
 
 
 class _NonFinite(ValueError):
-    pass
+    """A NaN or Infinity literal in a JSON body (not JSON, and no upstream should receive it)."""
 
 
 def _refuse_constant(name: str) -> Any:

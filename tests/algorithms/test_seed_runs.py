@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from algorithms.seed_runs import SeedPlan, progress_line, run_seeds, seeds_table
+from algorithms.evaluation import progress_line
+from algorithms.seed_runs import SeedPlan, run_seeds, seeds_table
 
 RECIPES = "lq_seed_recipes"
 
