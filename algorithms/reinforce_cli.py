@@ -66,6 +66,8 @@ def result_table(result: dict[str, Any], seconds: float) -> str:
               help="JSONL tasks for --agent. Default: built-in sums.")  # fmt: skip
 @click.option("--val-tasks", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="JSONL held-out tasks. Default: built-in sums.")  # fmt: skip
+@click.option("--val-size", default=48, show_default=True, type=click.IntRange(min=2, max=200),
+              help="Held-out built-in sums per seed (with the built-in tasks).")  # fmt: skip
 @click.option("--max-iterations", default=8, show_default=True, type=click.IntRange(min=1), help="Policy updates.")
 @click.option("--max-minutes", default=None, type=float, help="Start no iteration after this long.")
 @click.option("--tasks-per-iteration", default=8, show_default=True, type=click.IntRange(min=1))
@@ -156,7 +158,7 @@ def run_seed(options: Mapping[str, Any], seed: int, metrics: Path | None) -> dic
         checker=options["checker"], checkpoint_dir=checkpoint_dir,
         metrics_path=str(metrics) if metrics is not None else options["metrics_jsonl"],
     )  # fmt: skip
-    train, val = _tasks(options["train_tasks"], options["val_tasks"], seed)
+    train, val = _tasks(options["train_tasks"], options["val_tasks"], seed, options["val_size"])
     namespace = options["namespace"]
     if namespace and metrics is not None:  # one of several seeds: never mix their rollouts
         namespace = f"{namespace}-seed-{seed}"
@@ -184,11 +186,11 @@ def run_seed(options: Mapping[str, Any], seed: int, metrics: Path | None) -> dic
     )
 
 
-def _tasks(train_tasks: str | None, val_tasks: str | None, seed: int) -> tuple[list[Any], list[Any]]:
+def _tasks(train_tasks: str | None, val_tasks: str | None, seed: int, val_size: int) -> tuple[list[Any], list[Any]]:
     """The given task files, else the built-in sums of this seed (training and held-out sets share no sum)."""
     from .tasks import split_tasks
 
-    train, val = split_tasks(seed=seed)
+    train, val = split_tasks(seed=seed, val=val_size)
     return (
         load_tasks(Path(train_tasks), "--train-tasks") if train_tasks else train,
         load_tasks(Path(val_tasks), "--val-tasks") if val_tasks else val,
