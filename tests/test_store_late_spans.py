@@ -23,8 +23,10 @@ PAST_LEASE = 0.35
 RETRY = RolloutConfig(max_attempts=3, retry_condition=["unresponsive", "failed", "timeout"])
 
 
-def late_span(rollout_id: str, attempt_id: str, name: str = "openai.chat.completion") -> Span:
-    return Span.from_attributes(attributes={}, rollout_id=rollout_id, attempt_id=attempt_id, sequence_id=0, name=name)
+def late_span(rollout_id: str, attempt_id: str, name: str = "openai.chat.completion", sequence_id: int = 0) -> Span:
+    return Span.from_attributes(
+        attributes={}, rollout_id=rollout_id, attempt_id=attempt_id, sequence_id=sequence_id, name=name
+    )
 
 
 async def reclaimed(store: RedisLightningStore, consumer: str = "w1") -> Claim:
@@ -198,7 +200,8 @@ async def test_frozen_worker_that_ends_its_reclaimed_latest_attempt_ends_the_rol
     store = make_store(lease_seconds=LEASE)
     claim = await reclaimed(store)
     rid, aid = claim.rollout.rollout_id, claim.rollout.attempt.attempt_id
-    await store.add_many_spans([late_span(rid, aid, "call"), late_span(rid, aid, "reward")])
+    # Distinct sequence ids: spans of one sequence id have no defined order.
+    await store.add_many_spans([late_span(rid, aid, "call", 1), late_span(rid, aid, "reward", 2)])
     await store.update_attempt(rid, aid, status="succeeded")
 
     assert await statuses(store, rid) == ("succeeded", ["succeeded"])
