@@ -25,11 +25,9 @@ async def guard_async(call: Awaitable[T], pid: int) -> T:
     try:
         result = await call
     except BaseException as exc:
-        if os.getpid() != pid:
-            _leave(exc, pid)
+        _leave_if_child(pid, exc)
         raise
-    if os.getpid() != pid:
-        _leave(None, pid)
+    _leave_if_child(pid, None)
     return result
 
 
@@ -38,12 +36,15 @@ def guard_sync(call: Callable[[], T], pid: int) -> T:
     try:
         result = call()
     except BaseException as exc:
-        if os.getpid() != pid:
-            _leave(exc, pid)
+        _leave_if_child(pid, exc)
         raise
-    if os.getpid() != pid:
-        _leave(None, pid)
+    _leave_if_child(pid, None)
     return result
+
+
+def _leave_if_child(pid: int, exc: BaseException | None) -> None:
+    if os.getpid() != pid:
+        _leave(exc, pid)
 
 
 def _leave(exc: BaseException | None, parent: int) -> NoReturn:
