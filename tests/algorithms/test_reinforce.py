@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
+import collections
 import json
 import re
 import sys
@@ -54,13 +54,16 @@ def tiny_model_dir(folder: Path) -> Path:
 
 
 def alternating_answers() -> Any:
-    """Answer each question alternately right ("12") and wrong (the first operand): rewards differ."""
-    flips = itertools.count()
+    """Answer each question alternately right ("12") and wrong (the first operand), counted per question
+    and temperature: the two samples of a task always differ, whatever order the calls arrive in."""
+    calls: collections.Counter[tuple[str, Any]] = collections.Counter()
 
     def respond(request: StandInRequest) -> str:
         question = request.body["messages"][-1]["content"]
+        key = (question, request.body.get("temperature"))
+        calls[key] += 1
         a, b = map(int, re.findall(r"\d+", question))
-        return str(a + b) if next(flips) % 2 == 0 else str(a)
+        return str(a + b) if calls[key] % 2 == 1 else str(a)
 
     return respond
 
@@ -94,14 +97,15 @@ async def test_reinforce_loop_updates_saves_and_reloads_each_iteration(redis_url
     assert all(r["grad_norm"] > 0 for r in result["iterations"])
     assert reloader.loaded == [tmp_path / "ckpt" / "iter-1", tmp_path / "ckpt" / "iter-2"]
     assert result["before"]["n"] == 2 and result["after"]["n"] == 2
-    # Calls alternate right and wrong: the checker, reading the replies back from the spans, sees both.
+    # Each task's samples are one right, one wrong; each held-out question is answered right the first
+    # time (before) and wrong the second (after): the checker, reading the replies from the spans, sees it.
     assert all(r["train_accuracy"] == 0.5 for r in result["iterations"])
-    assert result["before"]["accuracy"] == result["after"]["accuracy"] == 0.5
+    assert (result["before"]["accuracy"], result["after"]["accuracy"]) == (1.0, 0.0)
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [line.get("evaluation") or line.get("iteration") for line in lines] == ["before", 1, 2, "after"]
-    before = lines[0]
-    assert before["accuracy"] == 0.5 and before["reward_mean"] == 0.5 and before["parts"]["correct"] == 0.5
-    assert {s["correct"] for s in before["samples"]} == {True, False}
+    before, after = lines[0], lines[-1]
+    assert before["accuracy"] == 1.0 and before["reward_mean"] == 1.0 and before["parts"]["correct"] == 1.0
+    assert {s["correct"] for s in before["samples"]} == {True} and {s["correct"] for s in after["samples"]} == {False}
     assert all(len(line["train_replies"]) == 3 and "train_parts" in line for line in lines[1:3])
     # Training rollouts sample at the training temperature, evaluation ones at the evaluation one.
     temperatures = sorted({r.body.get("temperature") for r in requests})
