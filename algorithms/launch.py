@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import click
 
 from lightning_queue import LLMProxy, LlmProxyTraceToTriplet, RedisLightningStore, Trainer
 from lightning_queue.algorithm import Algorithm
@@ -23,6 +26,9 @@ from .serving import ModelServerProcess, free_port, wait_until_healthy
 logger = logging.getLogger(__name__)
 
 POLICY_MODEL = "policy"
+# The built-in sums task (algorithms/tasks.py), by name: what the CLIs run when given no agent.
+BUILTIN_AGENT = "algorithms.tasks:arithmetic_agent"
+BUILTIN_CHECKER = "algorithms.tasks:check"
 
 
 @dataclass
@@ -150,6 +156,20 @@ def purge_quietly(store: RedisLightningStore) -> None:
         asyncio.run(purge())
     except Exception as exc:
         logger.warning("could not purge namespace %s: %s", store.namespace, exc)
+
+
+def load_tasks(path: Path, option: str) -> list[Any]:
+    """One JSON value per non-empty line; a bad line is an error naming the file and line."""
+    tasks = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                tasks.append(json.loads(line))
+            except ValueError as exc:
+                raise click.BadParameter(f"line {number} of {path} is not JSON: {exc}", param_hint=option) from None
+    if not tasks:
+        raise click.BadParameter(f"{path} holds no tasks (one JSON value per line)", param_hint=option)
+    return tasks
 
 
 def setup_logging() -> None:

@@ -1,7 +1,7 @@
 """Independent runs of one training recipe under several seeds, side by side in processes, and their gains.
 
 A gain measured on one seed can be noise. `run_seeds` runs the same recipe with seeds s, s+1, ...;
-`parallel` > 1 runs that many at once in child processes (`python -m algorithms.seed_runs`, options
+`parallel` > 1 runs that many at once in child processes (`child_main` below, options
 as JSON on stdin, the result as a JSON file, the log in the seed's own file), which on a CPU
 machine fills the core that a one-thread model server leaves idle. Each child prints its progress
 as metrics lines; the parent follows them so the user sees every seed move.
@@ -124,7 +124,11 @@ class _Child:
             "result": str(plan.result(seed)),
         }
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "algorithms.seed_runs"], stdin=subprocess.PIPE, stdout=self._log, stderr=self._log
+            # Not `-m algorithms.seed_runs`: the recipe's module imports this one, which would then load twice.
+            [sys.executable, "-c", "from algorithms.seed_runs import child_main; child_main()"],
+            stdin=subprocess.PIPE,
+            stdout=self._log,
+            stderr=self._log,
         )
         assert self.process.stdin is not None
         self.process.stdin.write(json.dumps(request).encode())
@@ -188,7 +192,8 @@ def _mean_std(values: Sequence[float]) -> str:
     return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
-def _child_main() -> None:
+def child_main() -> None:
+    """A seed's child process: the request on stdin, the result written to the file it names."""
     # SIGTERM unwinds like an exception, so the seed's model server and worker processes are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     request = json.loads(sys.stdin.read())
@@ -197,7 +202,3 @@ def _child_main() -> None:
     result = _recipe(request["recipe"])(request["options"], request["seed"], Path(request["metrics"]))
     result.update(seed=request["seed"], seconds=time.monotonic() - started)
     Path(request["result"]).write_text(json.dumps(result, default=str), encoding="utf-8")
-
-
-if __name__ == "__main__":
-    _child_main()

@@ -2,7 +2,7 @@
 
     queue = TrainingQueue("redis://127.0.0.1:6379/0")
     try:
-        result = queue.run("algorithms.sft_job.fine_tune", timeout=3600, base_model=..., output_dir=..., samples=...)
+        result = queue.run("algorithms.sft.job.fine_tune", timeout=3600, base_model=..., output_dir=..., samples=...)
     finally:
         queue.close()
 

@@ -29,7 +29,7 @@ from lightning_queue.store.connection import resolve_shared_url, wait_for_redis
 logger = logging.getLogger(__name__)
 
 TRAIN_QUEUE = "lq-train"
-DEFAULT_ALLOWED = ("algorithms.sft_job",)
+DEFAULT_ALLOWED = ("algorithms.sft.job",)
 # rq's default (420 s) keeps a crashed trainer registered for 7 minutes, during which an algorithm
 # would believe it listens; with 60 s its registration lapses a minute after it dies.
 DEFAULT_WORKER_TTL = 60

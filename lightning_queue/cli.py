@@ -17,7 +17,10 @@ from . import __version__
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("workers.cli:worker_command", "Start a pool of worker processes that run an agent."),
     "proxy": ("lightning_queue.llm_proxy.cli:proxy_command", "Serve the LLM proxy that records calls as spans."),
-    "demo": ("algorithms.demo:demo_command", "The main job: train SmolLM2-135M with REINFORCE, before/after table."),
+    "demo": (
+        "algorithms.reinforce.demo:demo_command",
+        "The main job: train SmolLM2-135M with REINFORCE, before/after table.",
+    ),
     "trainer": (
         "algorithms.trainer_worker:trainer_command",
         "Run fine-tuning jobs from the rq queue lq-train, each in a forked process.",

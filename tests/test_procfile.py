@@ -40,7 +40,7 @@ def test_lq_lines_parse(name: str) -> None:
 
 
 def test_algorithm_line_parses_and_shares_the_namespace() -> None:
-    from algorithms.reinforce_cli import reinforce_command
+    from algorithms.reinforce.cli import reinforce_command
 
     lines = procfile_lines()
     argv = lines["algorithm"]

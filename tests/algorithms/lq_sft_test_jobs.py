@@ -1,6 +1,6 @@
 """Jobs the SFT tests run in real `lq trainer` processes (importable via PYTHONPATH=tests/algorithms).
 
-They stand in for `algorithms.sft_job.fine_tune` where a test is about the queue, not about torch.
+They stand in for `algorithms.sft.job.fine_tune` where a test is about the queue, not about torch.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from algorithms.policy import PolicyTrainer, Sample, advantages, samples_from_triplets
+from algorithms.reinforce.policy import PolicyTrainer, Sample, advantages, samples_from_triplets
 from lightning_queue.types import Triplet
 
 

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from openai import AsyncOpenAI
 
-from algorithms.prompt_edits import CRITIC_SYSTEM, EDITOR_SYSTEM, extract_template, problem_with_edit
 from algorithms.prompt_search import PromptSearch, PromptSearchConfig
-from algorithms.prompt_tasks import REVIEWS, SEED_TEMPLATE, score, sentiment_agent
+from algorithms.prompt_search.edits import CRITIC_SYSTEM, EDITOR_SYSTEM, extract_template, problem_with_edit
+from algorithms.prompt_search.tasks import REVIEWS, SEED_TEMPLATE, score, sentiment_agent
 from lightning_queue import LLMProxy, PromptTemplate, RedisLightningStore, TraceToMessages, Trainer
 from lightning_queue.testing import Reply, StandInModelServer, StandInRequest
 

@@ -205,7 +205,7 @@ async def test_reinforce_without_any_proxy_is_a_clear_error(tmp_path: Path) -> N
 def test_reinforce_cli_help_and_argument_errors(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from algorithms.reinforce_cli import reinforce_command
+    from algorithms.reinforce.cli import reinforce_command
 
     assert CliRunner().invoke(reinforce_command, ["--help"]).exit_code == 0
     custom = CliRunner().invoke(reinforce_command, ["--agent", "my.mod:agent"])

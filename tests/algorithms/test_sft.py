@@ -30,8 +30,8 @@ from rq.serializers import JSONSerializer
 from rq.webhook import Webhook
 
 from algorithms.sft import SFT, SFTConfig
-from algorithms.sft_job import JOB_FUNCTION, check_samples, truncate
-from algorithms.sft_rows import Row, require_datasets, rows_from_triplets, select_best
+from algorithms.sft.job import JOB_FUNCTION, check_samples, truncate
+from algorithms.sft.rows import Row, require_datasets, rows_from_triplets, select_best
 from algorithms.train_queue import TrainingJobError, TrainingQueue
 from lightning_queue import LLMProxy, LlmProxyTraceToTriplet, RedisLightningStore, Trainer, Triplet
 from lightning_queue.testing import StandInModelServer

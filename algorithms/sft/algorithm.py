@@ -32,13 +32,13 @@ from lightning_queue.algorithm import Algorithm, batch_iter_over_dataset
 from lightning_queue.store.base import LightningStore
 from lightning_queue.types import EnqueueRolloutRequest, RolloutConfig
 
-from .evaluation import Checker, HeldOut, Scored, evaluate_held_out, load_checker, progress_line, score_rollout
-from .progress import Progress
-from .reloaders import Reloader
-from .sft_job import JOB_FUNCTION
-from .sft_rows import Row, export_dataset, require_datasets, rows_from_triplets, select_best
-from .train_queue import TrainingJobError, TrainingQueue, job_path
-from .trainer_worker import TRAIN_QUEUE
+from ..evaluation import Checker, HeldOut, Scored, evaluate_held_out, load_checker, progress_line, score_rollout
+from ..progress import Progress
+from ..reloaders import Reloader
+from ..train_queue import TrainingJobError, TrainingQueue, job_path
+from ..trainer_worker import TRAIN_QUEUE
+from .job import JOB_FUNCTION
+from .rows import Row, export_dataset, require_datasets, rows_from_triplets, select_best
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class SFTConfig:
     max_tokens: int | None = None  # passed to the agent as a sampling parameter when set
     keep_fraction: float = 0.5
     min_reward: float | None = None  # kept rows below it are dropped too
-    # the fine-tuning job's settings (see algorithms.sft_job.fine_tune)
+    # the fine-tuning job's settings (see algorithms.sft.job.fine_tune)
     learning_rate: float = 1e-5
     epochs: int = 1
     batch_size: int = 4
@@ -408,10 +408,3 @@ def _summary(record: dict[str, Any]) -> str:
     loss = (record.get("train") or {}).get("loss_mean")
     trained = f", loss {loss:.3f}" if isinstance(loss, float) else ", no fine-tune" if record["job_id"] is None else ""
     return f"iteration {record['iteration']}: mean reward {reward}, kept {record['kept']}/{record['rows']}{trained}"
-
-
-if __name__ == "__main__":
-    # The command lives in its own module; this keeps `python -m algorithms.sft` working.
-    from algorithms.sft_cli import sft_command
-
-    sft_command()

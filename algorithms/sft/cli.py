@@ -16,11 +16,10 @@ from typing import Any
 
 import click
 
-from .evaluation import held_out_table
-from .launch import Upstream, run_training, setup_logging
-from .reinforce_cli import BUILTIN_AGENT, BUILTIN_CHECKER, load_tasks
-from .sft import SFT, SFTConfig
-from .trainer_worker import TRAIN_QUEUE
+from ..evaluation import held_out_table
+from ..launch import BUILTIN_AGENT, BUILTIN_CHECKER, Upstream, load_tasks, run_training, setup_logging
+from ..trainer_worker import TRAIN_QUEUE
+from .algorithm import SFT, SFTConfig
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +138,7 @@ def sft_command(
     setup_logging()
     if tasks_path is None and agent != BUILTIN_AGENT:
         raise click.UsageError("--agent needs --tasks: the built-in tasks are for the built-in agent")
-    from .tasks import split_tasks
+    from ..tasks import split_tasks
 
     builtin_train, builtin_val = split_tasks(seed=seed, train=64)
     tasks = load_tasks(tasks_path, "--tasks") if tasks_path is not None else builtin_train

@@ -27,10 +27,10 @@ from lightning_queue.algorithm import Algorithm, batch_iter_over_dataset
 from lightning_queue.store.base import LightningStore
 from lightning_queue.types import NamedResources
 
-from .evaluation import load_checker
-from .progress import Progress
-from .prompt_edits import PromptEditor, Proposal, placeholders
-from .prompt_eval import Candidate, Evaluation, PromptEvaluator
+from ..evaluation import load_checker
+from ..progress import Progress
+from .edits import PromptEditor, Proposal, placeholders
+from .evaluator import Candidate, Evaluation, PromptEvaluator
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -335,10 +335,3 @@ class _BeamSearch:
 
 def _clip(text: str | None, limit: int = 500) -> str | None:
     return text if text is None or len(text) <= limit else text[: limit - 3] + "..."
-
-
-if __name__ == "__main__":
-    # The command lives in its own module; this keeps `python -m algorithms.prompt_search` working.
-    from algorithms.prompt_search_cli import prompt_search_command
-
-    prompt_search_command()

@@ -14,8 +14,8 @@ from lightning_queue import TraceAdapter, TraceToMessages, find_final_reward
 from lightning_queue.store.base import LightningStore
 from lightning_queue.types import EnqueueRolloutRequest, NamedResources, PromptTemplate, RolloutMode
 
-from .evaluation import Checker, HeldOut, Scored, last_answer
-from .progress import Progress
+from ..evaluation import Checker, HeldOut, Scored, last_answer
+from ..progress import Progress
 
 logger = logging.getLogger(__name__)
 

@@ -29,12 +29,12 @@ from lightning_queue.algorithm import Algorithm, batch_iter_over_dataset
 from lightning_queue.store.base import LightningStore
 from lightning_queue.types import ProxyLLM, RolloutConfig, RolloutMode
 
-from .evaluation import Checker, HeldOut, Scored, evaluate_held_out, load_checker, progress_line, score_rollout
-from .launch import POLICY_MODEL
+from ..evaluation import Checker, HeldOut, Scored, evaluate_held_out, load_checker, progress_line, score_rollout
+from ..launch import POLICY_MODEL
+from ..progress import Progress
+from ..reloaders import Reloader
+from ..rollouts import run_tasks
 from .policy import PolicyTrainer, Sample, samples_from_triplets
-from .progress import Progress
-from .reloaders import Reloader
-from .rollouts import run_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -227,10 +227,3 @@ class Reinforce(Algorithm):
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("a", encoding="utf-8") as out:
                 out.write(json.dumps({"time": time.time(), "seed": self.config.seed, **record}, default=str) + "\n")
-
-
-if __name__ == "__main__":
-    # The command lives in its own module; this keeps `python -m algorithms.reinforce` working.
-    from algorithms.reinforce_cli import reinforce_command
-
-    reinforce_command()

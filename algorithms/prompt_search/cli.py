@@ -20,15 +20,13 @@ import click
 
 from lightning_queue import LLMProxy, RedisLightningStore, TraceToMessages, Trainer
 
-from .evaluation import held_out_table
-from .launch import setup_logging
-from .prompt_edits import placeholders
-from .prompt_search import PromptSearch, PromptSearchConfig
-from .prompt_tasks import SEED_TEMPLATE, make_tasks
+from ..evaluation import held_out_table
+from ..launch import POLICY_MODEL, setup_logging
+from .algorithm import PromptSearch, PromptSearchConfig
+from .edits import placeholders
+from .tasks import SEED_TEMPLATE, make_tasks
 
 logger = logging.getLogger(__name__)
-
-POLICY_MODEL = "policy"
 
 
 @click.command("prompt-search")
@@ -111,11 +109,11 @@ def prompt_search_command(
         metrics_path=metrics_jsonl,
         progress=progress,
         seed=seed,
-        checker="algorithms.prompt_tasks:check",
+        checker="algorithms.prompt_search.tasks:check",
     )
     with contextlib.ExitStack() as stack:
         if base_url is None:
-            from .serving import ModelServerProcess
+            from ..serving import ModelServerProcess
 
             base_url = stack.enter_context(ModelServerProcess(threads=1)).url
         result = asyncio.run(
@@ -162,7 +160,7 @@ async def _search(
     )
     try:
         result: dict[str, Any] = await trainer.fit_async(
-            "algorithms.prompt_tasks:sentiment_agent", train, val_dataset=val
+            "algorithms.prompt_search.tasks:sentiment_agent", train, val_dataset=val
         )
     finally:
         await client.close()

@@ -13,8 +13,8 @@ from typing import Any
 
 import click
 
-from .launch import setup_logging
-from .reinforce_cli import BUILTIN_AGENT, run_and_report
+from ..launch import BUILTIN_AGENT, setup_logging
+from .cli import run_and_report
 
 # Held-out sums per seed: a gain of 0.3 has a standard error near 0.08, and three seeds fit in 15 minutes.
 VAL_SIZE = 32

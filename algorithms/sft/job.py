@@ -2,7 +2,7 @@
 
 `lq trainer` runs it in a forked work horse, so torch is imported there and every byte of model and
 optimizer memory (GPU memory too) goes back to the system when the job ends. Enqueue it by its path,
-`algorithms.sft_job.fine_tune`, with keyword arguments only; every argument is a path, a number or a
+`algorithms.sft.job.fine_tune`, with keyword arguments only; every argument is a path, a number or a
 list of ints, so the job travels through Redis as JSON.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-JOB_FUNCTION = "algorithms.sft_job.fine_tune"
+JOB_FUNCTION = "algorithms.sft.job.fine_tune"
 
 # What the model server and `load_model` look for to take a tokenizer from a checkpoint directory.
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")

@@ -15,7 +15,7 @@ from typing import Any
 from lightning_queue.types import LLM, PromptTemplate
 from workers import rollout
 
-from .evaluation import Check
+from ..evaluation import Check
 
 LABELS = ("positive", "negative")
 

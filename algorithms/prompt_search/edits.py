@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .prompt_eval import RolloutResult
+from .evaluator import RolloutResult
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI

@@ -19,27 +19,10 @@ import click
 
 from lightning_queue.model_server.admin import ADMIN_TOKEN_ENV
 
-from .evaluation import held_out_table
-from .launch import Upstream, run_training, setup_logging
-from .reinforce import Reinforce, ReinforceConfig
-from .seed_runs import SeedPlan, run_seeds, seeds_table
-
-BUILTIN_AGENT = "algorithms.tasks:arithmetic_agent"
-BUILTIN_CHECKER = "algorithms.tasks:check"
-
-
-def load_tasks(path: Path, option: str) -> list[Any]:
-    """One JSON value per non-empty line; a bad line is an error naming the file and line."""
-    tasks = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                tasks.append(json.loads(line))
-            except ValueError as exc:
-                raise click.BadParameter(f"line {number} of {path} is not JSON: {exc}", param_hint=option) from None
-    if not tasks:
-        raise click.BadParameter(f"{path} holds no tasks (one JSON value per line)", param_hint=option)
-    return tasks
+from ..evaluation import held_out_table
+from ..launch import BUILTIN_AGENT, BUILTIN_CHECKER, Upstream, load_tasks, run_training, setup_logging
+from ..seed_runs import SeedPlan, run_seeds, seeds_table
+from .algorithm import Reinforce, ReinforceConfig
 
 
 def result_table(result: dict[str, Any], seconds: float) -> str:
@@ -129,7 +112,7 @@ def run_and_report(*, seeds: int, parallel: int, as_json: bool, **options: Any) 
     # JSON-able, so each seed can run in a child process.
     options = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
     run_dir = Path(options["checkpoint_dir"])
-    plan = SeedPlan("algorithms.reinforce_cli:run_seed", options, run_dir)
+    plan = SeedPlan("algorithms.reinforce.cli:run_seed", options, run_dir)
     started = time.monotonic()
     try:
         if seeds == 1:
@@ -188,7 +171,7 @@ def run_seed(options: Mapping[str, Any], seed: int, metrics: Path | None) -> dic
 
 def _tasks(train_tasks: str | None, val_tasks: str | None, seed: int, val_size: int) -> tuple[list[Any], list[Any]]:
     """The given task files, else the built-in sums of this seed (training and held-out sets share no sum)."""
-    from .tasks import split_tasks
+    from ..tasks import split_tasks
 
     train, val = split_tasks(seed=seed, val=val_size)
     return (
