@@ -158,6 +158,13 @@ def purge_quietly(store: RedisLightningStore) -> None:
         logger.warning("could not purge namespace %s: %s", store.namespace, exc)
 
 
+def checker_for(agent: str, checker: str | None) -> str | None:
+    """The checker given, else the built-in task's when the agent is the built-in one (else none)."""
+    if checker is None and agent == BUILTIN_AGENT:
+        return BUILTIN_CHECKER
+    return checker
+
+
 def load_tasks(path: Path, option: str) -> list[Any]:
     """One JSON value per non-empty line; a bad line is an error naming the file and line."""
     tasks = []

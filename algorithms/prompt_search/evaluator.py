@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import statistics
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from lightning_queue import TraceAdapter, TraceToMessages, find_final_reward
 from lightning_queue.store.base import LightningStore
-from lightning_queue.types import EnqueueRolloutRequest, NamedResources, PromptTemplate, RolloutMode
+from lightning_queue.types import EnqueueRolloutRequest, NamedResources, PromptTemplate, Rollout, RolloutMode
 
 from ..evaluation import Checker, HeldOut, Scored, last_answer
 from ..progress import Progress
+from ..rollouts import wait_all
 
 logger = logging.getLogger(__name__)
 
@@ -133,28 +132,18 @@ class PromptEvaluator:
         return Evaluation(results)
 
     async def _wait(self, ids: list[str]) -> dict[str, str]:
-        done: dict[str, str] = {}
-        deadline = time.monotonic() + self.rollout_timeout
-        while len(done) < len(ids):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                logger.warning(
-                    "%d of %d rollouts did not finish within %.0fs; they count as reward 0",
-                    len(ids) - len(done),
-                    len(ids),
-                    self.rollout_timeout,
-                )
-                break
-            pending = [i for i in ids if i not in done]
-            finished = await self.store.wait_for_rollouts(rollout_ids=pending, timeout=min(_POLL_SECONDS, remaining))
-            fresh = [r for r in finished if r.rollout_id not in done]
-            for rollout in fresh:
-                done[rollout.rollout_id] = rollout.status
+        async def show(fresh: list[Rollout], _: int) -> None:
             self._phase_done += len(fresh)
             self._show()
-            if not fresh:
-                # The wait returns at once for rollouts the store does not know; don't spin on them.
-                await asyncio.sleep(min(0.2, max(0.0, remaining)))
+
+        done = await wait_all(self.store, ids, timeout=self.rollout_timeout, on_finished=show, poll=_POLL_SECONDS)
+        if len(done) < len(ids):
+            logger.warning(
+                "%d of %d rollouts did not finish within %.0fs; they count as reward 0",
+                len(ids) - len(done),
+                len(ids),
+                self.rollout_timeout,
+            )
         return done
 
     def _conversations(self, spans: Sequence[Any]) -> list[dict[str, Any]]:

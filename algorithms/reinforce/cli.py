@@ -20,7 +20,7 @@ import click
 from lightning_queue.model_server.admin import ADMIN_TOKEN_ENV
 
 from ..evaluation import held_out_table
-from ..launch import BUILTIN_AGENT, BUILTIN_CHECKER, Upstream, load_tasks, run_training, setup_logging
+from ..launch import BUILTIN_AGENT, Upstream, checker_for, load_tasks, run_training, setup_logging
 from ..seed_runs import SeedPlan, run_seeds, seeds_table
 from .algorithm import Reinforce, ReinforceConfig
 
@@ -100,8 +100,7 @@ def run_and_report(*, seeds: int, parallel: int, as_json: bool, **options: Any) 
         raise click.UsageError("--agent needs --train-tasks and --val-tasks: the built-in tasks fit the built-in agent")
     if options["upstream"] == "external" and not options["model_server_url"]:
         raise click.UsageError("--upstream external needs --model-server-url")
-    if options["checker"] is None and options["agent"] == BUILTIN_AGENT:
-        options["checker"] = BUILTIN_CHECKER
+    options["checker"] = checker_for(options["agent"], options["checker"])
     if seeds > 1 and parallel > 1 and (options["upstream"] == "external" or options["proxy_url"]):
         # Seeds side by side would load their checkpoints into one server, or share one proxy's namespace.
         raise click.UsageError(

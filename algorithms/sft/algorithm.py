@@ -30,11 +30,12 @@ from typing import Any
 from lightning_queue import LLMProxy, LlmProxyTraceToTriplet, find_final_reward, with_llm_proxy, with_store
 from lightning_queue.algorithm import Algorithm, batch_iter_over_dataset
 from lightning_queue.store.base import LightningStore
-from lightning_queue.types import EnqueueRolloutRequest, RolloutConfig
+from lightning_queue.types import EnqueueRolloutRequest, Rollout, RolloutConfig
 
 from ..evaluation import Checker, HeldOut, Scored, evaluate_held_out, load_checker, progress_line, score_rollout
 from ..progress import Progress
 from ..reloaders import Reloader
+from ..rollouts import wait_all
 from ..train_queue import TrainingJobError, TrainingQueue, job_path
 from ..trainer_worker import TRAIN_QUEUE
 from .job import JOB_FUNCTION
@@ -334,16 +335,14 @@ class SFT(Algorithm):
             for task in tasks
             for _ in range(cfg.samples_per_task)
         ]
-        pending = {r.rollout_id for r in await store.enqueue_many_rollouts(requests)}
-        outcome = _Rollouts(total=len(pending))
+        ids = [r.rollout_id for r in await store.enqueue_many_rollouts(requests)]
+        outcome = _Rollouts(total=len(ids))
         adapter = self._adapter()
-        deadline = time.monotonic() + cfg.rollout_timeout
         progress.rollouts(0, outcome.total)
-        while pending and time.monotonic() < deadline:
-            wait = min(2.0, max(0.0, deadline - time.monotonic()))
-            for rollout in await store.wait_for_rollouts(rollout_ids=sorted(pending), timeout=wait):
-                pending.discard(rollout.rollout_id)
-                outcome.finished += 1
+
+        async def collect(fresh: list[Rollout], finished: int) -> None:
+            outcome.finished = finished
+            for rollout in fresh:
                 if rollout.status != "succeeded":
                     continue
                 outcome.succeeded += 1
@@ -353,10 +352,12 @@ class SFT(Algorithm):
                 outcome.rewards.append(find_final_reward(spans) or 0.0)
                 outcome.rows += rows_from_triplets(adapter.adapt(spans), rollout.rollout_id)
             progress.rollouts(outcome.finished, outcome.total)
+
+        pending = len(ids) - len(await wait_all(store, ids, timeout=cfg.rollout_timeout, on_finished=collect))
         if pending:
             logger.warning(
                 "%d of %d rollouts did not finish within %.0fs; going on without them",
-                len(pending),
+                pending,
                 outcome.total,
                 cfg.rollout_timeout,
             )

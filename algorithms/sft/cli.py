@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from ..evaluation import held_out_table
-from ..launch import BUILTIN_AGENT, BUILTIN_CHECKER, Upstream, load_tasks, run_training, setup_logging
+from ..launch import BUILTIN_AGENT, Upstream, checker_for, load_tasks, run_training, setup_logging
 from ..trainer_worker import TRAIN_QUEUE
 from .algorithm import SFT, SFTConfig
 
@@ -146,8 +146,6 @@ def sft_command(
         val = load_tasks(val_tasks, "--val-tasks")
     else:
         val = builtin_val if tasks_path is None else []
-    if checker is None and agent == BUILTIN_AGENT:
-        checker = BUILTIN_CHECKER
     config = SFTConfig(
         model_dir=model_dir,
         iterations=max_iterations,
@@ -173,7 +171,7 @@ def sft_command(
         export_dataset=export_dataset,
         progress=progress,
         seed=seed,
-        checker=checker,
+        checker=checker_for(agent, checker),
     )
     try:
         result = run_sft(
