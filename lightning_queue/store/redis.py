@@ -62,10 +62,10 @@ from .query import (
 )
 from .schema import GROUP
 from .transitions import LEAVE, AttemptChanges, Leave, NewRollout, NewSpan, RolloutChanges, ScriptConfig, Transitions
+from .watchdog import Watchdog
 
 logger = logging.getLogger(__name__)
 
-SWEEP_LOCK_MAX_SECONDS = 10.0
 DEQUEUE_BATCH = 1000
 _resources_adapter: Any = None
 
@@ -142,11 +142,11 @@ class RedisLightningStore(LightningStore):
         self.max_span_bytes = max_span_bytes
         self.max_resources_bytes = max_resources_bytes
         self._created = time.monotonic()
-        self._last_sweep = float("-inf")
         self._clients: PerLoop[LoopClient] = PerLoop(lambda: LoopClient(self._factory()))
         self.transitions = Transitions(self.keys, self._script)
         # The worker lease API (claim / renew / release): the runtime uses it, the contract does not.
         self.leases = Leases(self)
+        self.watchdog = Watchdog(self)
 
     def __repr__(self) -> str:
         where = redact(self.url) if self.url else "custom client"
@@ -200,32 +200,16 @@ class RedisLightningStore(LightningStore):
             deleted += int(await self._redis.unlink(*batch))
         return deleted
 
-    # --- watchdog -------------------------------------------------------------------------------
+    # --- watchdog (its schedule lives in watchdog.py) -----------------------------------------------
     async def sweep(self, *, force: bool = True) -> tuple[int, int]:
         """Run the watchdog now: time out / mark unresponsive, reclaim lapsed leases.
 
         Returns (verdicts, reclaimed entries); (-1, 0) if another process swept within the debounce window.
         """
-        # The lock only spaces sweeps across processes; a reader with a long debounce (`lq status`)
-        # must not silence everyone else's watchdog, so its TTL is capped.
-        lock_ms = 0 if force else int(min(self.scan_debounce_seconds, SWEEP_LOCK_MAX_SECONDS) * 1000)
-        lease_ms = int(self.lease_seconds * 1000) if self.lease_seconds else 0
-        verdicts, reclaimed = await self.transitions.sweep(lock_ms=lock_ms, lease_ms=lease_ms, reaper="reaper")
-        self._last_sweep = time.monotonic()
-        if verdicts > 0 or reclaimed > 0:
-            logger.info("watchdog: %d attempt verdicts, %d stream entries reclaimed", verdicts, reclaimed)
-        return int(verdicts), int(reclaimed)
+        return await self.watchdog.sweep(force=force)
 
     async def _healthcheck(self) -> None:
-        # The lazy scan of the contract: before the listed calls, at most once per debounce window.
-        if time.monotonic() - self._last_sweep >= self.scan_debounce_seconds:
-            self._last_sweep = time.monotonic()
-            try:
-                await self.sweep(force=self.scan_debounce_seconds == 0)
-            except ResponseError as exc:
-                # Refused by the server (a live record of the wrong type, OOM): the call it precedes still
-                # runs; the error is reported each debounce window until it is fixed.
-                logger.error("watchdog sweep failed in namespace %r: %s; going on without it", self.namespace, exc)
+        await self.watchdog.maybe_sweep()
 
     # --- validation helpers -----------------------------------------------------------------------
     def _pack_limited(self, value: Any, what: str, limit: int) -> bytes:
