@@ -523,13 +523,13 @@ class RedisLightningStore(LightningStore):
         )
         if status is not UNSET:
             check_choice("status", status, ROLLOUT_STATUSES)
-        missing = f"Item rollout {rollout_id!r:.100} does not exist in namespace {self.namespace!r}"
         if not is_valid_id(rollout_id):
-            raise RolloutNotFound(missing)
+            raise RolloutNotFound(f"Item rollout {rollout_id!r:.100} does not exist in namespace {self.namespace!r}")
         await self._healthcheck()
         try:
             reply = await self.transitions.update_rollout(rollout_id, None if status is UNSET else status, changes)
         except RolloutNotFound:
+            missing = f"Item rollout {rollout_id!r} does not exist in namespace {self.namespace!r}"
             raise RolloutNotFound(missing) from None
         return self._rollout(reply)
 
