@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from lightning_queue.store import AttemptNotFound, RedisLightningStore, RolloutNotFound, embedded, schema
 from lightning_queue.store.keys import Keys
 from lightning_queue.store.scripts import SCRIPT_NAMES, script_body, script_source
+from lightning_queue.store.transitions import NewRollout, NewSpan, ScriptConfig
 from lightning_queue.types import ATTEMPT_STATUSES, QUEUED_STATUSES, ROLLOUT_STATUSES, TERMINAL_STATUSES
 
 LUA_FILES = ("common", *SCRIPT_NAMES)
@@ -87,3 +89,16 @@ def test_the_embedded_server_names_the_extra_when_fakeredis_is_missing(monkeypat
     monkeypatch.setitem(__import__("sys").modules, "fakeredis", None)
     with pytest.raises(RuntimeError, match=re.escape("pip install lightning-queue[embedded]")):
         embedded.start_embedded_server()
+
+
+def test_the_facade_packs_as_many_slots_per_record_as_the_scripts_stride() -> None:
+    config = ScriptConfig(
+        packed=b"c", max_attempts=1, retry_condition=(), timeout_seconds=None, unresponsive_seconds=None
+    )
+    rollout = NewRollout(rollout_id="ro-1", input=b"i", mode=None, resources_id=None, config=config, metadata=None)
+    create = script_body("create")
+    assert re.search(r"per rollout, (\d+) slots", create)[1] == str(len(rollout._slots()))  # type: ignore[index]
+    assert f"for i = 6, #ARGV, {len(rollout._slots())} do" in create
+    per_span = len(dataclasses.fields(NewSpan))
+    assert re.search(r"per span, (\d+) slots", script_body("add_spans"))[1] == str(per_span)  # type: ignore[index]
+    assert f"for i = 3, #ARGV, {per_span} do" in script_body("add_spans")

@@ -4,6 +4,7 @@
 --   KEYS[1] the namespace's queue stream (routes the call to the namespace's slot)
 --   ARGV[1] the key prefix "lq:{<ns>}:"   ARGV[2] now (float seconds, the caller's clock)
 -- Keys derived below all carry the namespace hash tag, so a script never leaves its slot.
+-- Each script's ARGV[3..] is packed by its one method in transitions.py; change both together.
 local P = ARGV[1]
 local NOW = ARGV[2]
 local Q = KEYS[1]
