@@ -48,7 +48,7 @@ async def _used(client: aioredis.Redis) -> int:
 
 async def _measure(url: str, rollouts: int, large: bool) -> dict[str, Any]:
     from lightning_queue import RedisLightningStore
-    from lightning_queue.store.redis import Claim
+    from lightning_queue.store.leases import Claim
     from lightning_queue.types import EnqueueRolloutRequest, Span, SpanCoreFields
 
     namespace = f"bench-mem-{uuid.uuid4().hex[:10]}"

@@ -30,7 +30,7 @@ from typing import Any
 import aiohttp
 
 from lightning_queue import RedisLightningStore
-from lightning_queue.store.connection import start_embedded_server
+from lightning_queue.store.embedded import start_embedded_server
 
 MODEL = "bench"
 

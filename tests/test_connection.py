@@ -61,7 +61,7 @@ def test_no_embedded_server_when_disallowed(monkeypatch: pytest.MonkeyPatch) -> 
 
 async def test_embedded_server_serves_a_store_and_a_child_process(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(connection, "_answers", lambda *a, **k: False)
-    # The embedded server exports its URL for child processes; undo that after the test.
+    # The library never exports the URL itself: the caller hands it to its child (as WorkerPool does).
     monkeypatch.setenv("LQ_REDIS_URL", "")
     monkeypatch.delenv("LQ_REDIS_URL")
     namespace = f"emb-{uuid.uuid4().hex[:8]}"
@@ -81,8 +81,8 @@ async def test_embedded_server_serves_a_store_and_a_child_process(monkeypatch: p
         asyncio.run(main())
         """
     )
-    env = dict(os.environ)
-    assert env["LQ_REDIS_URL"] == store.url
+    assert "LQ_REDIS_URL" not in os.environ
+    env = {**os.environ, "LQ_REDIS_URL": store.url}
     command = [sys.executable, "-c", child]
     out = await asyncio.to_thread(subprocess.run, command, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from lightning_queue import RedisLightningStore, RolloutConfig
-from lightning_queue.store.redis import Claim
+from lightning_queue.store.leases import Claim
 from lightning_queue.types import Span
 from tests.conftest import StoreFactory
 

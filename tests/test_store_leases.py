@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from lightning_queue import RolloutConfig
+from lightning_queue.store.transitions import StreamEntry
 from tests.conftest import StoreFactory
 
 RETRY_UNRESPONSIVE = RolloutConfig(max_attempts=2, retry_condition=["unresponsive"])
@@ -186,7 +187,8 @@ async def test_entry_reclaimed_while_its_reader_was_frozen_is_not_claimed_by_it(
     assert (await store.sweep())[1] == 1  # reclaimed: the rollout is queued afresh
 
     # It resumes and claims what it read: nothing, since that entry is no longer its own.
-    assert await store._run("claim", "frozen", "frozen", entry.decode(), rollout.rollout_id, "at-stale") == []
+    stale = StreamEntry(entry_id=entry.decode(), rollout_id=rollout.rollout_id, attempt_id="at-stale")
+    assert await store.transitions.claim(consumer="frozen", worker_id="frozen", entries=[stale]) == []
 
     assert await store.query_attempts(rollout.rollout_id) == []
     [claim] = await store.claim(consumer="w2", count=1, block_ms=10)

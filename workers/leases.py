@@ -183,7 +183,7 @@ class LeaseKeeper:
         if not entries:
             return
         try:
-            held = await self.store.renew_leases(self.consumer, entries)
+            held = await self.store.leases.renew_leases(self.consumer, entries)
         except REDIS_ERRORS as exc:
             health.failed(exc)
             now = time.monotonic()

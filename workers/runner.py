@@ -20,7 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from lightning_queue.store import RedisLightningStore
-from lightning_queue.store.redis import Claim
+from lightning_queue.store.leases import Claim
 from lightning_queue.types import UNSET, AttemptedRollout, AttemptStatus, NamedResources, Span
 
 from . import forks, results
@@ -335,7 +335,7 @@ class Worker:
                 continue
             count = self._free if quota is None else min(self._free, quota)
             try:
-                claims = await self.store.claim(
+                claims = await self.store.leases.claim(
                     consumer=self.worker_id, worker_id=self.worker_id, count=count, block_ms=self.claim_block_ms
                 )
             except REDIS_ERRORS as exc:
@@ -485,7 +485,7 @@ class Worker:
         run.finishing = True
         # A late result from a reclaimed attempt is dropped here; the store's fencing covers the rest.
         held = await self._retry(
-            run, "checking the lease", functools.partial(self.store.renew_leases, self.worker_id, [run.entry_id])
+            run, "checking the lease", functools.partial(self.store.leases.renew_leases, self.worker_id, [run.entry_id])
         )
         if run.entry_id not in held:
             raise LeaseLost("its stream entry was reclaimed before the result could be stored")
@@ -526,7 +526,7 @@ class Worker:
     async def _release(self, run: _Running, reason: str) -> None:
         metadata = {"released": {"worker_id": self.worker_id, "reason": reason}}
         try:
-            released = await self.store.release(run.rollout.rollout_id, run.rollout.attempt.attempt_id, metadata)
+            released = await self.store.leases.release(run.rollout.rollout_id, run.rollout.attempt.attempt_id, metadata)
         except REDIS_ERRORS as exc:
             # Nothing is lost: the unrenewed lease lapses and the watchdog reclaims the entry.
             logger.warning("%s: release failed (%s); the watchdog will reclaim it", run, exc)

@@ -3,7 +3,20 @@
 from .base import LightningStore
 from .codec import CorruptRecord
 from .connection import resolve_url
+from .errors import AttemptNotFound, NotFound, RolloutNotFound
+from .leases import Claim, Leases
 from .memory import EvictingRedisError
-from .redis import Claim, RedisLightningStore
+from .redis import RedisLightningStore
 
-__all__ = ["Claim", "CorruptRecord", "EvictingRedisError", "LightningStore", "RedisLightningStore", "resolve_url"]
+__all__ = [
+    "AttemptNotFound",
+    "Claim",
+    "CorruptRecord",
+    "EvictingRedisError",
+    "Leases",
+    "LightningStore",
+    "NotFound",
+    "RedisLightningStore",
+    "RolloutNotFound",
+    "resolve_url",
+]

@@ -169,3 +169,21 @@ def resources_from_fields(fields: dict[str, Any], *, key: str) -> ResourcesUpdat
 @names_key
 def span_from_blob(blob: bytes, *, key: str) -> Span:
     return Span.model_validate(unpack(blob, key=key))
+
+
+def reads_back(what: str, build: Callable[[], Any]) -> None:
+    """Run the reader on a record about to be written: whatever is stored must read back."""
+    try:
+        build()
+    except CorruptRecord as exc:
+        raise TypeError(f"{what} does not read back: {exc.reason}") from None
+
+
+def attempt_metadata(attempt_id: str, metadata: dict[str, Any] | None) -> bytes:
+    """The packed metadata of an attempt, once it is known to read back."""
+    blob = pack(metadata)
+    if metadata is not None:
+        probe = {"rollout_id": b"r", "attempt_id": b"a", "sequence_id": b"1", "start_time": b"0", "status": b"running"}
+        probe["metadata"] = blob
+        reads_back(f"metadata of attempt {attempt_id}", lambda: attempt_from_fields(probe, key=""))
+    return blob

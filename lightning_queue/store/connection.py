@@ -1,5 +1,5 @@
-"""Where the store's Redis is: URL resolution, client settings, the embedded fallback server, and waiting
-for a shared Redis that is not up yet."""
+"""Where the store's Redis is: URL resolution, client settings, the fallback to the embedded server
+(embedded.py), and waiting for a shared Redis that is not up yet."""
 
 from __future__ import annotations
 
@@ -23,13 +23,13 @@ from redis.exceptions import AuthenticationError, AuthorizationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+# resolve_url's fallback; tests replace it here.
+from .embedded import start_embedded_server as start_embedded_server
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_LOCAL_URL = "redis://127.0.0.1:6379/0"
 _VALID_SCHEMES = ("redis", "rediss", "unix")
-
-_embedded_lock = threading.Lock()
-_embedded: Any = None  # the running fakeredis TcpFakeServer, at most one per process
 
 
 def redact(url: str) -> str:
@@ -70,32 +70,6 @@ def _answers(host: str, port: int, timeout: float = 0.3) -> bool:
             return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
     except OSError:
         return False
-
-
-def start_embedded_server() -> str:
-    """Start (once per process) fakeredis' TCP server on a free loopback port; return its URL."""
-    global _embedded
-    with _embedded_lock:
-        if _embedded is None:
-            from fakeredis import TcpFakeServer
-
-            with socket.socket() as sock:
-                sock.bind(("127.0.0.1", 0))
-                port = int(sock.getsockname()[1])
-            server = TcpFakeServer(("127.0.0.1", port), server_type="redis")
-            thread = threading.Thread(target=server.serve_forever, name="lq-embedded-redis", daemon=True)
-            thread.start()
-            _embedded = server
-            url = f"redis://127.0.0.1:{port}/0"
-            # Child processes (workers) inherit the URL and join the same embedded server.
-            os.environ["LQ_REDIS_URL"] = url
-            print(
-                f"lightning-queue: no Redis reachable; started an embedded Redis-compatible server at {url} "
-                "(for trying things on one machine; it keeps nothing after this process exits)",
-                file=sys.stderr,
-            )
-        host, port = _embedded.server_address[:2]
-        return f"redis://{host}:{port}/0"
 
 
 def resolve_url(url: str | None = None, *, allow_embedded: bool = True) -> str:

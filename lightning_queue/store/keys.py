@@ -6,6 +6,8 @@ import hashlib
 import re
 import uuid
 
+from . import schema
+
 # Always fullmatch: `$` also matches before a final newline, so match() would let 'w-1\n' through.
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 # No ':' (it separates key parts), no braces (hash tags), no spaces or slashes (URL paths).
@@ -55,34 +57,34 @@ class Keys:
 
     def __init__(self, namespace: str) -> None:
         self.namespace = check_namespace(namespace)
-        self.prefix = f"lq:{{{namespace}}}:"
-        self.queue = self.prefix + "queue"
-        self.done = self.prefix + "done"
-        self.meta = self.prefix + "meta"
-        self.all_rollouts = self.prefix + "idx:all"
-        self.resources_index = self.prefix + "res:idx"
-        self.workers_index = self.prefix + "wk:idx"
+        self.prefix = schema.prefix(namespace)
+        self.queue = self.prefix + schema.KEY_QUEUE
+        self.done = self.prefix + schema.KEY_DONE
+        self.meta = self.prefix + schema.KEY_META
+        self.all_rollouts = self.prefix + schema.KEY_ALL_ROLLOUTS
+        self.resources_index = self.prefix + schema.KEY_RESOURCES_INDEX
+        self.workers_index = self.prefix + schema.KEY_WORKERS_INDEX
 
     def rollout(self, rollout_id: str) -> str:
-        return f"{self.prefix}ro:{rollout_id}"
+        return f"{self.prefix}{schema.KEY_ROLLOUT}{rollout_id}"
 
     def attempt(self, rollout_id: str, attempt_id: str) -> str:
-        return f"{self.prefix}at:{rollout_id}:{attempt_id}"
+        return f"{self.prefix}{schema.KEY_ATTEMPT}{rollout_id}:{attempt_id}"
 
     def attempts(self, rollout_id: str) -> str:
-        return f"{self.prefix}ats:{rollout_id}"
+        return f"{self.prefix}{schema.KEY_ATTEMPTS}{rollout_id}"
 
     def spans(self, rollout_id: str) -> str:
-        return f"{self.prefix}sp:{rollout_id}"
+        return f"{self.prefix}{schema.KEY_SPANS}{rollout_id}"
 
     def sequence(self, rollout_id: str) -> str:
-        return f"{self.prefix}seq:{rollout_id}"
+        return f"{self.prefix}{schema.KEY_SEQUENCE}{rollout_id}"
 
     def status_index(self, status: str) -> str:
-        return f"{self.prefix}idx:status:{status}"
+        return f"{self.prefix}{schema.KEY_STATUS_INDEX}{status}"
 
     def resources(self, resources_id: str) -> str:
-        return f"{self.prefix}res:{resources_id}"
+        return f"{self.prefix}{schema.KEY_RESOURCES}{resources_id}"
 
     def worker(self, worker_id: str) -> str:
-        return f"{self.prefix}wk:{worker_id}"
+        return f"{self.prefix}{schema.KEY_WORKER}{worker_id}"

@@ -8,7 +8,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -46,7 +45,10 @@ from ..types.resources import ResourceUnion
 from . import codec
 from .base import LightningStore
 from .connection import PerLoop, make_client, redact, resolve_url
+from .errors import AttemptNotFound, RolloutNotFound
 from .keys import Keys, check_id, is_valid_id, new_attempt_id, new_resources_id, new_rollout_id
+from .leases import Claim, Leases
+from .loop_client import LoopClient
 from .memory import MemoryInfo, check_policy, read_memory_info
 from .otel import span_from_otel
 from .query import (
@@ -58,15 +60,13 @@ from .query import (
     sort_and_page,
     text_matches,
 )
-from .scripts import SCRIPT_NAMES, script_source
-from .waiting import DoneFeed
+from .schema import GROUP
+from .transitions import LEAVE, AttemptChanges, Leave, NewRollout, NewSpan, RolloutChanges, ScriptConfig, Transitions
+from .watchdog import Watchdog
 
 logger = logging.getLogger(__name__)
 
-GROUP = "workers"
-SWEEP_LOCK_MAX_SECONDS = 10.0
 DEQUEUE_BATCH = 1000
-_NOTFOUND = "NOTFOUND "
 _resources_adapter: Any = None
 
 
@@ -79,37 +79,11 @@ def _resources_validator() -> Any:
     return _resources_adapter
 
 
-@dataclass(frozen=True)
-class Claim:
-    """A rollout a worker claimed from the stream, with the entry it must keep leased."""
-
-    entry_id: str
-    rollout: AttemptedRollout
-
-
 def _f(value: float) -> str:
     return repr(float(value))
 
 
 R = TypeVar("R")
-
-
-def _reads_back(what: str, build: Callable[[], Any]) -> None:
-    """Run the reader on a record about to be written: whatever is stored must read back."""
-    try:
-        build()
-    except codec.CorruptRecord as exc:
-        raise TypeError(f"{what} does not read back: {exc.reason}") from None
-
-
-def _attempt_metadata(attempt_id: str, metadata: dict[str, Any] | None) -> bytes:
-    """The packed metadata of an attempt, once it is known to read back."""
-    blob = codec.pack(metadata)
-    if metadata is not None:
-        probe = {"rollout_id": b"r", "attempt_id": b"a", "sequence_id": b"1", "start_time": b"0", "status": b"running"}
-        probe["metadata"] = blob
-        _reads_back(f"metadata of attempt {attempt_id}", lambda: codec.attempt_from_fields(probe, key=""))
-    return blob
 
 
 def _listed(build: Callable[[], R]) -> R | None:
@@ -168,8 +142,11 @@ class RedisLightningStore(LightningStore):
         self.max_span_bytes = max_span_bytes
         self.max_resources_bytes = max_resources_bytes
         self._created = time.monotonic()
-        self._last_sweep = float("-inf")
-        self._clients: PerLoop[_LoopClient] = PerLoop(lambda: _LoopClient(self._factory()))
+        self._clients: PerLoop[LoopClient] = PerLoop(lambda: LoopClient(self._factory()))
+        self.transitions = Transitions(self.keys, self._script)
+        # The worker lease API (claim / renew / release): the runtime uses it, the contract does not.
+        self.leases = Leases(self)
+        self.watchdog = Watchdog(self)
 
     def __repr__(self) -> str:
         where = redact(self.url) if self.url else "custom client"
@@ -180,7 +157,7 @@ class RedisLightningStore(LightningStore):
         return {"thread_safe": True, "async_safe": True, "zero_copy": False, "otlp_traces": False}
 
     # --- connections ------------------------------------------------------------------------------
-    def _loop_client(self) -> _LoopClient:
+    def _loop_client(self) -> LoopClient:
         return self._clients.get()
 
     @property
@@ -188,7 +165,7 @@ class RedisLightningStore(LightningStore):
         # redis-py's reply types are unions of every RESP shape; replies are checked where they are used.
         return self._loop_client().redis
 
-    async def _checked(self) -> _LoopClient:
+    async def _checked(self) -> LoopClient:
         """The loop's client, once its Redis was found not to evict keys (checked on first use)."""
         lc = self._loop_client()
         if not lc.memory_checked:
@@ -203,16 +180,9 @@ class RedisLightningStore(LightningStore):
         lc.memory_checked = True
         return info
 
-    async def _run(self, name: str, *args: Any) -> Any:
-        """Run one Lua transition (EVALSHA, loading it again after NOSCRIPT)."""
-        script = (await self._checked()).script(name)
-        try:
-            return await script(keys=[self.keys.queue], args=[self.keys.prefix, _f(time.time()), *args])
-        except ResponseError as exc:
-            message = str(exc)
-            if _NOTFOUND in message:
-                raise ValueError(message.split(_NOTFOUND, 1)[1].split("\n")[0].strip()) from None
-            raise
+    async def _script(self, name: str) -> AsyncScript:
+        """The loaded Lua transition `name` of the running loop (the facade in transitions.py calls it)."""
+        return (await self._checked()).script(name)
 
     async def aclose(self) -> None:
         """Close the client of the running loop (clients of other loops close with their loop)."""
@@ -226,36 +196,20 @@ class RedisLightningStore(LightningStore):
     async def purge(self) -> int:
         """Delete every key of this namespace; returns how many were deleted."""
         deleted = 0
-        async for batch in _batched(self._redis.scan_iter(match=f"lq:{{{self.namespace}}}:*", count=500), 500):
+        async for batch in _batched(self._redis.scan_iter(match=self.keys.prefix + "*", count=500), 500):
             deleted += int(await self._redis.unlink(*batch))
         return deleted
 
-    # --- watchdog -------------------------------------------------------------------------------
+    # --- watchdog (its schedule lives in watchdog.py) -----------------------------------------------
     async def sweep(self, *, force: bool = True) -> tuple[int, int]:
         """Run the watchdog now: time out / mark unresponsive, reclaim lapsed leases.
 
         Returns (verdicts, reclaimed entries); (-1, 0) if another process swept within the debounce window.
         """
-        # The lock only spaces sweeps across processes; a reader with a long debounce (`lq status`)
-        # must not silence everyone else's watchdog, so its TTL is capped.
-        lock_ms = 0 if force else int(min(self.scan_debounce_seconds, SWEEP_LOCK_MAX_SECONDS) * 1000)
-        lease_ms = int(self.lease_seconds * 1000) if self.lease_seconds else 0
-        verdicts, reclaimed = await self._run("sweep", lock_ms, lease_ms, "reaper")
-        self._last_sweep = time.monotonic()
-        if verdicts > 0 or reclaimed > 0:
-            logger.info("watchdog: %d attempt verdicts, %d stream entries reclaimed", verdicts, reclaimed)
-        return int(verdicts), int(reclaimed)
+        return await self.watchdog.sweep(force=force)
 
     async def _healthcheck(self) -> None:
-        # The lazy scan of the contract: before the listed calls, at most once per debounce window.
-        if time.monotonic() - self._last_sweep >= self.scan_debounce_seconds:
-            self._last_sweep = time.monotonic()
-            try:
-                await self.sweep(force=self.scan_debounce_seconds == 0)
-            except ResponseError as exc:
-                # Refused by the server (a live record of the wrong type, OOM): the call it precedes still
-                # runs; the error is reported each debounce window until it is fixed.
-                logger.error("watchdog sweep failed in namespace %r: %s; going on without it", self.namespace, exc)
+        await self.watchdog.maybe_sweep()
 
     # --- validation helpers -----------------------------------------------------------------------
     def _pack_limited(self, value: Any, what: str, limit: int) -> bytes:
@@ -264,14 +218,14 @@ class RedisLightningStore(LightningStore):
             raise ValueError(f"{what} is {len(blob)} bytes encoded, over the limit of {limit} bytes")
         return blob
 
-    def _rollout_args(
+    def _new_rollout(
         self,
         input: Any,
         mode: RolloutMode | None,
         resources_id: str | None,
         config: RolloutConfig | None,
         metadata: dict[str, Any] | None,
-    ) -> list[Any]:
+    ) -> NewRollout:
         if mode is not None:
             check_choice("mode", mode, ROLLOUT_MODES)
         if resources_id is not None:
@@ -280,17 +234,16 @@ class RedisLightningStore(LightningStore):
         if metadata is not None and not isinstance(metadata, dict):
             raise TypeError(f"metadata must be a dict or None, got {type(metadata).__name__}")
         rollout_id = new_rollout_id()
-        args = [
-            rollout_id,
-            self._pack_limited(input, f"input of rollout {rollout_id}", self.max_input_bytes),
-            mode or "",
-            "1" if resources_id is not None else "0",
-            resources_id or "",
-            *self._config_fields(config),
-            "" if metadata is None else self._pack_limited(metadata, "metadata", self.max_input_bytes),
-        ]
-        self._check_rollout_reads_back(rollout_id, input=args[1], config=args[5], metadata=args[10] or None)
-        return args
+        new = NewRollout(
+            rollout_id=rollout_id,
+            input=self._pack_limited(input, f"input of rollout {rollout_id}", self.max_input_bytes),
+            mode=mode,
+            resources_id=resources_id,
+            config=ScriptConfig.of(config),
+            metadata=None if metadata is None else self._pack_limited(metadata, "metadata", self.max_input_bytes),
+        )
+        self._check_rollout_reads_back(rollout_id, input=new.input, config=new.config.packed, metadata=new.metadata)
+        return new
 
     def _check_rollout_reads_back(
         self, rollout_id: str, *, input: bytes | None, config: bytes | None, metadata: bytes | None
@@ -300,11 +253,11 @@ class RedisLightningStore(LightningStore):
             "input": codec.pack(None) if input is None else input,
             "start_time": b"0",
             "status": b"queuing",
-            "config": self._config_fields(self.default_config)[0] if config is None else config,
+            "config": ScriptConfig.of(self.default_config).packed if config is None else config,
         }
         if metadata is not None:
             fields["metadata"] = metadata
-        _reads_back(f"rollout {rollout_id}", lambda: codec.rollout_from_fields(fields, None, key=""))
+        codec.reads_back(f"rollout {rollout_id}", lambda: codec.rollout_from_fields(fields, None, key=""))
 
     @staticmethod
     def _check_config(config: Any) -> RolloutConfig:
@@ -313,17 +266,6 @@ class RedisLightningStore(LightningStore):
         if isinstance(config, dict):
             return RolloutConfig.model_validate(config)
         raise TypeError(f"config must be a RolloutConfig or a dict, got {type(config).__name__}")
-
-    @staticmethod
-    def _config_fields(config: RolloutConfig) -> list[Any]:
-        """The packed config, then the scalars the Lua retry rule and watchdog read."""
-        return [
-            codec.pack(config.model_dump(mode="json")),
-            str(config.max_attempts),
-            "," + ",".join(config.retry_condition) + ",",
-            "" if config.timeout_seconds is None else _f(config.timeout_seconds),
-            "" if config.unresponsive_seconds is None else _f(config.unresponsive_seconds),
-        ]
 
     def _rollout(self, pair: list[Any], rollout_id: str | None = None) -> Rollout | AttemptedRollout:
         """Decode a {rollout fields, attempt fields[, error, key]} reply of a script."""
@@ -382,9 +324,9 @@ class RedisLightningStore(LightningStore):
     ) -> AttemptedRollout:
         if worker_id is not None:
             check_id("worker_id", worker_id)
-        args = self._rollout_args(input, mode, resources_id, config, metadata)
+        new = self._new_rollout(input, mode, resources_id, config, metadata)
         await self._healthcheck()
-        reply = await self._run("create", "start", worker_id or "", new_attempt_id(), *args)
+        reply = await self.transitions.create([new], start=True, attempt_id=new_attempt_id(), worker_id=worker_id)
         return self._attempted(reply[0])
 
     async def enqueue_rollout(
@@ -395,25 +337,25 @@ class RedisLightningStore(LightningStore):
         config: RolloutConfig | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> Rollout:
-        args = self._rollout_args(input, mode, resources_id, config, metadata)
+        new = self._new_rollout(input, mode, resources_id, config, metadata)
         await self._healthcheck()
-        reply = await self._run("create", "enqueue", "", "", *args)
+        reply = await self.transitions.create([new])
         return self._rollout(reply[0])
 
     async def enqueue_many_rollouts(self, rollouts: Sequence[EnqueueRolloutRequest]) -> Sequence[Rollout]:
-        args: list[Any] = []
+        news: list[NewRollout] = []
         for request in rollouts:
             if isinstance(request, dict):
                 request = EnqueueRolloutRequest.model_validate(request)
             if not isinstance(request, EnqueueRolloutRequest):
                 raise TypeError(f"expected EnqueueRolloutRequest items, got {type(request).__name__}")
-            args += self._rollout_args(
-                request.input, request.mode, request.resources_id, request.config, request.metadata
+            news.append(
+                self._new_rollout(request.input, request.mode, request.resources_id, request.config, request.metadata)
             )
-        if not args:
+        if not news:
             return []
         await self._healthcheck()
-        reply = await self._run("create", "enqueue", "", "", *args)
+        reply = await self.transitions.create(news)
         return [self._rollout(pair) for pair in reply]
 
     async def dequeue_rollout(self, worker_id: str | None = None) -> AttemptedRollout | None:
@@ -436,8 +378,10 @@ class RedisLightningStore(LightningStore):
             batch = min(limit - len(claimed), DEQUEUE_BATCH)
             aids = [new_attempt_id() for _ in range(batch)]
             # Entries are deleted as they are claimed here, so one shared consumer name keeps the group small.
-            first = "1" if not claimed else "0"  # a later empty batch must not mark a busy worker idle
-            reply = await self._run("dequeue", "api", worker_id or "", batch, first, *aids)
+            # A later empty batch must not mark a busy worker idle.
+            reply = await self.transitions.dequeue(
+                consumer="api", worker_id=worker_id, attempt_ids=aids, idle_if_empty=not claimed
+            )
             claimed += [r for r in [await self._claimed(pair) for pair in reply] if r is not None]
             if len(reply) < batch:
                 break
@@ -461,9 +405,9 @@ class RedisLightningStore(LightningStore):
         if worker_id is not None:
             check_id("worker_id", worker_id)
         if not is_valid_id(rollout_id):
-            raise ValueError(f"Rollout {rollout_id!r:.100} not found")
+            raise RolloutNotFound(f"Rollout {rollout_id!r:.100} not found")
         await self._healthcheck()
-        reply = await self._run("start_attempt", rollout_id, new_attempt_id(), worker_id or "")
+        reply = await self.transitions.start_attempt(rollout_id, new_attempt_id(), worker_id)
         return self._attempted(reply)
 
     async def _read_rollouts(
@@ -472,7 +416,7 @@ class RedisLightningStore(LightningStore):
         """The rollouts that exist; a corrupt one is left out and logged when `listing`, else raised."""
         if not rollout_ids:
             return []
-        reply = await self._run("read_rollouts", *rollout_ids)
+        reply = await self.transitions.read_rollouts(rollout_ids)
         found = []
         for rid, pair in zip(rollout_ids, reply, strict=True):
             if len(pair) <= 2 and not pair[0]:
@@ -549,47 +493,44 @@ class RedisLightningStore(LightningStore):
         config: RolloutConfig = UNSET,
         metadata: dict[str, Any] | None = UNSET,
     ) -> Rollout:
-        fields: list[Any] = []
-        delete = "\0"
+        new_input: bytes | Leave = LEAVE
         if input is not UNSET:
-            fields += [
-                "input",
-                self._pack_limited(input, f"input of rollout {rollout_id}", self.max_input_bytes),
-            ]
-        if mode is not UNSET:
-            if mode is not None:
-                check_choice("mode", mode, ROLLOUT_MODES)
-            fields += ["mode", mode if mode is not None else delete]
-        if resources_id is not UNSET:
-            if resources_id is not None:
-                check_id("resources_id", resources_id)
-            fields += ["resources_id", resources_id if resources_id is not None else delete]
+            new_input = self._pack_limited(input, f"input of rollout {rollout_id}", self.max_input_bytes)
+        if mode is not UNSET and mode is not None:
+            check_choice("mode", mode, ROLLOUT_MODES)
+        if resources_id is not UNSET and resources_id is not None:
+            check_id("resources_id", resources_id)
+        new_config: ScriptConfig | Leave = LEAVE
         if config is not UNSET:
-            packed, max_attempts, retry, timeout, unresponsive = self._config_fields(
-                self._check_config(config if config is not None else RolloutConfig())
-            )
-            fields += ["config", packed, "cfg_max", max_attempts, "cfg_retry", retry]
-            fields += ["cfg_timeout", timeout or delete, "cfg_unresponsive", unresponsive or delete]
+            new_config = ScriptConfig.of(self._check_config(config if config is not None else RolloutConfig()))
+        new_metadata: bytes | Leave | None = LEAVE
         if metadata is not UNSET:
             if metadata is not None and not isinstance(metadata, dict):
                 raise TypeError(f"metadata must be a dict or None, got {type(metadata).__name__}")
-            fields += ["metadata", delete if metadata is None else codec.pack(metadata)]
-        new = dict(zip(fields[::2], fields[1::2], strict=True))
+            new_metadata = None if metadata is None else codec.pack(metadata)
+        changes = RolloutChanges(
+            input=new_input,
+            mode=LEAVE if mode is UNSET else mode,
+            resources_id=LEAVE if resources_id is UNSET else resources_id,
+            config=new_config,
+            metadata=new_metadata,
+        )
         self._check_rollout_reads_back(
             rollout_id,
-            input=new.get("input"),
-            config=new.get("config"),
-            metadata=None if new.get("metadata") in (None, delete) else new["metadata"],
+            input=None if isinstance(new_input, Leave) else new_input,
+            config=None if isinstance(new_config, Leave) else new_config.packed,
+            metadata=new_metadata if isinstance(new_metadata, bytes) else None,
         )
         if status is not UNSET:
             check_choice("status", status, ROLLOUT_STATUSES)
         if not is_valid_id(rollout_id):
-            raise ValueError(f"Item rollout {rollout_id!r:.100} does not exist in namespace {self.namespace!r}")
+            raise RolloutNotFound(f"Item rollout {rollout_id!r:.100} does not exist in namespace {self.namespace!r}")
         await self._healthcheck()
         try:
-            reply = await self._run("update_rollout", rollout_id, "" if status is UNSET else status, *fields)
-        except ValueError:
-            raise ValueError(f"Item rollout {rollout_id!r} does not exist in namespace {self.namespace!r}") from None
+            reply = await self.transitions.update_rollout(rollout_id, None if status is UNSET else status, changes)
+        except RolloutNotFound:
+            missing = f"Item rollout {rollout_id!r} does not exist in namespace {self.namespace!r}"
+            raise RolloutNotFound(missing) from None
         return self._rollout(reply)
 
     async def wait_for_rollouts(self, *, rollout_ids: list[str], timeout: float | None = None) -> list[Rollout]:
@@ -728,84 +669,33 @@ class RedisLightningStore(LightningStore):
         if metadata is not UNSET and metadata is not None and not isinstance(metadata, dict):
             raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
         if not is_valid_id(rollout_id):
-            raise ValueError(f"Rollout {rollout_id!r:.100} not found")
+            raise RolloutNotFound(f"Rollout {rollout_id!r:.100} not found")
         if attempt_id != "latest" and not is_valid_id(attempt_id):
-            raise ValueError(f"Attempt {attempt_id!r:.100} not found in rollout {rollout_id}")
-        blob = b"" if metadata is UNSET else _attempt_metadata(attempt_id, metadata)
-        await self._healthcheck()
-        reply = await self._run(
-            "update_attempt",
-            rollout_id,
-            attempt_id,
-            "" if status is UNSET else status,
-            "0" if worker_id is UNSET else "1",
-            "" if worker_id in (UNSET, None) else worker_id,
-            "" if last_heartbeat_time is UNSET else _f(last_heartbeat_time),
-            "0" if metadata is UNSET else "1",
-            blob,
+            raise AttemptNotFound(f"Attempt {attempt_id!r:.100} not found in rollout {rollout_id}")
+        changes = AttemptChanges(
+            status=None if status is UNSET else status,
+            worker_id=LEAVE if worker_id is UNSET else worker_id,
+            last_heartbeat_time=None if last_heartbeat_time is UNSET else last_heartbeat_time,
+            metadata=LEAVE if metadata is UNSET else codec.attempt_metadata(attempt_id, metadata),
         )
+        await self._healthcheck()
+        reply = await self.transitions.update_attempt(rollout_id, attempt_id, changes)
         fields = codec.pairs(reply)
         return codec.attempt_from_fields(
             fields, key=self.keys.attempt(rollout_id, codec.text(fields, "attempt_id") or "")
         )
 
-    # --- worker-side claiming (used by `workers`) ---------------------------------------------------
+    # --- worker-side claiming: the lease API lives in leases.py; these delegate to `self.leases` ---------
     async def claim(
         self, *, consumer: str, worker_id: str | None = None, count: int = 1, block_ms: int = 1000
     ) -> list[Claim]:
-        """Block up to `block_ms` for new stream entries and claim them; each claim stays leased to `consumer`."""
-        check_id("consumer", consumer)
-        lc = await self._checked()
-        await lc.ensure_group(self.keys.queue)
-        started = time.monotonic()
-        block_ms = max(1, block_ms)
-        try:
-            reply = await lc.blocking.xreadgroup(GROUP, consumer, {self.keys.queue: ">"}, count=count, block=block_ms)
-        except ResponseError as exc:
-            # Redis says NOGROUP; fakeredis says the key must exist.
-            if "NOGROUP" not in str(exc) and "requires the key to exist" not in str(exc):
-                raise
-            # Redis came back empty (restart without persistence, or a purge): make the group again.
-            lc.group_ready = False
-            await lc.ensure_group(self.keys.queue)
-            reply = await lc.blocking.xreadgroup(GROUP, consumer, {self.keys.queue: ">"}, count=count, block=block_ms)
-        waited_ms = (time.monotonic() - started) * 1000
-        if not reply and waited_ms < block_ms / 2:
-            # fakeredis (the embedded server) answers XREADGROUP BLOCK at once; wait on XREAD instead so
-            # idle workers do not spin. An entry racing in before the XREAD costs at most one block.
-            await lc.blocking.xread({self.keys.queue: "$"}, count=1, block=max(1, int(block_ms - waited_ms)))
-            reply = await lc.blocking.xreadgroup(GROUP, consumer, {self.keys.queue: ">"}, count=count)
-        args: list[Any] = []
-        for _stream, entries in reply or []:
-            for entry_id, fields in entries:
-                rid = fields.get(b"rid", b"").decode()
-                args += [entry_id, rid, new_attempt_id()]
-        if not args:
-            return []
-        claimed = await self._run("claim", consumer, worker_id or "", *args)
-        out = []
-        for pair in claimed:
-            rollout = await self._claimed(pair)
-            if rollout is not None:
-                entry = codec.pairs(pair[1]).get("entry", b"")
-                out.append(Claim(entry_id=entry.decode(), rollout=rollout))
-        return out
+        return await self.leases.claim(consumer=consumer, worker_id=worker_id, count=count, block_ms=block_ms)
 
     async def renew_leases(self, consumer: str, entry_ids: Sequence[str]) -> set[str]:
-        """Reset the idle time of entries `consumer` holds; returns those it still holds."""
-        if not entry_ids:
-            return set()
-        held = await self._redis.xclaim(
-            self.keys.queue, GROUP, consumer, min_idle_time=0, message_ids=list(entry_ids), justid=True
-        )
-        return {h.decode() if isinstance(h, bytes) else str(h) for h in held}
+        return await self.leases.renew_leases(consumer, entry_ids)
 
     async def release(self, rollout_id: str, attempt_id: str, metadata: dict[str, Any] | None = None) -> bool:
-        """Give back a live attempt this worker cannot finish: it ends `unresponsive`, its rollout is requeued."""
-        check_id("rollout_id", rollout_id)
-        check_id("attempt_id", attempt_id)
-        blob = b"" if metadata is None else _attempt_metadata(attempt_id, metadata)
-        return bool(await self._run("release", rollout_id, attempt_id, blob))
+        return await self.leases.release(rollout_id, attempt_id, metadata)
 
     async def queue_depth(self) -> int:
         """Entries in the stream that no worker has read yet."""
@@ -839,7 +729,7 @@ class RedisLightningStore(LightningStore):
         plain = {name: res.model_dump(mode="json") for name, res in validated.items()}
         blob = self._pack_limited(plain, "resources", self.max_resources_bytes)
         probe = {"resources_id": b"r", "create_time": b"0", "update_time": b"0", "version": b"1", "resources": blob}
-        _reads_back("resources", lambda: codec.resources_from_fields(probe, key=""))
+        codec.reads_back("resources", lambda: codec.resources_from_fields(probe, key=""))
         return blob
 
     async def add_resources(
@@ -859,7 +749,7 @@ class RedisLightningStore(LightningStore):
         check_id("resources_id", resources_id)
         blob = self._pack_resources(resources)
         await self._healthcheck()
-        reply = await self._run("update_resources", resources_id, blob)
+        reply = await self.transitions.update_resources(resources_id, blob)
         return codec.resources_from_fields(codec.pairs(reply), key=self.keys.resources(resources_id))
 
     async def get_resources_by_id(self, resources_id: str) -> ResourcesUpdate | None:
@@ -907,31 +797,30 @@ class RedisLightningStore(LightningStore):
         return sort_and_page(found, sort_by=sort_by, sort_order=sort_order, limit=limit, offset=offset)
 
     # --- spans ------------------------------------------------------------------------------------
-    def _span_args(self, span: Span) -> list[Any]:
+    def _new_span(self, span: Span) -> NewSpan:
         if not isinstance(span, Span):
             raise TypeError(f"expected a Span, got {type(span).__name__}")
         for kind, value in (("rollout_id", span.rollout_id), ("attempt_id", span.attempt_id)):
             if not is_valid_id(value):
-                raise ValueError(f"{'Rollout' if kind == 'rollout_id' else 'Attempt'} {value!r:.100} not found")
+                missing = RolloutNotFound if kind == "rollout_id" else AttemptNotFound
+                raise missing(f"{'Rollout' if kind == 'rollout_id' else 'Attempt'} {value!r:.100} not found")
         if not isinstance(span.span_id, str) or not span.span_id or len(span.span_id) > 256:
             raise ValueError(f"span_id must be a non-empty string of at most 256 characters, got {span.span_id!r:.100}")
         if not isinstance(span.sequence_id, int) or span.sequence_id < 0:
             raise ValueError(f"sequence_id must be a non-negative integer, got {span.sequence_id!r}")
         # A validated Span dumps to what validates again; the pack's own decode catches the keys that don't.
         blob = self._pack_limited(span.model_dump(), f"span {span.span_id}", self.max_span_bytes)
-        return [span.rollout_id, span.attempt_id, span.span_id, span.sequence_id, blob]
+        return NewSpan(span.rollout_id, span.attempt_id, span.span_id, span.sequence_id, blob)
 
     async def add_span(self, span: Span) -> Span | None:
         stored = await self.add_many_spans([span])
         return span if stored else None
 
     async def add_many_spans(self, spans: Sequence[Span]) -> Sequence[Span]:
-        args: list[Any] = []
-        for span in spans:
-            args += self._span_args(span)
-        if not args:
+        news = [self._new_span(span) for span in spans]
+        if not news:
             return []
-        verdicts = await self._run("add_spans", *args)
+        verdicts = await self.transitions.add_spans(news)
         stored = []
         for span, verdict in zip(spans, verdicts, strict=True):
             if verdict:
@@ -1100,7 +989,7 @@ class RedisLightningStore(LightningStore):
         if heartbeat_stats is not UNSET:
             stats_blob = self._pack_limited(heartbeat_stats, "heartbeat_stats", 1 << 20)
             probe = {"worker_id": worker_id.encode(), "heartbeat_stats": stats_blob}
-            _reads_back(f"heartbeat_stats of worker {worker_id}", lambda: codec.worker_from_fields(probe, key=""))
+            codec.reads_back(f"heartbeat_stats of worker {worker_id}", lambda: codec.worker_from_fields(probe, key=""))
         now = time.time()
         key = self.keys.worker(worker_id)
         await self._checked()
@@ -1154,50 +1043,6 @@ class _Outage:
         if self.failures:
             logger.warning("%s: Redis answers again after %d failed attempts", self.what, self.failures)
         self.failures = 0
-
-
-class _LoopClient:
-    """The clients and loaded scripts of one event loop (asyncio Redis clients are loop-bound)."""
-
-    def __init__(self, redis_client: aioredis.Redis) -> None:
-        self.redis = redis_client
-        self._feed: DoneFeed | None = None
-        self._scripts: dict[str, AsyncScript] = {}
-        self.group_ready = False
-        self.memory_checked = False
-
-    def script(self, name: str) -> AsyncScript:
-        script = self._scripts.get(name)
-        if script is None:
-            assert name in SCRIPT_NAMES, name
-            script = self.redis.register_script(script_source(name))
-            self._scripts[name] = script
-        return script
-
-    def done_feed(self, done_key: str) -> DoneFeed:
-        if self._feed is None:
-            self._feed = DoneFeed(self.redis, done_key)
-        return self._feed
-
-    async def close(self) -> None:
-        if self._feed is not None:
-            await self._feed.close()
-        await self.redis.aclose()
-
-    @property
-    def blocking(self) -> Any:
-        # Blocking reads share the pool: each waiter holds its own connection while it blocks.
-        return self.redis
-
-    async def ensure_group(self, queue: str) -> None:
-        if self.group_ready:
-            return
-        try:
-            await self.redis.xgroup_create(queue, GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-        self.group_ready = True
 
 
 async def _batched(iterator: Any, size: int) -> Any:

@@ -1,9 +1,12 @@
-"""Load the Lua transitions: each script is `common.lua` followed by its own body."""
+"""Load the Lua transitions: each script is the generated prelude, `common.lua`, then its own body."""
 
 from __future__ import annotations
 
 from functools import cache
 from importlib import resources
+
+from .embedded import LUA_STREAM_ENTRIES
+from .schema import lua_prelude
 
 SCRIPT_NAMES = (
     "create",
@@ -20,9 +23,12 @@ SCRIPT_NAMES = (
 )
 
 
+def script_body(name: str) -> str:
+    """The script as written in its .lua file, without what the loader prepends."""
+    folder = resources.files("lightning_queue.store") / "scripts"
+    return (folder / f"{name}.lua").read_text(encoding="utf-8")
+
+
 @cache
 def script_source(name: str) -> str:
-    folder = resources.files("lightning_queue.store") / "scripts"
-    common = (folder / "common.lua").read_text(encoding="utf-8")
-    body = (folder / f"{name}.lua").read_text(encoding="utf-8")
-    return f"{common}\n{body}"
+    return "\n".join([lua_prelude(), LUA_STREAM_ENTRIES, script_body("common"), script_body(name)])

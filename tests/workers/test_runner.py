@@ -605,7 +605,7 @@ async def test_a_worker_whose_lease_thread_dies_stops_and_releases_instead_of_ru
     async def broken(*args: Any, **kwargs: Any) -> Any:
         raise ValueError("a bug in the renewal path")
 
-    monkeypatch.setattr(wstore, "renew_leases", broken)
+    monkeypatch.setattr(wstore.leases, "renew_leases", broken)
     started = asyncio.Event()
 
     @rollout

@@ -1,15 +1,15 @@
 -- add_spans.lua: store spans; each stored span is a heartbeat of its attempt and renews its lease.
 -- ARGV[3..] per span, 5 slots: rollout id, attempt id, span id, sequence id, span (msgpack)
--- returns per span 1 (stored) or 0 (duplicate), or an error naming a missing rollout/attempt
+-- returns per span 1 (stored) or 0 (duplicate), or ERR_NO_ROLLOUT rid / ERR_NO_ATTEMPT rid aid
 -- Validate everything first: a script is not rolled back, so an error must come before any write.
 local checked = {}
 for i = 3, #ARGV, 5 do
   local rid, aid = ARGV[i], ARGV[i + 1]
   local pair = rid .. '\0' .. aid
   if not checked[pair] then
-    if redis.call('EXISTS', rkey(rid)) == 0 then return redis.error_reply('NOTFOUND Rollout ' .. rid .. ' not found') end
+    if redis.call('EXISTS', rkey(rid)) == 0 then return redis.error_reply(ERR_NO_ROLLOUT .. ' ' .. rid) end
     if redis.call('EXISTS', akey(rid, aid)) == 0 then
-      return redis.error_reply('NOTFOUND Attempt ' .. aid .. ' not found in rollout ' .. rid)
+      return redis.error_reply(ERR_NO_ATTEMPT .. ' ' .. rid .. ' ' .. aid)
     end
     checked[pair] = true
   end
@@ -21,7 +21,7 @@ local stored = 0
 for i = 3, #ARGV, 5 do
   local rid, aid, sid, seq = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
   local field = aid .. ':' .. sid
-  if redis.call('HSETNX', P .. 'sp:' .. rid, field, ARGV[i + 4]) == 0 then
+  if redis.call('HSETNX', P .. KEY_SPANS .. rid, field, ARGV[i + 4]) == 0 then
     table.insert(out, 0)
   else
     table.insert(out, 1)
@@ -32,10 +32,10 @@ for i = 3, #ARGV, 5 do
 end
 -- Once per rollout, not per span: raise the sequence counter to the highest explicit id.
 for rid, seq in pairs(top_seq) do
-  local sk = P .. 'seq:' .. rid
+  local sk = P .. KEY_SEQUENCE .. rid
   if seq > tonumber(redis.call('GET', sk) or '0') then redis.call('SET', sk, seq) end
 end
-if stored > 0 then redis.call('HINCRBY', P .. 'meta', 'spans', stored) end
+if stored > 0 then redis.call('HINCRBY', P .. KEY_META, 'spans', stored) end
 for _, pair in pairs(touched) do
   local rid, aid = pair[1], pair[2]
   local ak = akey(rid, aid)

@@ -1,19 +1,17 @@
--- common.lua: helpers prepended to every script. Every script gets
+-- common.lua: helpers prepended to every script (after the prelude generated from schema.py, which
+-- defines the KEY_*, GROUP, DONE_MAXLEN, ERR_* constants and the status sets, and of embedded.py's
+-- `stream_entries`, which reads an XREADGROUP reply). Every script gets
 --   KEYS[1] the namespace's queue stream (routes the call to the namespace's slot)
 --   ARGV[1] the key prefix "lq:{<ns>}:"   ARGV[2] now (float seconds, the caller's clock)
 -- Keys derived below all carry the namespace hash tag, so a script never leaves its slot.
+-- Each script's ARGV[3..] is packed by its one method in transitions.py; change both together.
 local P = ARGV[1]
 local NOW = ARGV[2]
 local Q = KEYS[1]
-local GROUP = 'workers'
-local DONE_MAXLEN = 100000
-local TERMINAL = {succeeded = true, failed = true, cancelled = true}
-local QUEUED = {queuing = true, requeuing = true}
-local LIVE_ATTEMPT = {preparing = true, running = true}
 
-local function rkey(rid) return P .. 'ro:' .. rid end
-local function akey(rid, aid) return P .. 'at:' .. rid .. ':' .. aid end
-local function wkey(wid) return P .. 'wk:' .. wid end
+local function rkey(rid) return P .. KEY_ROLLOUT .. rid end
+local function akey(rid, aid) return P .. KEY_ATTEMPT .. rid .. ':' .. aid end
+local function wkey(wid) return P .. KEY_WORKER .. wid end
 
 local function ensure_group()
   local ok = pcall(redis.call, 'XGROUP', 'CREATE', Q, GROUP, '0', 'MKSTREAM')
@@ -33,12 +31,12 @@ local function set_rollout_status(rid, new)
   local old = redis.call('HGET', rk, 'status')
   if old == new then return end
   local score = redis.call('HGET', rk, 'start_time')
-  if old then redis.call('ZREM', P .. 'idx:status:' .. old, rid) end
-  redis.call('ZADD', P .. 'idx:status:' .. new, score, rid)
+  if old then redis.call('ZREM', P .. KEY_STATUS_INDEX .. old, rid) end
+  redis.call('ZADD', P .. KEY_STATUS_INDEX .. new, score, rid)
   redis.call('HSET', rk, 'status', new)
   if TERMINAL[new] then
     redis.call('HSET', rk, 'end_time', NOW)
-    redis.call('XADD', P .. 'done', 'MAXLEN', '~', DONE_MAXLEN, '*', 'rid', rid, 'status', new)
+    redis.call('XADD', P .. KEY_DONE, 'MAXLEN', '~', DONE_MAXLEN, '*', 'rid', rid, 'status', new)
   end
   if QUEUED[new] then push_queue(rid) end
 end
@@ -47,7 +45,7 @@ local function touch_worker(wid)
   local wk = wkey(wid)
   if redis.call('EXISTS', wk) == 0 then
     redis.call('HSET', wk, 'worker_id', wid, 'status', 'unknown')
-    redis.call('ZADD', P .. 'wk:idx', NOW, wid)
+    redis.call('ZADD', P .. KEY_WORKERS_INDEX, NOW, wid)
   end
   return wk
 end
@@ -87,9 +85,9 @@ local function new_attempt(rid, aid, wid, entry, consumer)
   if wid ~= '' then redis.call('HSET', ak, 'worker_id', wid) end
   -- `leased` outlives the entry: it tells a late span that this attempt's liveness was its lease.
   if entry ~= '' then redis.call('HSET', ak, 'entry', entry, 'consumer', consumer, 'leased', '1') end
-  redis.call('ZADD', P .. 'ats:' .. rid, n, aid)
+  redis.call('ZADD', P .. KEY_ATTEMPTS .. rid, n, aid)
   redis.call('HSET', rk, 'latest', aid)
-  redis.call('HINCRBY', P .. 'meta', 'attempts', 1)
+  redis.call('HINCRBY', P .. KEY_META, 'attempts', 1)
   if wid ~= '' then worker_busy(wid, rid, aid) end
   return ak
 end
@@ -159,14 +157,6 @@ local function claim_entry(entry, rid, aid, consumer, wid, leased)
   set_rollout_status(rid, 'preparing')
   if wid ~= '' then redis.call('HSET', wkey(wid), 'last_dequeue_time', NOW) end
   return {redis.call('HGETALL', rk), redis.call('HGETALL', ak)}
-end
-
--- XREADGROUP's reply is {{stream, entries}} on Redis; fakeredis flattens it to {stream, entries}.
-local function stream_entries(reply)
-  if not reply then return {} end
-  if type(reply[1]) == 'string' then return reply[2] or {} end
-  if reply[1] then return reply[1][2] or {} end
-  return {}
 end
 
 local function entry_field(fields, name)

@@ -5,7 +5,7 @@
 -- returns per rollout {rollout fields, attempt fields or {}}
 ensure_group()
 local how, wid, aid = ARGV[3], ARGV[4], ARGV[5]
-local latest = redis.call('ZREVRANGE', P .. 'res:idx', 0, 0)[1]
+local latest = redis.call('ZREVRANGE', P .. KEY_RESOURCES_INDEX, 0, 0)[1]
 local out = {}
 for i = 6, #ARGV, 11 do
   local rid = ARGV[i]
@@ -19,7 +19,7 @@ for i = 6, #ARGV, 11 do
   if ARGV[i + 8] ~= '' then redis.call('HSET', rk, 'cfg_timeout', ARGV[i + 8]) end
   if ARGV[i + 9] ~= '' then redis.call('HSET', rk, 'cfg_unresponsive', ARGV[i + 9]) end
   if ARGV[i + 10] ~= '' then redis.call('HSET', rk, 'metadata', ARGV[i + 10]) end
-  redis.call('ZADD', P .. 'idx:all', NOW, rid)
+  redis.call('ZADD', P .. KEY_ALL_ROLLOUTS, NOW, rid)
   local ak = nil
   if how == 'start' then
     ak = new_attempt(rid, aid, wid, '', '')

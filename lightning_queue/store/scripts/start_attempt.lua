@@ -1,8 +1,8 @@
 -- start_attempt.lua: add attempt k+1 to an existing rollout, outside the queue (ignores max_attempts).
 -- ARGV[3] rollout id   ARGV[4] new attempt id   ARGV[5] worker id ('' none)
--- returns {rollout fields, attempt fields}, or an error if the rollout does not exist
+-- returns {rollout fields, attempt fields}, or ERR_NO_ROLLOUT rid
 local rid, aid, wid = ARGV[3], ARGV[4], ARGV[5]
-if redis.call('EXISTS', rkey(rid)) == 0 then return redis.error_reply('NOTFOUND Rollout ' .. rid .. ' not found') end
+if redis.call('EXISTS', rkey(rid)) == 0 then return redis.error_reply(ERR_NO_ROLLOUT .. ' ' .. rid) end
 local ak = new_attempt(rid, aid, wid, '', '')
 set_rollout_status(rid, 'preparing')
 return {redis.call('HGETALL', rkey(rid)), redis.call('HGETALL', ak)}

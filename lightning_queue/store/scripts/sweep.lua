@@ -4,11 +4,11 @@
 -- ARGV[3] lock ttl ms (0 = no lock)   ARGV[4] lease ms (0 = no reclaim)   ARGV[5] reclaimer consumer
 -- returns {verdicts, reclaimed entries}, or {-1, 0} when another sweep holds the lock
 local lock_ms, lease_ms, reaper = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
-if lock_ms > 0 and not redis.call('SET', P .. 'lock:sweep', NOW, 'NX', 'PX', lock_ms) then return {-1, 0} end
+if lock_ms > 0 and not redis.call('SET', P .. KEY_SWEEP_LOCK, NOW, 'NX', 'PX', lock_ms) then return {-1, 0} end
 local now = tonumber(NOW)
 local verdicts, reclaimed = 0, 0
-for _, rstatus in ipairs({'preparing', 'running'}) do
-  for _, rid in ipairs(redis.call('ZRANGE', P .. 'idx:status:' .. rstatus, 0, -1)) do
+for _, rstatus in ipairs(RUNNING_LIST) do
+  for _, rid in ipairs(redis.call('ZRANGE', P .. KEY_STATUS_INDEX .. rstatus, 0, -1)) do
     local rk = rkey(rid)
     local aid = redis.call('HGET', rk, 'latest')
     if aid then

@@ -2,7 +2,7 @@
 -- ARGV[3] resources id   ARGV[4] resources (msgpack)
 -- returns the snapshot's fields
 local id = ARGV[3]
-local k = P .. 'res:' .. id
+local k = P .. KEY_RESOURCES .. id
 local now = tonumber(NOW)
 local prev = redis.call('HMGET', k, 'version', 'update_time')
 local stamp = NOW
@@ -14,5 +14,5 @@ else
   redis.call('HSET', k, 'resources_id', id, 'resources', ARGV[4], 'create_time', NOW, 'update_time', NOW,
     'version', 1)
 end
-redis.call('ZADD', P .. 'res:idx', stamp, id)
+redis.call('ZADD', P .. KEY_RESOURCES_INDEX, stamp, id)
 return redis.call('HGETALL', k)

@@ -1,9 +1,9 @@
 -- update_rollout.lua: set rollout fields; any status is accepted (the requeue rule still applies).
 -- ARGV[3] rollout id   ARGV[4] status ('' = leave)   ARGV[5..] pairs: field, value ('\0' value = delete)
--- returns {rollout fields, latest attempt fields or {}}
+-- returns {rollout fields, latest attempt fields or {}}, or ERR_NO_ROLLOUT rid
 local rid = ARGV[3]
 local rk = rkey(rid)
-if redis.call('EXISTS', rk) == 0 then return redis.error_reply('NOTFOUND ' .. rid) end
+if redis.call('EXISTS', rk) == 0 then return redis.error_reply(ERR_NO_ROLLOUT .. ' ' .. rid) end
 for i = 5, #ARGV, 2 do
   if ARGV[i + 1] == '\0' then redis.call('HDEL', rk, ARGV[i]) else redis.call('HSET', rk, ARGV[i], ARGV[i + 1]) end
 end

@@ -1,0 +1,32 @@
+"""The errors a store call raises for a missing record; a script's error reply becomes one of them here."""
+
+from __future__ import annotations
+
+from redis.exceptions import ResponseError
+
+from . import schema
+
+
+class NotFound(ValueError):
+    """A record the call names does not exist (a ValueError, as the v0.3 contract says)."""
+
+
+class RolloutNotFound(NotFound):
+    """No rollout with this id in the namespace."""
+
+
+class AttemptNotFound(NotFound):
+    """The rollout exists, but not this attempt (or it has no attempts yet, for "latest")."""
+
+
+def from_reply(exc: ResponseError) -> Exception:
+    """The exception a script's error reply stands for; the reply itself if it carries no code of ours."""
+    code, _, rest = str(exc).partition(" ")
+    args = rest.split("\n")[0].split()
+    if code == schema.ERR_NO_ROLLOUT and len(args) == 1:
+        return RolloutNotFound(f"Rollout {args[0]} not found")
+    if code == schema.ERR_NO_ATTEMPT and len(args) == 2:
+        return AttemptNotFound(f"Attempt {args[1]} not found in rollout {args[0]}")
+    if code == schema.ERR_NO_ATTEMPTS and len(args) == 1:
+        return AttemptNotFound(f"No attempts found for rollout {args[0]}")
+    return exc

@@ -1,0 +1,96 @@
+"""The worker lease API: claim queue entries, keep them leased while their attempts run, give them back.
+
+A claimed entry stays pending under its worker's consumer name until the attempt ends; a worker that
+stops renewing it (dead, frozen) loses it to the watchdog's reclaim after `lease_seconds`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import ResponseError
+
+from . import codec, embedded
+from .keys import check_id, new_attempt_id
+from .schema import GROUP
+from .transitions import StreamEntry
+
+if TYPE_CHECKING:
+    from ..types import AttemptedRollout
+    from .redis import RedisLightningStore
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A rollout a worker claimed from the stream, with the entry it must keep leased."""
+
+    entry_id: str
+    rollout: AttemptedRollout
+
+
+class Leases:
+    """The lease API of one store (its namespace, connections and Lua transitions)."""
+
+    def __init__(self, store: RedisLightningStore) -> None:
+        self.store = store
+
+    async def _read_new(self, consumer: str, count: int, block_ms: int) -> Any:
+        store = self.store
+        lc = await store._checked()
+        queue = store.keys.queue
+        await lc.ensure_group(queue)
+        started = time.monotonic()
+        try:
+            reply = await lc.blocking.xreadgroup(GROUP, consumer, {queue: ">"}, count=count, block=block_ms)
+        except ResponseError as exc:
+            if not embedded.is_missing_group(exc):
+                raise
+            # Redis came back empty (restart without persistence, or a purge): make the group again.
+            lc.group_ready = False
+            await lc.ensure_group(queue)
+            reply = await lc.blocking.xreadgroup(GROUP, consumer, {queue: ">"}, count=count, block=block_ms)
+        waited_ms = (time.monotonic() - started) * 1000
+        if not reply and await embedded.wait_out_early_reply(lc.blocking, queue, waited_ms, block_ms):
+            reply = await lc.blocking.xreadgroup(GROUP, consumer, {queue: ">"}, count=count)
+        return reply
+
+    async def claim(
+        self, *, consumer: str, worker_id: str | None = None, count: int = 1, block_ms: int = 1000
+    ) -> list[Claim]:
+        """Block up to `block_ms` for new stream entries and claim them; each claim stays leased to `consumer`."""
+        check_id("consumer", consumer)
+        reply = await self._read_new(consumer, count, max(1, block_ms))
+        entries = [
+            StreamEntry(entry_id=entry_id, rollout_id=fields.get(b"rid", b"").decode(), attempt_id=new_attempt_id())
+            for _stream, stream_entries in reply or []
+            for entry_id, fields in stream_entries
+        ]
+        if not entries:
+            return []
+        claimed = await self.store.transitions.claim(consumer=consumer, worker_id=worker_id, entries=entries)
+        out = []
+        for pair in claimed:
+            rollout = await self.store._claimed(pair)
+            if rollout is not None:
+                entry = codec.pairs(pair[1]).get("entry", b"")
+                out.append(Claim(entry_id=entry.decode(), rollout=rollout))
+        return out
+
+    async def renew_leases(self, consumer: str, entry_ids: Sequence[str]) -> set[str]:
+        """Reset the idle time of entries `consumer` holds; returns those it still holds."""
+        if not entry_ids:
+            return set()
+        held = await self.store._redis.xclaim(
+            self.store.keys.queue, GROUP, consumer, min_idle_time=0, message_ids=list(entry_ids), justid=True
+        )
+        return {h.decode() if isinstance(h, bytes) else str(h) for h in held}
+
+    async def release(self, rollout_id: str, attempt_id: str, metadata: dict[str, Any] | None = None) -> bool:
+        """Give back a live attempt this worker cannot finish: it ends `unresponsive`, its rollout is requeued."""
+        check_id("rollout_id", rollout_id)
+        check_id("attempt_id", attempt_id)
+        blob = None if metadata is None else codec.attempt_metadata(attempt_id, metadata)
+        return await self.store.transitions.release(rollout_id, attempt_id, blob)

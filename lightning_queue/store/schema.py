@@ -1,0 +1,93 @@
+"""What Python and the Lua scripts must agree on: key suffixes, status sets, the consumer group, error
+codes. The Lua prelude is generated from here, so the two cannot drift apart."""
+
+from __future__ import annotations
+
+from ..types.core import ATTEMPT_STATUSES, QUEUED_STATUSES, ROLLOUT_STATUSES, RUNNING_STATUSES, TERMINAL_STATUSES
+
+# Every key of a namespace starts "lq:{<ns>}:" (the hash tag keeps a namespace on one cluster slot).
+KEY_ROOT = "lq"
+
+# Suffixes after the prefix. The per-record ones end in ':' and are followed by an id.
+KEY_QUEUE = "queue"
+KEY_DONE = "done"
+KEY_META = "meta"
+KEY_ALL_ROLLOUTS = "idx:all"
+KEY_STATUS_INDEX = "idx:status:"
+KEY_ROLLOUT = "ro:"
+KEY_ATTEMPT = "at:"
+KEY_ATTEMPTS = "ats:"
+KEY_SPANS = "sp:"
+KEY_SEQUENCE = "seq:"
+KEY_RESOURCES = "res:"
+KEY_RESOURCES_INDEX = "res:idx"
+KEY_WORKER = "wk:"
+KEY_WORKERS_INDEX = "wk:idx"
+KEY_SWEEP_LOCK = "lock:sweep"
+
+# The consumer group every worker reads the queue stream through.
+GROUP = "workers"
+# The done stream (completions wake waiters) is trimmed to about this many entries.
+DONE_MAXLEN = 100_000
+
+# Status sets, derived from the contract's literals (in their declared order, for Lua's ipairs).
+TERMINAL_ROLLOUT = tuple(s for s in ROLLOUT_STATUSES if s in TERMINAL_STATUSES)
+QUEUED_ROLLOUT = tuple(s for s in ROLLOUT_STATUSES if s in QUEUED_STATUSES)
+RUNNING_ROLLOUT = tuple(s for s in ROLLOUT_STATUSES if s in RUNNING_STATUSES)
+LIVE_ATTEMPT = tuple(s for s in ATTEMPT_STATUSES if s in RUNNING_STATUSES)
+
+# Error codes a script replies with (`redis.error_reply(CODE .. ' ' .. args)`); errors.py maps them.
+ERR_NO_ROLLOUT = "LQ_NO_ROLLOUT"  # args: rollout id
+ERR_NO_ATTEMPT = "LQ_NO_ATTEMPT"  # args: rollout id, attempt id
+ERR_NO_ATTEMPTS = "LQ_NO_ATTEMPTS"  # args: rollout id
+ERROR_CODES = (ERR_NO_ROLLOUT, ERR_NO_ATTEMPT, ERR_NO_ATTEMPTS)
+
+LUA_STRINGS = {
+    "KEY_QUEUE": KEY_QUEUE,
+    "KEY_DONE": KEY_DONE,
+    "KEY_META": KEY_META,
+    "KEY_ALL_ROLLOUTS": KEY_ALL_ROLLOUTS,
+    "KEY_STATUS_INDEX": KEY_STATUS_INDEX,
+    "KEY_ROLLOUT": KEY_ROLLOUT,
+    "KEY_ATTEMPT": KEY_ATTEMPT,
+    "KEY_ATTEMPTS": KEY_ATTEMPTS,
+    "KEY_SPANS": KEY_SPANS,
+    "KEY_SEQUENCE": KEY_SEQUENCE,
+    "KEY_RESOURCES": KEY_RESOURCES,
+    "KEY_RESOURCES_INDEX": KEY_RESOURCES_INDEX,
+    "KEY_WORKER": KEY_WORKER,
+    "KEY_WORKERS_INDEX": KEY_WORKERS_INDEX,
+    "KEY_SWEEP_LOCK": KEY_SWEEP_LOCK,
+    "GROUP": GROUP,
+    "ERR_NO_ROLLOUT": ERR_NO_ROLLOUT,
+    "ERR_NO_ATTEMPT": ERR_NO_ATTEMPT,
+    "ERR_NO_ATTEMPTS": ERR_NO_ATTEMPTS,
+}
+LUA_NUMBERS = {"DONE_MAXLEN": DONE_MAXLEN}
+# Each set twice: a lookup table (`TERMINAL[s]`) and a list (`ipairs(TERMINAL_LIST)`).
+LUA_SETS = {
+    "TERMINAL": TERMINAL_ROLLOUT,
+    "QUEUED": QUEUED_ROLLOUT,
+    "RUNNING": RUNNING_ROLLOUT,
+    "LIVE_ATTEMPT": LIVE_ATTEMPT,
+}
+
+
+def prefix(namespace: str) -> str:
+    return f"{KEY_ROOT}:{{{namespace}}}:"
+
+
+def _lua_string(value: str) -> str:
+    assert "'" not in value and "\\" not in value, value
+    return f"'{value}'"
+
+
+def lua_prelude() -> str:
+    """`local` definitions of every constant above, prepended to each script by the loader."""
+    lines = ["-- prelude: generated from lightning_queue/store/schema.py at load time; edit that, not this."]
+    lines += [f"local {name} = {_lua_string(value)}" for name, value in LUA_STRINGS.items()]
+    lines += [f"local {name} = {value}" for name, value in LUA_NUMBERS.items()]
+    for name, members in LUA_SETS.items():
+        lines.append(f"local {name} = {{{', '.join(f'{m} = true' for m in members)}}}")
+        lines.append(f"local {name}_LIST = {{{', '.join(_lua_string(m) for m in members)}}}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,246 @@
+"""One typed method per Lua script: the only place that knows each script's ARGV order and encodings."""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from redis.commands.core import AsyncScript
+from redis.exceptions import ResponseError
+
+from . import codec, errors
+from .keys import Keys
+
+
+class Leave(enum.Enum):
+    """A field the update leaves as it is (as distinct from None, which deletes or clears it)."""
+
+    LEAVE = "leave"
+
+
+LEAVE: Final = Leave.LEAVE
+# In update_rollout's field pairs, this value deletes the field (a msgpack blob never equals it).
+_DELETE = "\0"
+
+# A script reply of {rollout fields, attempt fields}; decoded by the store.
+Pair = list[Any]
+
+
+def _f(value: float) -> str:
+    return repr(float(value))
+
+
+@dataclass(frozen=True)
+class ScriptConfig:
+    """A RolloutConfig as the scripts store it: the packed whole plus the scalars Lua reads."""
+
+    packed: bytes
+    max_attempts: int
+    retry_condition: Sequence[str]
+    timeout_seconds: float | None
+    unresponsive_seconds: float | None
+
+    @classmethod
+    def of(cls, config: Any) -> ScriptConfig:
+        """From a validated RolloutConfig."""
+        return cls(
+            packed=codec.pack(config.model_dump(mode="json")),
+            max_attempts=config.max_attempts,
+            retry_condition=tuple(config.retry_condition),
+            timeout_seconds=config.timeout_seconds,
+            unresponsive_seconds=config.unresponsive_seconds,
+        )
+
+    def _slots(self) -> list[Any]:
+        # The retry rule looks up ",status," in this string.
+        return [
+            self.packed,
+            str(self.max_attempts),
+            "," + ",".join(self.retry_condition) + ",",
+            "" if self.timeout_seconds is None else _f(self.timeout_seconds),
+            "" if self.unresponsive_seconds is None else _f(self.unresponsive_seconds),
+        ]
+
+
+@dataclass(frozen=True)
+class NewRollout:
+    """A rollout create.lua writes. `resources_id` None means the latest resources at creation."""
+
+    rollout_id: str
+    input: bytes
+    mode: str | None
+    resources_id: str | None
+    config: ScriptConfig
+    metadata: bytes | None
+
+    def _slots(self) -> list[Any]:
+        return [
+            self.rollout_id,
+            self.input,
+            self.mode or "",
+            "0" if self.resources_id is None else "1",
+            self.resources_id or "",
+            *self.config._slots(),
+            b"" if self.metadata is None else self.metadata,
+        ]
+
+
+_CREATE_SLOTS = 11  # len(NewRollout._slots()); create.lua strides by it
+
+
+@dataclass(frozen=True)
+class RolloutChanges:
+    """Fields update_rollout.lua sets; None deletes an optional field, LEAVE keeps it."""
+
+    input: bytes | Leave = LEAVE
+    mode: str | Leave | None = LEAVE
+    resources_id: str | Leave | None = LEAVE
+    config: ScriptConfig | Leave = LEAVE
+    metadata: bytes | Leave | None = LEAVE
+
+    def _pairs(self) -> list[Any]:
+        out: list[Any] = []
+
+        def put(field: str, value: Any) -> None:
+            out.extend([field, _DELETE if value is None or value == "" else value])
+
+        if not isinstance(self.input, Leave):
+            out += ["input", self.input]
+        if not isinstance(self.mode, Leave):
+            put("mode", self.mode)
+        if not isinstance(self.resources_id, Leave):
+            put("resources_id", self.resources_id)
+        if not isinstance(self.config, Leave):
+            packed, max_attempts, retry, timeout, unresponsive = self.config._slots()
+            out += ["config", packed, "cfg_max", max_attempts, "cfg_retry", retry]
+            put("cfg_timeout", timeout)
+            put("cfg_unresponsive", unresponsive)
+        if not isinstance(self.metadata, Leave):
+            put("metadata", self.metadata)
+        return out
+
+
+@dataclass(frozen=True)
+class AttemptChanges:
+    """Fields update_attempt.lua sets; worker_id None clears the attempt's worker."""
+
+    status: str | None = None
+    worker_id: str | Leave | None = LEAVE
+    last_heartbeat_time: float | None = None
+    metadata: bytes | Leave = LEAVE
+
+
+@dataclass(frozen=True)
+class StreamEntry:
+    """A queue entry a worker read, to claim as attempt `attempt_id` of `rollout_id`."""
+
+    entry_id: str | bytes
+    rollout_id: str
+    attempt_id: str
+
+
+@dataclass(frozen=True)
+class NewSpan:
+    rollout_id: str
+    attempt_id: str
+    span_id: str
+    sequence_id: int
+    blob: bytes
+
+
+class Transitions:
+    """The Lua transitions of one namespace. `script(name)` gives the loaded script of the running loop."""
+
+    def __init__(self, keys: Keys, script: Callable[[str], Awaitable[AsyncScript]]) -> None:
+        self.keys = keys
+        self._script = script
+
+    async def _call(self, name: str, *args: Any) -> Any:
+        """EVALSHA (loading again after NOSCRIPT), with ARGV[1] the key prefix and ARGV[2] now."""
+        script = await self._script(name)
+        try:
+            return await script(keys=[self.keys.queue], args=[self.keys.prefix, _f(time.time()), *args])
+        except ResponseError as exc:
+            raise errors.from_reply(exc) from None
+
+    async def create(
+        self,
+        rollouts: Sequence[NewRollout],
+        *,
+        start: bool = False,
+        attempt_id: str | None = None,
+        worker_id: str | None = None,
+    ) -> list[Pair]:
+        """Enqueue `rollouts`, or with `start` give the one rollout attempt `attempt_id` at once."""
+        if start and (len(rollouts) != 1 or attempt_id is None):
+            raise ValueError("starting a rollout takes one rollout and its first attempt id")
+        args: list[Any] = ["start" if start else "enqueue", worker_id or "", attempt_id or ""]
+        for rollout in rollouts:
+            slots = rollout._slots()
+            assert len(slots) == _CREATE_SLOTS
+            args += slots
+        return list(await self._call("create", *args))
+
+    async def dequeue(
+        self, *, consumer: str, worker_id: str | None, attempt_ids: Sequence[str], idle_if_empty: bool
+    ) -> list[Pair]:
+        """Claim up to len(attempt_ids) unclaimed entries, without lease; FIFO."""
+        flag = "1" if idle_if_empty else "0"
+        return list(await self._call("dequeue", consumer, worker_id or "", len(attempt_ids), flag, *attempt_ids))
+
+    async def claim(self, *, consumer: str, worker_id: str | None, entries: Sequence[StreamEntry]) -> list[Pair]:
+        """Claim entries `consumer` read; each attempt keeps its entry leased."""
+        args: list[Any] = []
+        for entry in entries:
+            args += [entry.entry_id, entry.rollout_id, entry.attempt_id]
+        return list(await self._call("claim", consumer, worker_id or "", *args))
+
+    async def start_attempt(self, rollout_id: str, attempt_id: str, worker_id: str | None) -> Pair:
+        return list(await self._call("start_attempt", rollout_id, attempt_id, worker_id or ""))
+
+    async def update_rollout(self, rollout_id: str, status: str | None, changes: RolloutChanges) -> Pair:
+        return list(await self._call("update_rollout", rollout_id, status or "", *changes._pairs()))
+
+    async def update_attempt(self, rollout_id: str, attempt_id: str, changes: AttemptChanges) -> list[Any]:
+        """`attempt_id` may be "latest". Returns the attempt's fields."""
+        worker_given = not isinstance(changes.worker_id, Leave)
+        heartbeat = changes.last_heartbeat_time
+        return list(
+            await self._call(
+                "update_attempt",
+                rollout_id,
+                attempt_id,
+                changes.status or "",
+                "1" if worker_given else "0",
+                changes.worker_id if isinstance(changes.worker_id, str) else "",
+                "" if heartbeat is None else _f(heartbeat),
+                "0" if isinstance(changes.metadata, Leave) else "1",
+                b"" if isinstance(changes.metadata, Leave) else changes.metadata,
+            )
+        )
+
+    async def add_spans(self, spans: Sequence[NewSpan]) -> list[bool]:
+        """Per span whether it was stored (False: a duplicate)."""
+        args: list[Any] = []
+        for span in spans:
+            args += [span.rollout_id, span.attempt_id, span.span_id, span.sequence_id, span.blob]
+        return [bool(v) for v in await self._call("add_spans", *args)]
+
+    async def sweep(self, *, lock_ms: int, lease_ms: int, reaper: str) -> tuple[int, int]:
+        """(verdicts, reclaimed entries), or (-1, 0) if another sweep holds the lock."""
+        verdicts, reclaimed = await self._call("sweep", lock_ms, lease_ms, reaper)
+        return int(verdicts), int(reclaimed)
+
+    async def read_rollouts(self, rollout_ids: Sequence[str]) -> list[list[Any]]:
+        """Per id {rollout, latest attempt} fields, or {{}, {}, error, key} for a key that is not a hash."""
+        return list(await self._call("read_rollouts", *rollout_ids))
+
+    async def update_resources(self, resources_id: str, blob: bytes) -> list[Any]:
+        return list(await self._call("update_resources", resources_id, blob))
+
+    async def release(self, rollout_id: str, attempt_id: str, metadata: bytes | None) -> bool:
+        """False if the attempt had already ended or is unknown."""
+        return bool(await self._call("release", rollout_id, attempt_id, b"" if metadata is None else metadata))
