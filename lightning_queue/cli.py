@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from . import __version__
+from ._version import __version__
 
 # name -> "module:attribute" of a click command; imported only when that command runs.
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
