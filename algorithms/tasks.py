@@ -22,8 +22,8 @@ import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from lightning_queue.litagent import llm_rollout
 from lightning_queue.types import LLM
-from workers import llm_rollout
 
 from .evaluation import Check
 

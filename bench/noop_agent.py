@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from lightning_queue.litagent import rollout
 from lightning_queue.types import SpanCoreFields
-from workers import rollout
 
 from .workload import SPAN_ATTRIBUTES, SPANS_PER_ROLLOUT, span_name
 

@@ -1,11 +1,14 @@
 """lightning-queue: a Redis rollout bus for training LLM agents with reinforcement learning."""
 
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
 from .adapter import LlmProxyTraceToTriplet, TraceAdapter, TraceToMessages
 from .algorithm import Algorithm, FunctionalAlgorithm, algo, with_llm_proxy, with_store
+from .litagent import FunctionalLitAgent, Hook, LitAgent, RolloutRawResult, llm_rollout, prompt_rollout, rollout
 from .llm_proxy import LLMProxy
 from .reward import emit_reward, find_final_reward, get_reward_value
 from .store import LightningStore, RedisLightningStore
-from .trainer import Trainer
 from .types import (
     LLM,
     UNSET,
@@ -25,7 +28,19 @@ from .types import (
     Worker,
 )
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:
+    from .trainer import Trainer
+
+
+def __getattr__(name: str) -> Any:
+    # The Trainer stands above the worker runtime; loading it on first use keeps `import
+    # lightning_queue.types` in a worker process from importing the runtime back through this facade.
+    if name == "Trainer":
+        from .trainer import Trainer
+
+        return Trainer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "LLM",
@@ -35,8 +50,11 @@ __all__ = [
     "AttemptedRollout",
     "EnqueueRolloutRequest",
     "FunctionalAlgorithm",
+    "FunctionalLitAgent",
+    "Hook",
     "LLMProxy",
     "LightningStore",
+    "LitAgent",
     "LlmProxyTraceToTriplet",
     "NamedResources",
     "PaginatedResult",
@@ -46,6 +64,7 @@ __all__ = [
     "ResourcesUpdate",
     "Rollout",
     "RolloutConfig",
+    "RolloutRawResult",
     "Span",
     "SpanCoreFields",
     "TraceAdapter",
@@ -58,6 +77,9 @@ __all__ = [
     "emit_reward",
     "find_final_reward",
     "get_reward_value",
+    "llm_rollout",
+    "prompt_rollout",
+    "rollout",
     "with_llm_proxy",
     "with_store",
 ]

@@ -3,32 +3,56 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
 
-from . import __version__
+from ._version import __version__
 
-# name -> "module:attribute" of a click command; imported only when that command runs.
-LAZY_COMMANDS: dict[str, tuple[str, str]] = {
-    "worker": ("workers.cli:worker_command", "Start a pool of worker processes that run an agent."),
-    "proxy": ("lightning_queue.llm_proxy.cli:proxy_command", "Serve the LLM proxy that records calls as spans."),
-    "demo": (
-        "algorithms.reinforce.demo:demo_command",
-        "The main job: train SmolLM2-135M with REINFORCE, before/after table.",
-    ),
-    "trainer": (
-        "algorithms.trainer_worker:trainer_command",
-        "Run fine-tuning jobs from the rq queue lq-train, each in a forked process.",
-    ),
-    "serve-model": (
-        "lightning_queue.model_server.cli:serve_model_command",
-        "Serve a small Hugging Face model over an OpenAI-compatible API.",
-    ),
+
+# Each loader imports its command only when that command runs. Real import statements (not
+# "module:attr" strings) so mypy checks the commands and import-linter sees that cli is on top.
+def _worker_command() -> click.Command:
+    from workers.cli import worker_command
+
+    return worker_command
+
+
+def _proxy_command() -> click.Command:
+    from .llm_proxy.cli import proxy_command
+
+    return proxy_command
+
+
+def _demo_command() -> click.Command:
+    from algorithms.reinforce.demo import demo_command
+
+    return demo_command
+
+
+def _trainer_command() -> click.Command:
+    from algorithms.trainer_worker import trainer_command
+
+    return trainer_command
+
+
+def _serve_model_command() -> click.Command:
+    from .model_server.cli import serve_model_command
+
+    return serve_model_command
+
+
+# name -> (loader, short help); the help is listed without loading the command.
+LAZY_COMMANDS: dict[str, tuple[Callable[[], click.Command], str]] = {
+    "worker": (_worker_command, "Start a pool of worker processes that run an agent."),
+    "proxy": (_proxy_command, "Serve the LLM proxy that records calls as spans."),
+    "demo": (_demo_command, "The main job: train SmolLM2-135M with REINFORCE, before/after table."),
+    "trainer": (_trainer_command, "Run fine-tuning jobs from the rq queue lq-train, each in a forked process."),
+    "serve-model": (_serve_model_command, "Serve a small Hugging Face model over an OpenAI-compatible API."),
 }
 
 
@@ -38,17 +62,12 @@ class LazyGroup(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in LAZY_COMMANDS:
-            target = LAZY_COMMANDS[cmd_name][0]
-            module_name, attr = target.split(":")
             try:
-                module = importlib.import_module(module_name)
+                return LAZY_COMMANDS[cmd_name][0]()
             except ImportError as exc:
                 raise click.ClickException(
                     f"'lq {cmd_name}' is unavailable: {exc}. Is the matching extra installed?"
                 ) from exc
-            command = getattr(module, attr)
-            assert isinstance(command, click.Command)
-            return command
         return super().get_command(ctx, cmd_name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from lightning_queue import RedisLightningStore, __version__
@@ -76,3 +80,32 @@ def test_every_lazy_command_loads_and_has_help() -> None:
         result = CliRunner().invoke(main, [name, "--help"])
         assert result.exit_code == 0, f"lq {name} --help: {result.output}"
         assert "Usage:" in result.output
+
+
+def test_version_comes_from_one_place() -> None:
+    from importlib.metadata import version
+
+    from lightning_queue._version import __version__ as declared
+
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.output.split()[-1] == declared == __version__
+    # pip wrote the installed metadata from pyproject, which reads the same attribute.
+    assert version("lightning-queue") == declared
+
+
+def test_pyproject_reads_the_version_from_the_package() -> None:
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "lightning_queue._version.__version__"}
+
+
+def test_help_imports_no_command_and_no_torch() -> None:
+    code = (
+        "import sys; from click.testing import CliRunner; from lightning_queue.cli import main; "
+        "assert CliRunner().invoke(main, ['--help']).exit_code == 0; "
+        "print(sorted(m for m in ('torch', 'transformers', 'workers', 'algorithms', 'lightning_queue.trainer') "
+        "if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "[]"

@@ -16,12 +16,11 @@ import re
 import time
 from typing import Any
 
-from lightning_queue import LLM, EnqueueRolloutRequest, ProxyLLM, RedisLightningStore
+from lightning_queue.litagent import llm_rollout, rollout
 from lightning_queue.reward import emit_reward, find_final_reward
 from lightning_queue.semconv import OBJECT_JSON, OBJECT_TYPE, SPAN_OBJECT
-from lightning_queue.types import SpanCoreFields
-
-from .agent import llm_rollout, rollout
+from lightning_queue.store import RedisLightningStore
+from lightning_queue.types import LLM, EnqueueRolloutRequest, ProxyLLM, SpanCoreFields
 
 
 @rollout

@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any
 
-from .agent import Hook, LitAgent
+from lightning_queue.litagent import Hook, LitAgent
 
 
 class AgentLoadError(ValueError):

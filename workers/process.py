@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from lightning_queue.litagent import Hook, LitAgent
 from lightning_queue.store import RedisLightningStore
 
-from .agent import Hook, LitAgent
 from .loader import AgentLoadError, load_agent, load_hook
 from .runner import Worker, check_recycling
 

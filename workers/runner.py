@@ -19,12 +19,12 @@ from redis.exceptions import BusyLoadingError, ReadOnlyError, RedisError, TryAga
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from lightning_queue.litagent import Hook, LitAgent, RolloutRawResult
 from lightning_queue.store import RedisLightningStore
 from lightning_queue.store.leases import Claim
 from lightning_queue.types import UNSET, AttemptedRollout, AttemptStatus, NamedResources, Span
 
 from . import forks, results
-from .agent import Hook, LitAgent, RolloutRawResult
 from .health import REDIS_ERRORS, Health
 from .leases import LeaseKeeper
 from .telemetry import ProcessProbe

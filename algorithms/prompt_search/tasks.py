@@ -12,8 +12,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from lightning_queue.litagent import rollout
 from lightning_queue.types import LLM, PromptTemplate
-from workers import rollout
 
 from ..evaluation import Check
 

@@ -9,9 +9,9 @@ from lq_test_agents import MARK
 from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
 from lightning_queue import LLM
+from lightning_queue.litagent import llm_rollout
 from lightning_queue.reward import emit_reward
 from lightning_queue.types import AttemptedRollout, SpanCoreFields
-from workers import llm_rollout
 
 ANSWER = "reliability.answer"
 

@@ -138,7 +138,7 @@ def test_agent_import_path_names_module_level_agents() -> None:
 
 
 def test_agent_that_workers_cannot_import_is_a_clear_error() -> None:
-    from workers import rollout
+    from lightning_queue.litagent import rollout
 
     @rollout
     def local_agent(task: Any) -> float:

@@ -20,9 +20,9 @@ import sys
 import time
 from typing import Any
 
+from lightning_queue.litagent import LitAgent, rollout
 from lightning_queue.reward import emit_reward
 from lightning_queue.types import AttemptedRollout, SpanCoreFields
-from workers import LitAgent, rollout
 
 MARK = "test.mark"
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from lightning_queue.litagent import FunctionalLitAgent, LitAgent, llm_rollout, prompt_rollout, rollout
 from lightning_queue.types import LLM, Attempt, AttemptedRollout, PromptTemplate, ProxyLLM
-from workers import FunctionalLitAgent, LitAgent, llm_rollout, prompt_rollout, rollout
 
 ATTEMPTED = AttemptedRollout(
     rollout_id="ro-1",

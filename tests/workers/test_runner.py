@@ -17,9 +17,10 @@ import redis.asyncio as aioredis
 from lq_test_support import eventually
 
 from lightning_queue import LLM, RedisLightningStore, RolloutConfig
+from lightning_queue.litagent import Hook, LitAgent, rollout
 from lightning_queue.reward import find_final_reward
 from lightning_queue.types import AttemptedRollout, ProxyLLM, Span, SpanCoreFields
-from workers import Hook, LitAgent, Worker, rollout
+from workers import Worker
 from workers.leases import LeaseKeeper
 
 LEASE = 0.6

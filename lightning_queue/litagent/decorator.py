@@ -1,72 +1,18 @@
-"""The agent API of the v0.3 contract: `LitAgent`, the functional decorators and runner hooks."""
+"""Functions as agents: `FunctionalLitAgent` and the `@rollout`, `@llm_rollout`, `@prompt_rollout` decorators."""
 
 from __future__ import annotations
 
 import functools
 import inspect
-import weakref
-from collections.abc import Callable, Sequence
-from typing import Any, Generic, TypeVar, overload
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
 
-from lightning_queue.types import LLM, AttemptedRollout, NamedResources, PromptTemplate, ProxyLLM, Span
+from lightning_queue.types import LLM, AttemptedRollout, NamedResources, PromptTemplate, ProxyLLM
 
-T = TypeVar("T")
-
-# What an agent may return: None, a float reward, or a list of Span / SpanCoreFields / OTel ReadableSpan.
-RolloutRawResult = float | Sequence[Any] | None
+from .litagent import LitAgent, RolloutRawResult
 
 # Parameters a functional agent may name; the worker supplies each by name.
 INJECTABLE = ("llm", "prompt_template", "rollout", "resources")
-
-
-class LitAgent(Generic[T]):
-    """An agent the worker runs on each claimed rollout.
-
-    Override `rollout` (sync, run in a thread) or `rollout_async` (run on the worker's event loop).
-    Each receives the task (`rollout.input`), the rollout's resources and the `AttemptedRollout`.
-    `training_rollout*` / `validation_rollout*` are called for mode "train" / anything else and
-    delegate to `rollout*` unless overridden.
-    """
-
-    def __init__(self) -> None:
-        self._runner_ref: weakref.ReferenceType[Any] | None = None
-
-    def set_runner(self, runner: Any) -> None:
-        self._runner_ref = weakref.ref(runner)
-
-    @property
-    def runner(self) -> Any:
-        """The worker running this agent (held weakly), or None before it starts."""
-        return None if self._runner_ref is None else self._runner_ref()
-
-    def is_async(self) -> bool:
-        cls = type(self)
-        return any(
-            getattr(cls, name) is not getattr(LitAgent, name)
-            for name in ("rollout_async", "training_rollout_async", "validation_rollout_async")
-        )
-
-    def rollout(self, task: T, resources: NamedResources, rollout: AttemptedRollout) -> RolloutRawResult:
-        raise NotImplementedError(f"{type(self).__name__} implements neither rollout nor rollout_async")
-
-    async def rollout_async(self, task: T, resources: NamedResources, rollout: AttemptedRollout) -> RolloutRawResult:
-        raise NotImplementedError(f"{type(self).__name__} implements neither rollout nor rollout_async")
-
-    def training_rollout(self, task: T, resources: NamedResources, rollout: AttemptedRollout) -> RolloutRawResult:
-        return self.rollout(task, resources, rollout)
-
-    def validation_rollout(self, task: T, resources: NamedResources, rollout: AttemptedRollout) -> RolloutRawResult:
-        return self.rollout(task, resources, rollout)
-
-    async def training_rollout_async(
-        self, task: T, resources: NamedResources, rollout: AttemptedRollout
-    ) -> RolloutRawResult:
-        return await self.rollout_async(task, resources, rollout)
-
-    async def validation_rollout_async(
-        self, task: T, resources: NamedResources, rollout: AttemptedRollout
-    ) -> RolloutRawResult:
-        return await self.rollout_async(task, resources, rollout)
 
 
 class FunctionalLitAgent(LitAgent[Any]):
@@ -205,27 +151,3 @@ def prompt_rollout(
 ) -> FunctionalLitAgent | Callable[[Callable[..., Any]], FunctionalLitAgent]:
     """Like `@rollout`, for `func(task, prompt_template[, rollout])`: `prompt_template` is required."""
     return _decorator(func, True, "prompt_template", "prompt_rollout")
-
-
-class Hook:
-    """Callbacks around each rollout a worker runs; override the ones you need.
-
-    Exceptions raised by a hook are logged and never fail the rollout. There is no tracer in a
-    lightning-queue worker, so `tracer` is always None (kept for v0.3 signature compatibility).
-    """
-
-    async def on_rollout_start(self, *, agent: LitAgent[Any], runner: Any, rollout: AttemptedRollout) -> None:
-        """Called after resources are resolved, before the agent runs."""
-
-    async def on_trace_start(
-        self, *, agent: LitAgent[Any], runner: Any, tracer: Any, rollout: AttemptedRollout
-    ) -> None:
-        """Called right before the agent call."""
-
-    async def on_trace_end(self, *, agent: LitAgent[Any], runner: Any, tracer: Any, rollout: AttemptedRollout) -> None:
-        """Called right after the agent call, whether it returned or raised."""
-
-    async def on_rollout_end(
-        self, *, agent: LitAgent[Any], runner: Any, rollout: AttemptedRollout, spans: Sequence[Span]
-    ) -> None:
-        """Called with the spans the worker is about to store, before the attempt's status is written."""
