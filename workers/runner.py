@@ -19,6 +19,7 @@ from redis.exceptions import BusyLoadingError, ReadOnlyError, RedisError, TryAga
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from lightning_queue.resilience import Backoff
 from lightning_queue.store import RedisLightningStore
 from lightning_queue.store.redis import Claim
 from lightning_queue.types import UNSET, AttemptedRollout, AttemptStatus, NamedResources, Span
@@ -117,20 +118,6 @@ class _Running:
 
     def __str__(self) -> str:
         return f"rollout {self.rollout.rollout_id} attempt {self.rollout.attempt.attempt_id}"
-
-
-@dataclass
-class _Backoff:
-    first: float = 0.5
-    cap: float = 10.0
-    current: float = 0.0
-
-    def next(self) -> float:
-        self.current = self.first if self.current == 0 else min(self.cap, self.current * 2)
-        return self.current
-
-    def reset(self) -> None:
-        self.current = 0.0
 
 
 class Worker:
@@ -314,7 +301,7 @@ class Worker:
         return None
 
     async def _claim_loop(self) -> None:
-        backoff = _Backoff()
+        backoff = Backoff(first=0.5, cap=10.0)
         while not self._stop.is_set():
             if self.max_rollouts is not None and self.totals.claimed >= self.max_rollouts:
                 logger.info("worker %s: claimed max_rollouts=%s; finishing", self.worker_id, self.max_rollouts)
@@ -511,7 +498,7 @@ class Worker:
 
     async def _retry(self, run: _Running, what: str, op: Callable[[], Awaitable[T]]) -> T:
         """Run `op`, retrying while Redis is unreachable, until the lease could have lapsed."""
-        delay = 0.1
+        backoff = Backoff(first=0.1, cap=5.0)
         while True:
             try:
                 return await op()
@@ -519,9 +506,9 @@ class Worker:
                 run.check()
                 if self._leases.since_renewed(run.entry_id) > self.lease_seconds:
                     raise LeaseLost(f"{what} kept failing for longer than the lease: {exc}") from exc
+                delay = backoff.next()
                 logger.warning("%s: %s failed (%s); retrying in %.1fs", run, what, exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
 
     async def _release(self, run: _Running, reason: str) -> None:
         metadata = {"released": {"worker_id": self.worker_id, "reason": reason}}

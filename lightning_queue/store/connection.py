@@ -18,10 +18,11 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 from redis.exceptions import AuthenticationError, AuthorizationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ..resilience import Backoff
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +130,9 @@ class TransientRetry(Retry):
         return await super().call_with_retry(do, fail, retryable, with_failure_count)
 
 
+# How the client retries a dropped connection: 0.1 s doubling to 2 s, six times (about 5 s in all).
+CLIENT_RETRY = Backoff(first=0.1, cap=2.0)
+CLIENT_RETRIES = 6
 # Connections one event loop may open; past that, callers queue for a free one instead of failing.
 MAX_CONNECTIONS = 512
 
@@ -139,7 +143,7 @@ def make_client(url: str, *, blocking: bool = False) -> aioredis.Redis:
     Its pool waits for a free connection when all are busy: redis-py's default pool raises
     MaxConnectionsError at 100, which a worker with high concurrency or many waiters would hit.
     """
-    retry = TransientRetry(ExponentialBackoff(cap=2.0, base=0.05), retries=6)
+    retry = TransientRetry(CLIENT_RETRY.for_redis(), retries=CLIENT_RETRIES)
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=MAX_CONNECTIONS,
@@ -192,9 +196,10 @@ def wait_for_redis(url: str, *, who: str, first_delay: float = 0.5, max_delay: f
 
     Ctrl-C stops the wait (KeyboardInterrupt propagates); bad credentials raise ConnectionError at once.
     """
-    delay = first_delay
+    backoff = Backoff(first_delay, max(first_delay, max_delay))
     waited = 0.0
     while (error := ping_error(url)) is not None:
+        delay = backoff.next()
         print(
             f"{who}: no Redis answers at {redact(url)} ({error}); retrying in {delay:.1f} s "
             f"(waited {waited:.0f} s so far; start redis-server or pass --redis-url; Ctrl-C stops)",
@@ -203,7 +208,6 @@ def wait_for_redis(url: str, *, who: str, first_delay: float = 0.5, max_delay: f
         )
         time.sleep(delay)
         waited += delay
-        delay = min(delay * 2, max_delay)
     if waited:
         print(f"{who}: the Redis at {redact(url)} answers now", file=sys.stderr, flush=True)
 

@@ -17,6 +17,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ..resilience import Outage
 from ..types import (
     ATTEMPT_STATUSES,
     ROLLOUT_MODES,
@@ -604,7 +605,7 @@ class RedisLightningStore(LightningStore):
         subscribed = False
         statuses: list[str | None] | None = None
         reported: set[str] = set()
-        outage = _Outage(f"wait_for_rollouts in namespace {self.namespace!r}")
+        outage = Outage(f"wait_for_rollouts in namespace {self.namespace!r}", logger=logger)
         try:
             while True:
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -622,7 +623,7 @@ class RedisLightningStore(LightningStore):
                         if statuses is None:
                             raise
                         break
-                    await asyncio.sleep(outage.backoff(exc, remaining))
+                    await asyncio.sleep(outage.failed(exc, remaining))
                     continue
                 if all(s is None or s in TERMINAL_STATUSES for s in statuses):
                     break
@@ -1134,26 +1135,6 @@ def _count(key: str, reply: Any) -> int:
     except ValueError as exc:
         logger.error("corrupt counter in Redis key %r: %s; counted as 0", key, exc)
         return 0
-
-
-class _Outage:
-    """Backoff and logging for a loop that waits out a Redis outage: one warning, then one recovery line."""
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-        self.failures = 0
-
-    def backoff(self, error: BaseException, remaining: float | None) -> float:
-        self.failures += 1
-        if self.failures == 1:
-            logger.warning("%s: Redis unreachable (%s); retrying with backoff", self.what, error)
-        delay: float = min(2.0, 0.1 * 2**self.failures)
-        return delay if remaining is None else max(0.0, min(delay, remaining))
-
-    def over(self) -> None:
-        if self.failures:
-            logger.warning("%s: Redis answers again after %d failed attempts", self.what, self.failures)
-        self.failures = 0
 
 
 class _LoopClient:
