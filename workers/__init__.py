@@ -3,8 +3,8 @@
 from .agent import FunctionalLitAgent, Hook, LitAgent, RolloutRawResult, llm_rollout, prompt_rollout, rollout
 from .loader import AgentLoadError, load_agent
 from .pool import WorkerPool
-from .process import WorkerSettings
 from .runner import Worker, WorkerTotals
+from .settings import WorkerSettings
 
 __all__ = [
     "AgentLoadError",

@@ -14,7 +14,8 @@ from types import FrameType
 
 from lightning_queue.resilience import Backoff
 
-from .process import EXIT_CONFIG, EXIT_RECYCLE, SETTINGS_ENV, SLOT_ENV, SUPERVISOR_ENV, WorkerSettings
+from .process import EXIT_CONFIG, EXIT_RECYCLE, SLOT_ENV, SUPERVISOR_ENV
+from .settings import SETTINGS_ENV, WorkerSettings
 
 logger = logging.getLogger("workers.pool")
 

@@ -28,6 +28,7 @@ from . import forks, results
 from .agent import Hook, LitAgent, RolloutRawResult
 from .health import REDIS_ERRORS, Health
 from .leases import LeaseKeeper
+from .settings import check_recycling, default
 from .telemetry import ProcessProbe
 
 logger = logging.getLogger(__name__)
@@ -47,13 +48,6 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
 # How long shutdown waits for background Redis calls (redis-py's own retries can take seconds).
 _SHUTDOWN_WAIT = 2.0
 _INVALID_ID_CHARS = re.compile(r"[^A-Za-z0-9_.@=+-]")
-
-
-def check_recycling(max_rollouts_per_process: int | None, max_memory_mb: int | None) -> None:
-    """Refuse recycling limits that cannot work (shared by `Worker` and `WorkerSettings`)."""
-    for name, value in (("max_rollouts_per_process", max_rollouts_per_process), ("max_memory_mb", max_memory_mb)):
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise ValueError(f"{name} must be a whole number of at least 1, or None; got {value!r}")
 
 
 def default_worker_id(pid: int | None = None) -> str:
@@ -142,13 +136,13 @@ class Worker:
         store: RedisLightningStore,
         *,
         worker_id: str | None = None,
-        concurrency: int = 1,
-        max_rollouts: int | None = None,
-        max_rollouts_per_process: int | None = None,
-        max_memory_mb: int | None = None,
+        concurrency: int = default("concurrency"),
+        max_rollouts: int | None = default("max_rollouts"),
+        max_rollouts_per_process: int | None = default("max_rollouts_per_process"),
+        max_memory_mb: int | None = default("max_memory_mb"),
         hooks: Sequence[Hook] = (),
-        grace_seconds: float = 30.0,
-        heartbeat_seconds: float = 10.0,
+        grace_seconds: float = default("grace_seconds"),
+        heartbeat_seconds: float = default("heartbeat_seconds"),
         claim_block_ms: int = 500,
     ) -> None:
         if not isinstance(agent, LitAgent):

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -63,6 +63,19 @@ def check_url(url: str) -> str:
     return url
 
 
+# Where a URL not given explicitly is looked for, in this order.
+URL_ENV = ("LQ_REDIS_URL", "REDIS_URL")
+
+
+def configured_url(url: str | None = None, environ: Mapping[str, str] | None = None) -> str | None:
+    """The one resolution order: explicit URL, then each of `URL_ENV`; None if none is set. Checked."""
+    env = os.environ if environ is None else environ
+    for candidate in (url, *(env.get(name) for name in URL_ENV)):
+        if candidate:
+            return check_url(candidate)
+    return None
+
+
 def _answers(host: str, port: int, timeout: float = 0.3) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
@@ -101,9 +114,8 @@ def start_embedded_server() -> str:
 
 def resolve_url(url: str | None = None, *, allow_embedded: bool = True) -> str:
     """Explicit URL, then LQ_REDIS_URL, REDIS_URL, a Redis at 127.0.0.1:6379, else the embedded server."""
-    for candidate in (url, os.environ.get("LQ_REDIS_URL"), os.environ.get("REDIS_URL")):
-        if candidate:
-            return check_url(candidate)
+    if (configured := configured_url(url)) is not None:
+        return configured
     if _answers("127.0.0.1", 6379):
         return DEFAULT_LOCAL_URL
     if not allow_embedded:
@@ -168,10 +180,7 @@ def resolve_shared_url(url: str | None = None) -> str:
 
     Never the embedded server: a private one would leave the service waiting where nobody else looks.
     """
-    for candidate in (url, os.environ.get("LQ_REDIS_URL"), os.environ.get("REDIS_URL")):
-        if candidate:
-            return check_url(candidate)
-    return DEFAULT_LOCAL_URL
+    return configured_url(url) or DEFAULT_LOCAL_URL
 
 
 def ping_error(url: str, timeout: float = 2.0) -> str | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -60,6 +59,7 @@ from .query import (
     text_matches,
 )
 from .scripts import SCRIPT_NAMES, script_source
+from .settings import resolve_namespace
 from .waiting import DoneFeed
 
 logger = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ class RedisLightningStore(LightningStore):
         max_span_bytes: int = 4 << 20,
         max_resources_bytes: int = 1 << 20,
     ) -> None:
-        self.keys = Keys(namespace or os.environ.get("LQ_NAMESPACE") or "default")
+        self.keys = Keys(resolve_namespace(namespace))
         self.namespace = self.keys.namespace
         if client_factory is None:
             self.url: str | None = resolve_url(url)
