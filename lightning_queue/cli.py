@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from ._version import __version__
+from .store.settings import namespace_option, redis_url_option
 
 
 # Each loader imports its command only when that command runs. Real import statements (not
@@ -78,17 +79,6 @@ class LazyGroup(click.Group):
                 rows.append((name, command.get_short_help_str(80)))
         with formatter.section("Commands"):
             formatter.write_dl(sorted(rows))
-
-
-redis_url_option = click.option(
-    "--redis-url",
-    envvar="LQ_REDIS_URL",
-    default=None,
-    help="Redis URL (env LQ_REDIS_URL, then REDIS_URL; default 127.0.0.1:6379). Never a private embedded server.",
-)
-namespace_option = click.option(
-    "--namespace", envvar="LQ_NAMESPACE", default="default", show_default=True, help="Run namespace (env LQ_NAMESPACE)."
-)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sys
 import threading
-import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
+from workers.settings import WorkerSettings
+
 from .algorithm.base import Algorithm
+from .options import describe
 from .store.redis import RedisLightningStore
+from .store.settings import fresh_namespace
 from .types import NamedResources
 
 if TYPE_CHECKING:
@@ -46,6 +52,20 @@ def agent_import_path(agent: Any) -> str:
     )
 
 
+# Trainer keyword -> WorkerSettings field it sets, for errors that name what the caller wrote.
+_KEYWORDS = {
+    "concurrency": "worker_concurrency",
+    "log_level": "worker_log_level",
+    "max_rollouts_per_process": "worker_max_rollouts_per_process",
+    "max_memory_mb": "worker_max_memory_mb",
+    "grace_seconds": "stop_timeout",
+}
+
+
+def _keyword_names(message: str) -> str:
+    return re.sub(r"\b(" + "|".join(_KEYWORDS) + r")\b", lambda m: _KEYWORDS[m.group(1)], message)
+
+
 class Trainer:
     """Run an `Algorithm` against the store with local worker processes executing the agent.
 
@@ -59,12 +79,15 @@ class Trainer:
         adapter: a `TraceAdapter` handed to the algorithm.
         initial_resources: resources handed to the algorithm (it decides how to publish them).
         n_workers: local worker processes; 0 means external `lq worker` pools do the work.
-        worker_concurrency: rollouts in flight per worker process.
+        worker_settings: the local workers' `WorkerSettings` (agent and namespace are filled in); the
+            keywords below override single fields, and default to it (else to `WorkerSettings`' defaults).
+        worker_concurrency: rollouts in flight per worker process (`concurrency`).
         lease_seconds: lease of claimed rollouts (the workers and the store use the same value).
-        worker_log_level: log level of the worker processes.
+        worker_log_level: log level of the worker processes (`log_level`).
         worker_max_rollouts_per_process: recycle each worker process after it claimed this many rollouts.
         worker_max_memory_mb: recycle a worker process whose RSS is above this many MB after a rollout.
-        stop_timeout: seconds the worker processes get to finish in-flight rollouts at the end.
+        stop_timeout: seconds the worker processes get to finish in-flight rollouts at the end (`grace_seconds`).
+        hooks: `module:attr` of `workers.Hook`s the workers run.
     """
 
     def __init__(
@@ -76,38 +99,47 @@ class Trainer:
         adapter: TraceAdapter[Any] | None = None,
         initial_resources: NamedResources | None = None,
         n_workers: int = 1,
-        worker_concurrency: int = 1,
-        lease_seconds: float = 30.0,
-        worker_log_level: str = "WARNING",
+        worker_settings: WorkerSettings | None = None,
+        worker_concurrency: int | None = None,
+        lease_seconds: float | None = None,
+        worker_log_level: str | None = None,
         worker_max_rollouts_per_process: int | None = None,
         worker_max_memory_mb: int | None = None,
-        stop_timeout: float = 10.0,
-        hooks: Sequence[str] = (),
+        stop_timeout: float | None = None,
+        hooks: Sequence[str] | None = None,
     ) -> None:
         if n_workers < 0:
             raise ValueError(f"n_workers must be >= 0, got {n_workers!r}")
-        if worker_concurrency < 1:
-            raise ValueError(f"worker_concurrency must be >= 1, got {worker_concurrency!r}")
-        if worker_max_rollouts_per_process is not None or worker_max_memory_mb is not None:
-            from workers.runner import check_recycling
-
-            try:
-                check_recycling(worker_max_rollouts_per_process, worker_max_memory_mb)
-            except ValueError as exc:
-                raise ValueError(f"worker_{exc}") from None
+        given = {
+            "concurrency": worker_concurrency,
+            "lease_seconds": lease_seconds,
+            "log_level": worker_log_level,
+            "max_rollouts_per_process": worker_max_rollouts_per_process,
+            "max_memory_mb": worker_max_memory_mb,
+            "grace_seconds": stop_timeout,
+            "hooks": None if hooks is None else tuple(hooks),
+        }
+        settings = worker_settings or WorkerSettings()
+        try:
+            settings = WorkerSettings.model_validate(
+                {**settings.model_dump(), **{k: v for k, v in given.items() if v is not None}}
+            )
+        except ValidationError as exc:
+            raise ValueError(_keyword_names(describe(exc))) from None
+        self.worker_settings = settings
         self.algorithm = algorithm
-        self.store = store or RedisLightningStore(namespace=f"run-{uuid.uuid4().hex[:8]}", lease_seconds=lease_seconds)
+        self.store = store or RedisLightningStore(namespace=fresh_namespace(), lease_seconds=settings.lease_seconds)
         self.llm_proxy = llm_proxy
         self.adapter = adapter
         self.initial_resources = initial_resources
         self.n_workers = n_workers
-        self.worker_concurrency = worker_concurrency
-        self.lease_seconds = lease_seconds
-        self.worker_log_level = worker_log_level
-        self.worker_max_rollouts_per_process = worker_max_rollouts_per_process
-        self.worker_max_memory_mb = worker_max_memory_mb
-        self.stop_timeout = stop_timeout
-        self.hooks = tuple(hooks)
+        self.worker_concurrency = settings.concurrency
+        self.lease_seconds = settings.lease_seconds
+        self.worker_log_level = settings.log_level
+        self.worker_max_rollouts_per_process = settings.max_rollouts_per_process
+        self.worker_max_memory_mb = settings.max_memory_mb
+        self.stop_timeout = settings.grace_seconds
+        self.hooks = settings.hooks
         self.pool: WorkerPool | None = None
         self._pool_thread: threading.Thread | None = None
 
@@ -159,7 +191,6 @@ class Trainer:
     def _start_workers(self, agent_path: str) -> None:
         from workers.loader import load_agent
         from workers.pool import WorkerPool
-        from workers.process import WorkerSettings
 
         if self.store.url is None:
             raise ValueError(
@@ -167,17 +198,7 @@ class Trainer:
                 "give the store a URL or use n_workers=0 with your own workers"
             )
         load_agent(agent_path)  # fail here, with the loader's clear message, not in every child
-        settings = WorkerSettings(
-            agent=agent_path,
-            hooks=self.hooks,
-            namespace=self.store.namespace,
-            concurrency=self.worker_concurrency,
-            max_rollouts_per_process=self.worker_max_rollouts_per_process,
-            max_memory_mb=self.worker_max_memory_mb,
-            lease_seconds=self.lease_seconds,
-            grace_seconds=self.stop_timeout,
-            log_level=self.worker_log_level,
-        )
+        settings = self.worker_settings.model_copy(update={"agent": agent_path, "namespace": self.store.namespace})
         self.pool = WorkerPool(settings, self.n_workers, redis_url=self.store.url, stop_timeout=self.stop_timeout)
         self._pool_thread = threading.Thread(target=self.pool.run, name="lq-worker-pool", daemon=True)
         self._pool_thread.start()

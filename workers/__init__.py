@@ -13,8 +13,8 @@ from lightning_queue.litagent import (
 
 from .loader import AgentLoadError, load_agent
 from .pool import WorkerPool
-from .process import WorkerSettings
 from .runner import Worker, WorkerTotals
+from .settings import WorkerSettings
 
 __all__ = [
     "AgentLoadError",

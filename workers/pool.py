@@ -12,7 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
 
-from .process import EXIT_CONFIG, EXIT_RECYCLE, SETTINGS_ENV, SLOT_ENV, SUPERVISOR_ENV, WorkerSettings
+from lightning_queue.resilience import Backoff
+
+from .process import EXIT_CONFIG, EXIT_RECYCLE, SLOT_ENV, SUPERVISOR_ENV
+from .settings import SETTINGS_ENV, WorkerSettings
 
 logger = logging.getLogger("workers.pool")
 
@@ -25,13 +28,18 @@ _STEPS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
 @dataclass(eq=False)
 class _Slot:
     index: int
+    restart_delays: Backoff
     proc: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     restarts: int = 0
     recycles: int = 0
-    backoff: float = 0.0
     restart_at: float | None = None
     finished: bool = False
+
+    @property
+    def backoff(self) -> float:
+        """The delay before its latest restart (0 until it first crashed)."""
+        return self.restart_delays.current
 
 
 def describe_exit(code: int) -> str:
@@ -78,7 +86,7 @@ class WorkerPool:
         self.stable_seconds = stable_seconds
         self.poll_seconds = poll_seconds
         self.env = dict(os.environ if env is None else env)
-        self.slots = [_Slot(i) for i in range(processes)]
+        self.slots = [_Slot(i, Backoff(min_backoff, max_backoff)) for i in range(processes)]
         self._stop_requests: list[str] = []
         self._step = -1
         self._step_deadline = float("inf")
@@ -166,12 +174,9 @@ class WorkerPool:
             self.request_stop(f"worker process #{slot.index} cannot start")
         else:
             lived = now - slot.started
-            slot.backoff = (
-                self.min_backoff
-                if lived >= self.stable_seconds or slot.backoff == 0
-                else min(self.max_backoff, slot.backoff * 2)
-            )
-            slot.restart_at = now + slot.backoff
+            if lived >= self.stable_seconds:
+                slot.restart_delays.reset()
+            slot.restart_at = now + slot.restart_delays.next()
             slot.restarts += 1
             logger.warning(
                 "%s after %.1fs; restarting it in %.2fs (restart #%d)", what, lived, slot.backoff, slot.restarts

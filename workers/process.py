@@ -7,24 +7,21 @@ Redis URL travels in the environment, not argv, so a password never shows in `ps
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from lightning_queue.litagent import Hook, LitAgent
 from lightning_queue.store import RedisLightningStore
 
 from .loader import AgentLoadError, load_agent, load_hook
-from .runner import Worker, check_recycling
+from .runner import Worker
+from .settings import WorkerSettings
 
 logger = logging.getLogger("workers.process")
 
-SETTINGS_ENV = "LQ_WORKER_SETTINGS"
 SLOT_ENV = "LQ_WORKER_SLOT"
 SUPERVISOR_ENV = "LQ_SUPERVISOR_PID"
 # Exit code of a process that can never work (bad agent, bad settings): the pool does not restart it.
@@ -32,44 +29,6 @@ EXIT_CONFIG = 2
 # Exit code of a process that recycled itself (max_rollouts_per_process, max_memory_mb): the pool
 # starts a fresh one at once, without the crash backoff. sysexits' EX_TEMPFAIL.
 EXIT_RECYCLE = 75
-
-
-@dataclass(frozen=True)
-class WorkerSettings:
-    """Everything a worker process needs besides the Redis URL."""
-
-    agent: str
-    hooks: tuple[str, ...] = ()
-    namespace: str = "default"
-    concurrency: int = 1
-    max_rollouts: int | None = None
-    max_rollouts_per_process: int | None = None
-    max_memory_mb: int | None = None
-    lease_seconds: float = 30.0
-    grace_seconds: float = 30.0
-    heartbeat_seconds: float = 10.0
-    log_level: str = "INFO"
-
-    def __post_init__(self) -> None:
-        check_recycling(self.max_rollouts_per_process, self.max_memory_mb)
-        if self.max_rollouts is not None and (self.max_rollouts_per_process or self.max_memory_mb):
-            # A recycled process's successor would not know how many rollouts its predecessor claimed.
-            raise ValueError(
-                "max_rollouts (each process exits for good) cannot be combined with max_rollouts_per_process "
-                "or max_memory_mb (each process is replaced): use one or the other"
-            )
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> WorkerSettings:
-        raw = environ.get(SETTINGS_ENV)
-        if not raw:
-            raise ValueError(f"{SETTINGS_ENV} is not set: worker processes are started by `lq worker`")
-        values = json.loads(raw)
-        values["hooks"] = tuple(values.get("hooks", ()))
-        return cls(**values)
 
 
 def configure_logging(level: str, name: str) -> None:

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from redis.exceptions import OutOfMemoryError
 
+from lightning_queue.resilience import Backoff
 from lightning_queue.reward import emit_exception, emit_reward
 from lightning_queue.store import RedisLightningStore
 from lightning_queue.store.otel import span_from_otel
@@ -133,13 +134,13 @@ async def through_oom(op: Callable[[], Awaitable[T]], *, seconds: float) -> T:
     moment, so the small write recording the failure is refused too; a little later it fits.
     """
     deadline = time.monotonic() + seconds
-    delay = 0.1
+    backoff = Backoff(first=0.1, cap=1.0)
     while True:
         try:
             return await op()
         except OutOfMemoryError as exc:
+            delay = backoff.next()
             if time.monotonic() + delay > deadline:
                 raise
             logger.warning("Redis is out of memory (%s); retrying in %.1fs", exc, delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)

@@ -20,6 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from lightning_queue.litagent import Hook, LitAgent, RolloutRawResult
+from lightning_queue.resilience import Backoff
 from lightning_queue.store import RedisLightningStore
 from lightning_queue.store.leases import Claim
 from lightning_queue.types import UNSET, AttemptedRollout, AttemptStatus, NamedResources, Span
@@ -27,6 +28,7 @@ from lightning_queue.types import UNSET, AttemptedRollout, AttemptStatus, NamedR
 from . import forks, results
 from .health import REDIS_ERRORS, Health
 from .leases import LeaseKeeper
+from .settings import check_recycling, default
 from .telemetry import ProcessProbe
 
 logger = logging.getLogger(__name__)
@@ -46,13 +48,6 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
 # How long shutdown waits for background Redis calls (redis-py's own retries can take seconds).
 _SHUTDOWN_WAIT = 2.0
 _INVALID_ID_CHARS = re.compile(r"[^A-Za-z0-9_.@=+-]")
-
-
-def check_recycling(max_rollouts_per_process: int | None, max_memory_mb: int | None) -> None:
-    """Refuse recycling limits that cannot work (shared by `Worker` and `WorkerSettings`)."""
-    for name, value in (("max_rollouts_per_process", max_rollouts_per_process), ("max_memory_mb", max_memory_mb)):
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise ValueError(f"{name} must be a whole number of at least 1, or None; got {value!r}")
 
 
 def default_worker_id(pid: int | None = None) -> str:
@@ -119,20 +114,6 @@ class _Running:
         return f"rollout {self.rollout.rollout_id} attempt {self.rollout.attempt.attempt_id}"
 
 
-@dataclass
-class _Backoff:
-    first: float = 0.5
-    cap: float = 10.0
-    current: float = 0.0
-
-    def next(self) -> float:
-        self.current = self.first if self.current == 0 else min(self.cap, self.current * 2)
-        return self.current
-
-    def reset(self) -> None:
-        self.current = 0.0
-
-
 class Worker:
     """Runs `agent` on rollouts claimed from `store`, up to `concurrency` at a time.
 
@@ -155,13 +136,13 @@ class Worker:
         store: RedisLightningStore,
         *,
         worker_id: str | None = None,
-        concurrency: int = 1,
-        max_rollouts: int | None = None,
-        max_rollouts_per_process: int | None = None,
-        max_memory_mb: int | None = None,
+        concurrency: int = default("concurrency"),
+        max_rollouts: int | None = default("max_rollouts"),
+        max_rollouts_per_process: int | None = default("max_rollouts_per_process"),
+        max_memory_mb: int | None = default("max_memory_mb"),
         hooks: Sequence[Hook] = (),
-        grace_seconds: float = 30.0,
-        heartbeat_seconds: float = 10.0,
+        grace_seconds: float = default("grace_seconds"),
+        heartbeat_seconds: float = default("heartbeat_seconds"),
         claim_block_ms: int = 500,
     ) -> None:
         if not isinstance(agent, LitAgent):
@@ -314,7 +295,7 @@ class Worker:
         return None
 
     async def _claim_loop(self) -> None:
-        backoff = _Backoff()
+        backoff = Backoff(first=0.5, cap=10.0)
         while not self._stop.is_set():
             if self.max_rollouts is not None and self.totals.claimed >= self.max_rollouts:
                 logger.info("worker %s: claimed max_rollouts=%s; finishing", self.worker_id, self.max_rollouts)
@@ -511,7 +492,7 @@ class Worker:
 
     async def _retry(self, run: _Running, what: str, op: Callable[[], Awaitable[T]]) -> T:
         """Run `op`, retrying while Redis is unreachable, until the lease could have lapsed."""
-        delay = 0.1
+        backoff = Backoff(first=0.1, cap=5.0)
         while True:
             try:
                 return await op()
@@ -519,9 +500,9 @@ class Worker:
                 run.check()
                 if self._leases.since_renewed(run.entry_id) > self.lease_seconds:
                     raise LeaseLost(f"{what} kept failing for longer than the lease: {exc}") from exc
+                delay = backoff.next()
                 logger.warning("%s: %s failed (%s); retrying in %.1fs", run, what, exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
 
     async def _release(self, run: _Running, reason: str) -> None:
         metadata = {"released": {"worker_id": self.worker_id, "reason": reason}}

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from ..cli import namespace_option, redis_url_option
+from ..store.settings import namespace_option, redis_url_option
 from .config import UpstreamModel, load_config_file, parse_model_spec, read_secret_file, spec_has_inline_key
 from .limits import ServerLimits
 from .proxy import LLMProxy

@@ -11,17 +11,18 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 from redis.exceptions import AuthenticationError, AuthorizationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ..resilience import Backoff
 
 # resolve_url's fallback; tests replace it here.
 from .embedded import start_embedded_server as start_embedded_server
@@ -62,6 +63,19 @@ def check_url(url: str) -> str:
     return url
 
 
+# Where a URL not given explicitly is looked for, in this order.
+URL_ENV = ("LQ_REDIS_URL", "REDIS_URL")
+
+
+def configured_url(url: str | None = None, environ: Mapping[str, str] | None = None) -> str | None:
+    """The one resolution order: explicit URL, then each of `URL_ENV`; None if none is set. Checked."""
+    env = os.environ if environ is None else environ
+    for candidate in (url, *(env.get(name) for name in URL_ENV)):
+        if candidate:
+            return check_url(candidate)
+    return None
+
+
 def _answers(host: str, port: int, timeout: float = 0.3) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
@@ -74,9 +88,8 @@ def _answers(host: str, port: int, timeout: float = 0.3) -> bool:
 
 def resolve_url(url: str | None = None, *, allow_embedded: bool = True) -> str:
     """Explicit URL, then LQ_REDIS_URL, REDIS_URL, a Redis at 127.0.0.1:6379, else the embedded server."""
-    for candidate in (url, os.environ.get("LQ_REDIS_URL"), os.environ.get("REDIS_URL")):
-        if candidate:
-            return check_url(candidate)
+    if (configured := configured_url(url)) is not None:
+        return configured
     if _answers("127.0.0.1", 6379):
         return DEFAULT_LOCAL_URL
     if not allow_embedded:
@@ -103,6 +116,9 @@ class TransientRetry(Retry):
         return await super().call_with_retry(do, fail, retryable, with_failure_count)
 
 
+# How the client retries a dropped connection: 0.1 s doubling to 2 s, six times (about 5 s in all).
+CLIENT_RETRY = Backoff(first=0.1, cap=2.0)
+CLIENT_RETRIES = 6
 # Connections one event loop may open; past that, callers queue for a free one instead of failing.
 MAX_CONNECTIONS = 512
 
@@ -113,7 +129,7 @@ def make_client(url: str, *, blocking: bool = False) -> aioredis.Redis:
     Its pool waits for a free connection when all are busy: redis-py's default pool raises
     MaxConnectionsError at 100, which a worker with high concurrency or many waiters would hit.
     """
-    retry = TransientRetry(ExponentialBackoff(cap=2.0, base=0.05), retries=6)
+    retry = TransientRetry(CLIENT_RETRY.for_redis(), retries=CLIENT_RETRIES)
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=MAX_CONNECTIONS,
@@ -138,10 +154,7 @@ def resolve_shared_url(url: str | None = None) -> str:
 
     Never the embedded server: a private one would leave the service waiting where nobody else looks.
     """
-    for candidate in (url, os.environ.get("LQ_REDIS_URL"), os.environ.get("REDIS_URL")):
-        if candidate:
-            return check_url(candidate)
-    return DEFAULT_LOCAL_URL
+    return configured_url(url) or DEFAULT_LOCAL_URL
 
 
 def ping_error(url: str, timeout: float = 2.0) -> str | None:
@@ -166,9 +179,10 @@ def wait_for_redis(url: str, *, who: str, first_delay: float = 0.5, max_delay: f
 
     Ctrl-C stops the wait (KeyboardInterrupt propagates); bad credentials raise ConnectionError at once.
     """
-    delay = first_delay
+    backoff = Backoff(first_delay, max(first_delay, max_delay))
     waited = 0.0
     while (error := ping_error(url)) is not None:
+        delay = backoff.next()
         print(
             f"{who}: no Redis answers at {redact(url)} ({error}); retrying in {delay:.1f} s "
             f"(waited {waited:.0f} s so far; start redis-server or pass --redis-url; Ctrl-C stops)",
@@ -177,7 +191,6 @@ def wait_for_redis(url: str, *, who: str, first_delay: float = 0.5, max_delay: f
         )
         time.sleep(delay)
         waited += delay
-        delay = min(delay * 2, max_delay)
     if waited:
         print(f"{who}: the Redis at {redact(url)} answers now", file=sys.stderr, flush=True)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -16,6 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ..resilience import Outage
 from ..types import (
     ATTEMPT_STATUSES,
     ROLLOUT_MODES,
@@ -61,6 +61,7 @@ from .query import (
     text_matches,
 )
 from .schema import GROUP
+from .settings import resolve_namespace
 from .transitions import LEAVE, AttemptChanges, Leave, NewRollout, NewSpan, RolloutChanges, ScriptConfig, Transitions
 from .watchdog import Watchdog
 
@@ -123,7 +124,7 @@ class RedisLightningStore(LightningStore):
         max_span_bytes: int = 4 << 20,
         max_resources_bytes: int = 1 << 20,
     ) -> None:
-        self.keys = Keys(namespace or os.environ.get("LQ_NAMESPACE") or "default")
+        self.keys = Keys(resolve_namespace(namespace))
         self.namespace = self.keys.namespace
         if client_factory is None:
             self.url: str | None = resolve_url(url)
@@ -545,7 +546,7 @@ class RedisLightningStore(LightningStore):
         subscribed = False
         statuses: list[str | None] | None = None
         reported: set[str] = set()
-        outage = _Outage(f"wait_for_rollouts in namespace {self.namespace!r}")
+        outage = Outage(f"wait_for_rollouts in namespace {self.namespace!r}", logger=logger)
         try:
             while True:
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -563,7 +564,7 @@ class RedisLightningStore(LightningStore):
                         if statuses is None:
                             raise
                         break
-                    await asyncio.sleep(outage.backoff(exc, remaining))
+                    await asyncio.sleep(outage.failed(exc, remaining))
                     continue
                 if all(s is None or s in TERMINAL_STATUSES for s in statuses):
                     break
@@ -1023,26 +1024,6 @@ def _count(key: str, reply: Any) -> int:
     except ValueError as exc:
         logger.error("corrupt counter in Redis key %r: %s; counted as 0", key, exc)
         return 0
-
-
-class _Outage:
-    """Backoff and logging for a loop that waits out a Redis outage: one warning, then one recovery line."""
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-        self.failures = 0
-
-    def backoff(self, error: BaseException, remaining: float | None) -> float:
-        self.failures += 1
-        if self.failures == 1:
-            logger.warning("%s: Redis unreachable (%s); retrying with backoff", self.what, error)
-        delay: float = min(2.0, 0.1 * 2**self.failures)
-        return delay if remaining is None else max(0.0, min(delay, remaining))
-
-    def over(self) -> None:
-        if self.failures:
-            logger.warning("%s: Redis answers again after %d failed attempts", self.what, self.failures)
-        self.failures = 0
 
 
 async def _batched(iterator: Any, size: int) -> Any:

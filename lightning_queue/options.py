@@ -1,0 +1,129 @@
+"""Settings models and the click options derived from their fields, so each knob is declared once."""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+
+import annotated_types
+import click
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.fields import FieldInfo
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Settings(BaseModel):
+    """A role's settings: frozen, no unknown keys; each field carries its default, bounds and help."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+
+def setting(
+    default: Any,
+    *,
+    help: str,
+    option: str | None = None,
+    param: str | None = None,
+    short: str | None = None,
+    envvar: str | None = None,
+    metavar: str | None = None,
+    required: bool = False,
+    **constraints: Any,
+) -> Any:
+    """A field with its help text (naming `envvar` if any) and its command-line option (`--kebab-name` by default)."""
+    cli = {"option": option, "param": param, "short": short, "envvar": envvar, "metavar": metavar, "required": required}
+    return Field(default, description=help, json_schema_extra={k: v for k, v in cli.items() if v}, **constraints)
+
+
+def describe(exc: ValidationError) -> str:
+    """A settings error as one line per problem, each naming the field and the bad value."""
+    lines = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"])
+        if error["type"] == "value_error":
+            # Our own checks already name the field and the value (redacted where it holds a secret).
+            lines.append(str(error["ctx"]["error"]) if "ctx" in error else error["msg"])
+        else:
+            lines.append(f"{field}: {error['msg'].lower()}, got {error.get('input')!r}")
+    return "; ".join(lines)
+
+
+def _extra(info: FieldInfo) -> Mapping[str, Any]:
+    extra = info.json_schema_extra
+    return extra if isinstance(extra, Mapping) else {}
+
+
+def option_name(model: type[BaseModel], field: str) -> str:
+    """The command-line option of one field, e.g. `--redis-url` for `RedisSettings.url`."""
+    return str(_extra(model.model_fields[field]).get("option") or "--" + field.replace("_", "-"))
+
+
+def _click_type(info: FieldInfo) -> tuple[Any, bool]:
+    """(click type, multiple) for a field's annotation and bounds."""
+    annotation = info.annotation
+    if get_origin(annotation) in (Union, types.UnionType):
+        annotation = next(a for a in get_args(annotation) if a is not type(None))
+    if get_origin(annotation) is Literal:
+        return click.Choice([str(a) for a in get_args(annotation)], case_sensitive=False), False
+    if get_origin(annotation) is tuple:
+        return click.STRING, True
+    bounds: dict[str, Any] = {}
+    for meta in info.metadata:
+        if isinstance(meta, annotated_types.Ge):
+            bounds["min"] = meta.ge
+        elif isinstance(meta, annotated_types.Gt):
+            bounds.update(min=meta.gt, min_open=True)
+        elif isinstance(meta, annotated_types.Le):
+            bounds["max"] = meta.le
+    if annotation is bool:
+        return click.BOOL, False
+    if annotation is int:
+        return click.IntRange(**bounds) if bounds else click.INT, False
+    if annotation is float:
+        return click.FloatRange(**bounds) if bounds else click.FLOAT, False
+    return click.STRING, False
+
+
+def field_option(model: type[BaseModel], field: str, default: tuple[Any, str] | None = None) -> Callable[[F], F]:
+    """The click option of one field; `default` = (value, what it means) replaces the field's for one command."""
+    info = model.model_fields[field]
+    extra = _extra(info)
+    click_type, multiple = _click_type(info)
+    value = info.default if default is None else default[0]
+    help_text = info.description or ""
+    if default is not None:
+        help_text += f" Default: {default[1]}."
+    names = [n for n in (extra.get("short"), option_name(model, field), extra.get("param") or field) if n]
+    kwargs: dict[str, Any] = {"help": help_text, "envvar": extra.get("envvar"), "metavar": extra.get("metavar")}
+    if click_type is click.BOOL:
+        return click.option(*names, is_flag=True, default=bool(value), **kwargs)
+    return click.option(
+        *names,
+        type=click_type,
+        multiple=multiple,
+        required=bool(extra.get("required")),
+        default=None if extra.get("required") else tuple(value) if multiple else value,
+        show_default=value not in (None, ()) and default is None,
+        **kwargs,
+    )
+
+
+def options(
+    model: type[BaseModel],
+    *,
+    exclude: Iterable[str] = (),
+    defaults: Mapping[str, tuple[Any, str]] | None = None,
+) -> Callable[[F], F]:
+    """Decorate a click command with one option per field of `model` (in field order)."""
+    skipped = set(exclude)
+    fields = [name for name in model.model_fields if name not in skipped]
+    decorators = [field_option(model, name, (defaults or {}).get(name)) for name in fields]
+
+    def apply(command: F) -> F:
+        for decorator in reversed(decorators):
+            command = decorator(command)
+        return command
+
+    return apply
