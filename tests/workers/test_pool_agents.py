@@ -7,10 +7,10 @@ import json
 from typing import Any
 
 from click.testing import CliRunner
-from lq_test_support import eventually
 
 from lightning_queue import RedisLightningStore, RolloutConfig
 from lightning_queue.cli import main
+from tests.support.pools import eventually
 
 
 async def test_raising_wrong_type_and_hanging_agents_end_with_the_status_and_a_readable_record(

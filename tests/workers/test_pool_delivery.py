@@ -13,11 +13,11 @@ import time
 from typing import Any
 
 import pytest
-from lq_test_agents import MARK
-from lq_test_support import claimed_by, eventually
 
 from lightning_queue import EnqueueRolloutRequest, RedisLightningStore, RolloutConfig
 from lightning_queue.types import AttemptedRollout
+from tests.support.agents import MARK
+from tests.support.pools import claimed_by, eventually
 from workers.runner import default_worker_id
 
 RETRY_UNRESPONSIVE = RolloutConfig(max_attempts=2, retry_condition=["unresponsive"])

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from lq_test_support import eventually
 
 from lightning_queue import LLM, RedisLightningStore, RolloutConfig
 from lightning_queue.reward import find_final_reward
 from lightning_queue.types import AttemptedRollout, ProxyLLM, Span, SpanCoreFields
+from tests.support.pools import eventually
 from workers import Hook, LitAgent, Worker, rollout
 from workers.leases import LeaseKeeper
 
