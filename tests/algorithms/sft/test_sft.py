@@ -37,8 +37,8 @@ from lightning_queue import LLMProxy, LlmProxyTraceToTriplet, RedisLightningStor
 from lightning_queue.testing import StandInModelServer
 from workers.examples import math_agent
 
-JOBS_DIR = Path(__file__).parent  # lq_sft_test_jobs, importable by trainer processes through PYTHONPATH
-JOBS = "lq_sft_test_jobs"
+JOBS_DIR = Path(__file__).resolve().parents[3]  # the repository root: trainer processes import JOBS through PYTHONPATH
+JOBS = "tests.support.sft_jobs"
 
 
 # --- rows and selection ---------------------------------------------------------------------------
@@ -244,7 +244,7 @@ def test_job_payload_and_result_are_stored_as_json_never_pickle(
 def test_a_trainer_refuses_jobs_from_modules_it_does_not_allow(
     redis_url: str, queue_name: str, start_trainer: Callable[..., subprocess.Popen[bytes]]
 ) -> None:
-    start_trainer(queue_name)  # allows lq_sft_test_jobs only
+    start_trainer(queue_name)  # allows tests.support.sft_jobs only
     queue = TrainingQueue(redis_url, queue=queue_name, start_local=False)
     try:
         job_id = queue.submit("os.getpid", timeout=60)

@@ -1,4 +1,4 @@
-"""Seed recipes for tests/algorithms/test_seed_runs.py, importable by the child processes (module name)."""
+"""Seed recipes for tests/algorithms/test_seed_runs.py, imported by the child processes by module name."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Jobs the SFT tests run in real `lq trainer` processes (importable via PYTHONPATH=tests/algorithms).
+"""Jobs the SFT tests run in real `lq trainer` processes (imported from the repository root).
 
 They stand in for `algorithms.sft_job.fine_tune` where a test is about the queue, not about torch.
 """
