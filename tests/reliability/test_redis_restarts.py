@@ -196,7 +196,7 @@ class CountingConnection(aioredis.Connection):
 
     async def _connect(self) -> None:
         type(self).attempts += 1
-        await super()._connect()
+        await super()._connect()  # type: ignore[no-untyped-call]
 
 
 @pytest.mark.slow

@@ -192,7 +192,7 @@ async def test_sigterm_past_the_grace_period_releases_rollouts_for_another_worke
     for rid in ids:
         rollout = await observer.get_rollout_by_id(rid)
         assert (rollout.status, rollout.attempt.status) == ("requeuing", "unresponsive")
-        assert "shut down" in rollout.attempt.metadata["released"]["reason"]
+        assert "shut down" in rollout.attempt.metadata["released"]["reason"]  # type: ignore[index]
     start_pool(processes=1, concurrency=2)
     done = await observer.wait_for_rollouts(rollout_ids=ids, timeout=30)
     assert [r.status for r in done] == ["succeeded", "succeeded"]

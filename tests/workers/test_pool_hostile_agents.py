@@ -48,7 +48,7 @@ async def test_async_agent_blocking_its_loop_past_the_lease_runs_once_and_the_bl
     log = pool.log()
     assert "its event loop has been blocked for" in log
     blocked_line = next(line for line in log.splitlines() if "its event loop has been blocked" in line)
-    assert f"rollout {blocking.rollout_id} attempt {done.attempt.attempt_id}" in blocked_line
+    assert f"rollout {blocking.rollout_id} attempt {done.attempt.attempt_id}" in blocked_line  # type: ignore[attr-defined]
     assert "<FunctionalLitAgent tests.support.agents.scripted>" in blocked_line and "support/agents.py" in blocked_line
     assert "no longer held" not in log
 

@@ -351,7 +351,7 @@ async def test_stop_now_releases_in_flight_rollouts_back_to_the_queue(
     for rid in ids:
         rollout_ = await observer.get_rollout_by_id(rid)
         assert (rollout_.status, rollout_.attempt.status) == ("requeuing", "unresponsive")
-        assert rollout_.attempt.metadata["released"]["worker_id"] == worker.worker_id
+        assert rollout_.attempt.metadata["released"]["worker_id"] == worker.worker_id  # type: ignore[index]
     assert await observer.queue_depth() == 2 and await observer.pending_entries() == 0
 
 

@@ -108,7 +108,7 @@ async def test_reinforce_loop_updates_saves_and_reloads_each_iteration(redis_url
     assert {s["correct"] for s in before["samples"]} == {True} and {s["correct"] for s in after["samples"]} == {False}
     assert all(len(line["train_replies"]) == 3 and "train_parts" in line for line in lines[1:3])
     # Training rollouts sample at the training temperature, evaluation ones at the evaluation one.
-    temperatures = sorted({r.body.get("temperature") for r in requests})
+    temperatures = sorted({r.body.get("temperature") for r in requests})  # type: ignore[type-var]
     assert temperatures == [config.eval_temperature, config.temperature]
 
 

@@ -36,8 +36,8 @@ class MyCustomAlgorithm(Algorithm):
         self,
         store: LightningStore,
         llm_proxy: Optional[LLMProxy],  # noqa: UP045 - as the guide writes it
-        train_dataset: Optional[Dataset] = None,  # noqa: UP045
-        val_dataset: Optional[Dataset] = None,  # noqa: UP045
+        train_dataset: Optional[Dataset] = None,  # type: ignore[type-arg]  # noqa: UP045
+        val_dataset: Optional[Dataset] = None,  # type: ignore[type-arg]  # noqa: UP045
     ) -> None:
         # store and llm_proxy are now available without manual wiring
         self.wired = (store, llm_proxy)  # the guide's body is `pass`; this records what it received
@@ -197,7 +197,7 @@ async def test_functional_algo_with_store(wiring: Any) -> None:
 
 def test_trace_adapter_is_generic_with_adapt() -> None:
     class CountSpans(TraceAdapter[int]):
-        def adapt(self, spans: list[Span]) -> int:
+        def adapt(self, spans: list[Span]) -> int:  # type: ignore[override]
             return len(spans)
 
     assert CountSpans().adapt([]) == 0

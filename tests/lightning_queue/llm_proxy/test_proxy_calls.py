@@ -194,7 +194,7 @@ async def test_proxy_llm_resource_resolves_to_the_attempt_url(
     async with AsyncOpenAI(base_url=llm.endpoint, api_key="unused", max_retries=0) as client:
         await client.chat.completions.create(model=llm.model, messages=[{"role": "user", "content": "hi"}])
 
-    assert resource.resource_type == "proxy_llm" and llm.sampling_parameters == {"temperature": 0.2}
+    assert resource.resource_type == "proxy_llm" and llm.sampling_parameters == {"temperature": 0.2}  # type: ignore[comparison-overlap]
     assert len(await spans_of(store, attempt)) == 1
 
 

@@ -86,7 +86,7 @@ async def test_half_sent_requests_are_capped_and_timed_out_and_normal_calls_go_o
             answer = await client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
         call_seconds = time.monotonic() - started
         during = await health(proxy)
-        closed = [await eventually(lambda r=reader: closed_by_server(r)) for reader, _ in opened]
+        closed = [await eventually(lambda r=reader: closed_by_server(r)) for reader, _ in opened]  # type: ignore[misc]
 
     assert answer.choices[0].message.content == "You said: hi"
     assert call_seconds < 10  # not queued behind the half-open ones (on a loaded machine: generous)

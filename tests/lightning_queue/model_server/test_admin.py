@@ -182,7 +182,7 @@ def test_a_started_server_gets_root_and_token_through_its_environment_not_its_ar
         started.append((command, kwargs["env"]))
         raise OSError("not started in this test")
 
-    monkeypatch.setattr(serving.subprocess, "Popen", fake_popen)
+    monkeypatch.setattr(serving.subprocess, "Popen", fake_popen)  # type: ignore[attr-defined]
     server = serving.ModelServerProcess(checkpoint_root=tmp_path)
     with pytest.raises(OSError, match="not started"):
         server.start()

@@ -157,7 +157,7 @@ async def test_none_sorts_first_ascending_and_last_descending(
         started = await store.start_rollout("task", worker_id="w-b")
         await store.start_attempt(started.rollout_id)
         await store.start_attempt(started.rollout_id, worker_id="w-a")
-        page = await store.query_attempts(started.rollout_id, sort_by="worker_id", sort_order=order)
+        page = await store.query_attempts(started.rollout_id, sort_by="worker_id", sort_order=order)  # type: ignore[assignment]
         values = keys(page, "worker_id")
         expected = [None, "w-a", "w-b"]
     else:
@@ -166,7 +166,7 @@ async def test_none_sorts_first_ascending_and_last_descending(
             await store.add_span(
                 make_span(started.rollout_id, started.attempt.attempt_id, sequence_id, parent_id=parent_id)
             )
-        page = await store.query_spans(started.rollout_id, sort_by="parent_id", sort_order=order)
+        page = await store.query_spans(started.rollout_id, sort_by="parent_id", sort_order=order)  # type: ignore[assignment]
         values = keys(page, "parent_id")
         expected = [None, "p-a", "p-b"]
 

@@ -91,7 +91,7 @@ def test_wait_for_redis_backs_off_and_says_what_it_waits_for(
     answers = iter(["Connection refused"] * 4 + [None])
     sleeps: list[float] = []
     monkeypatch.setattr(connection, "ping_error", lambda url: next(answers))
-    monkeypatch.setattr(connection.time, "sleep", sleeps.append)
+    monkeypatch.setattr(connection.time, "sleep", sleeps.append)  # type: ignore[attr-defined]
     wait_for_redis("redis://u:hunter2-pw@10.0.0.1:6379/0", who="lq worker", first_delay=1, max_delay=4)
     assert sleeps == [1, 2, 4, 4]
     err = capsys.readouterr().err

@@ -22,7 +22,7 @@ async def query_of(store: RedisLightningStore, kind: str) -> Callable[..., Await
         started = await store.start_rollout("task")
         method = store.query_attempts if kind == "attempts" else store.query_spans
         return functools.partial(method, started.rollout_id)
-    return {
+    return {  # type: ignore[return-value]
         "rollouts": store.query_rollouts,
         "workers": store.query_workers,
         "resources": store.query_resources,

@@ -25,10 +25,10 @@ async def verdict_seen_by(store: RedisLightningStore, reader: str, rollout_id: s
         return rollout.status, rollout.attempt.status
     if reader == "query_rollouts":
         [rollout] = await store.query_rollouts(rollout_id_in=[rollout_id])
-        return rollout.status, rollout.attempt.status
+        return rollout.status, rollout.attempt.status  # type: ignore[attr-defined]
     if reader == "wait_for_rollouts":
         [rollout] = await store.wait_for_rollouts(rollout_ids=[rollout_id], timeout=0)
-        return rollout.status, rollout.attempt.status
+        return rollout.status, rollout.attempt.status  # type: ignore[attr-defined]
     if reader == "get_latest_attempt":
         attempt = await store.get_latest_attempt(rollout_id)
     else:

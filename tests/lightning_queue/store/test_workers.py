@@ -17,7 +17,7 @@ async def give_worker_an_attempt(store: RedisLightningStore, how: str, worker_id
         rollout = await store.start_rollout("task", worker_id=worker_id)
     elif how == "dequeue_rollout":
         await store.enqueue_rollout("task")
-        rollout = await store.dequeue_rollout(worker_id=worker_id)
+        rollout = await store.dequeue_rollout(worker_id=worker_id)  # type: ignore[assignment]
     elif how == "start_attempt":
         queued = await store.enqueue_rollout("task")
         rollout = await store.start_attempt(queued.rollout_id, worker_id=worker_id)
