@@ -11,13 +11,13 @@ import pytest
 from algorithms.evaluation import progress_line
 from algorithms.seed_runs import SeedPlan, run_seeds, seeds_table
 
-RECIPES = "lq_seed_recipes"
+RECIPES = "tests.support.seed_recipes"
 
 
 @pytest.fixture(autouse=True)
 def recipes_importable_by_children(monkeypatch: pytest.MonkeyPatch) -> None:
-    here = str(Path(__file__).parent)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
+    root = str(Path(__file__).resolve().parents[2])
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
 
 
 def test_seeds_run_side_by_side_in_child_processes_and_come_back_in_seed_order(

@@ -6,27 +6,16 @@ Every process a test starts is stopped by pid at teardown (SIGKILL where SIGTERM
 
 from __future__ import annotations
 
-import os
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-# The worker suite's helpers (Pool, eventually) and agents (lq_test_agents) are reused, not copied; the
-# repository root comes first so `workers` is the package, not the test folder of that name.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workers"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from lq_reliability_support import ObserverFactory, PoolFactory, ServerFactory
-from lq_test_support import Pool
-
 from lightning_queue import RedisLightningStore
-from tests.conftest import REDIS_SERVER, RedisServerProcess
-
-HERE = Path(__file__).resolve().parent
-WORKER_TESTS = HERE.parent / "workers"
+from tests.support.pools import PoolFactory, pool_starter
+from tests.support.redis_servers import REDIS_SERVER, RedisServerProcess, ServerFactory
+from tests.support.stores import ObserverFactory
 
 
 @pytest.fixture
@@ -83,41 +72,5 @@ async def observer(redis_url: str, observer_of: ObserverFactory) -> RedisLightni
 @pytest.fixture
 def start_pool(namespace: str, tmp_path: Path) -> Iterator[PoolFactory]:
     """Start `lq worker` pools on this test's namespace at any URL; all their processes die at teardown."""
-    pools: list[Pool] = []
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(WORKER_TESTS), *filter(None, [env.get("PYTHONPATH")])])
-    for name in ("LQ_REDIS_URL", "REDIS_URL", "LQ_NAMESPACE"):
-        env.pop(name, None)
-
-    def factory(
-        url: str,
-        agent: str = "lq_test_agents:scripted",
-        *,
-        processes: int = 1,
-        concurrency: int = 1,
-        lease: float = 1.0,
-        grace: float = 5.0,
-        heartbeat: float = 0.5,
-        extra: tuple[str, ...] = (),
-        url_in_env: bool = False,
-    ) -> Pool:
-        # A URL with a password belongs in the environment, where `ps` does not show it.
-        where = [] if url_in_env else ["--redis-url", url]
-        args = [
-            "--agent", agent,
-            "-n", str(processes),
-            "--concurrency", str(concurrency),
-            *where,
-            "--namespace", namespace,
-            "--lease-seconds", str(lease),
-            "--grace-seconds", str(grace),
-            "--heartbeat-seconds", str(heartbeat),
-            *extra,
-        ]  # fmt: skip
-        pool = Pool(args, tmp_path / f"pool{len(pools)}.log", {**env, "LQ_REDIS_URL": url} if url_in_env else env)
-        pools.append(pool)
-        return pool
-
-    yield factory
-    for pool in pools:
-        pool.kill()
+    with pool_starter(namespace, tmp_path) as start:
+        yield start

@@ -23,13 +23,12 @@ import msgpack
 import pytest
 import redis.exceptions
 from click.testing import CliRunner
-from lq_reliability_support import PoolFactory, ServerFactory
-from lq_test_support import eventually
 
 from lightning_queue import RedisLightningStore
 from lightning_queue.cli import main
 from lightning_queue.types import AttemptedRollout, PromptTemplate, Span
-from tests.conftest import free_port
+from tests.support.pools import PoolFactory, eventually
+from tests.support.redis_servers import ServerFactory, free_port
 
 StoreFactory = Callable[..., RedisLightningStore]
 BAD_ARGUMENT = (ValueError, TypeError)
@@ -225,7 +224,7 @@ def test_lq_worker_with_a_bad_url_or_namespace_exits_2_before_any_process_starts
         raise AssertionError("a worker process was started")
 
     monkeypatch.setattr("workers.pool.subprocess.Popen", no_spawning)
-    args = ["worker", "--agent", "lq_test_agents:scripted", option, value]
+    args = ["worker", "--agent", "tests.support.agents:scripted", option, value]
     if option != "--redis-url":
         args += ["--redis-url", "redis://127.0.0.1:6390/0"]
 

@@ -28,14 +28,14 @@ from typing import Any
 
 import psutil
 import pytest
-from lq_test_agents import MARK
-from lq_test_support import Pool, eventually
 
 from lightning_queue import EnqueueRolloutRequest, RedisLightningStore, RolloutConfig
-from lightning_queue.store.redis import GROUP
+from lightning_queue.store.schema import GROUP
 from lightning_queue.testing import Reply, StandInModelServer
 from lightning_queue.testing.server import StandInRequest
 from lightning_queue.types import TERMINAL_STATUSES, Attempt, ProxyLLM
+from tests.support.agents import MARK
+from tests.support.pools import Pool, eventually
 from workers.runner import default_worker_id
 
 ROLLOUTS = int(os.environ.get("LQ_CHAOS_ROLLOUTS", "1000"))
@@ -247,7 +247,7 @@ async def test_rollouts_with_llm_calls_end_terminal_and_fenced_while_workers_are
     await observer.add_resources({"llm": ProxyLLM(endpoint=lq_proxy, model="policy")})
     pool = start_pool(
         redis_url,
-        "lq_reliability_agents:llm_calls",
+        "tests.support.reliability_agents:llm_calls",
         processes=PROCESSES,
         concurrency=CONCURRENCY,
         lease=LEASE,

@@ -12,9 +12,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from lq_reliability_support import ObserverFactory, PoolFactory, ServerFactory
 
-from tests.conftest import RedisServerProcess
+from tests.support.pools import PoolFactory
+from tests.support.redis_servers import RedisServerProcess, ServerFactory
+from tests.support.stores import ObserverFactory
 
 PASSWORD = "pw-" + uuid.uuid4().hex[:16]
 

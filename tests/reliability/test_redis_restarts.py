@@ -15,11 +15,13 @@ from typing import Any
 import psutil
 import pytest
 import redis.asyncio as aioredis
-from lq_reliability_support import ObserverFactory, PoolFactory, ServerFactory, crash
 
 from lightning_queue import EnqueueRolloutRequest, RedisLightningStore, RolloutConfig
 from lightning_queue.store.connection import make_client
 from lightning_queue.types import Rollout
+from tests.support.pools import PoolFactory
+from tests.support.redis_servers import ServerFactory, crash
+from tests.support.stores import ObserverFactory
 
 NO_PERSISTENCE = ("--save", "", "--appendonly", "no")
 AOF_EVERYSEC = ("--save", "", "--appendonly", "yes", "--appendfsync", "everysec")
@@ -194,7 +196,7 @@ class CountingConnection(aioredis.Connection):
 
     async def _connect(self) -> None:
         type(self).attempts += 1
-        await super()._connect()
+        await super()._connect()  # type: ignore[no-untyped-call]
 
 
 @pytest.mark.slow

@@ -8,11 +8,13 @@ Real `lq worker` processes; the out-of-memory case runs on a redis-server of its
 from __future__ import annotations
 
 import pytest
-from lq_reliability_support import ObserverFactory, PoolFactory, ServerFactory
 
 from lightning_queue import RedisLightningStore
+from tests.support.pools import PoolFactory
+from tests.support.redis_servers import ServerFactory
+from tests.support.stores import ObserverFactory
 
-AGENT = "lq_unstorable_agents:big_result"
+AGENT = "tests.support.unstorable_agents:big_result"
 NEVER_RETRIEVED = "Task exception was never retrieved"
 
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from lq_reliability_agents import ANSWER
-from lq_reliability_support import PoolFactory
 
 from lightning_queue import RedisLightningStore, RolloutConfig
 from lightning_queue.llm_proxy import LLMProxy, UpstreamModel
 from lightning_queue.testing import Reply, StandInModelServer
 from lightning_queue.testing.server import StandInRequest
+from tests.support.pools import PoolFactory
+from tests.support.reliability_agents import ANSWER
 
 UPSTREAM_KEY = "sk-upstream-reliability-SECRET"
 DYING = "one two three four five"
@@ -43,7 +43,7 @@ async def test_upstream_dying_mid_stream_fails_the_attempt_and_the_retry_rule_de
         {"say": "retried"}, config=RolloutConfig(max_attempts=2, retry_condition=["failed"])
     )
     not_retried = await observer.enqueue_rollout({"say": "not retried"})  # one attempt, no retry
-    start_pool(redis_url, "lq_reliability_agents:streaming_chat", concurrency=2)
+    start_pool(redis_url, "tests.support.reliability_agents:streaming_chat", concurrency=2)
 
     done = {r.rollout_id: r for r in await observer.wait_for_rollouts(
         rollout_ids=[retried.rollout_id, not_retried.rollout_id], timeout=60

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from lightning_queue import RedisLightningStore
 from lightning_queue.cli import main
-from tests.conftest import REDIS_SERVER, RedisServerProcess
+from tests.support.redis_servers import REDIS_SERVER, RedisServerProcess
 
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="no redis-server binary on PATH")
 

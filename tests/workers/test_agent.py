@@ -40,7 +40,7 @@ def test_strip_proxy_false_passes_the_proxy_llm_unchanged() -> None:
     def agent(task: Any, llm: LLM) -> LLM:
         return llm
 
-    assert agent.rollout(None, {"main": PROXY}, ATTEMPTED) is PROXY
+    assert agent.rollout(None, {"main": PROXY}, ATTEMPTED) is PROXY  # type: ignore[comparison-overlap]
 
 
 async def test_async_agent_receives_task_prompt_template_rollout_and_resources() -> None:
@@ -61,7 +61,7 @@ def test_decorated_function_stays_callable_as_the_original() -> None:
 
     assert isinstance(agent, FunctionalLitAgent)
     assert agent(3) == 6.0
-    assert agent.__doc__ == "Doc." and agent.__name__ == "agent"
+    assert agent.__doc__ == "Doc." and agent.__name__ == "agent"  # type: ignore[attr-defined]
 
 
 def test_missing_llm_resource_is_a_value_error_naming_what_exists() -> None:

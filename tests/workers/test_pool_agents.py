@@ -7,10 +7,10 @@ import json
 from typing import Any
 
 from click.testing import CliRunner
-from lq_test_support import eventually
 
 from lightning_queue import RedisLightningStore, RolloutConfig
 from lightning_queue.cli import main
+from tests.support.pools import eventually
 
 
 async def test_raising_wrong_type_and_hanging_agents_end_with_the_status_and_a_readable_record(
@@ -30,7 +30,7 @@ async def test_raising_wrong_type_and_hanging_agents_end_with_the_status_and_a_r
         hanging.rollout_id: ("timeout", "AgentTimeout", "ran past the rollout's timeout_seconds=1.0"),
     }
     for rid, (attempt_status, error_type, message) in expected.items():
-        attempt = done[rid].attempt
+        attempt = done[rid].attempt  # type: ignore[attr-defined]
         assert (done[rid].status, attempt.status) == ("failed", attempt_status)
         error = attempt.metadata["error"]
         assert error["type"] == error_type and message in error["message"]

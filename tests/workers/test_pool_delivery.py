@@ -13,11 +13,11 @@ import time
 from typing import Any
 
 import pytest
-from lq_test_agents import MARK
-from lq_test_support import claimed_by, eventually
 
 from lightning_queue import EnqueueRolloutRequest, RedisLightningStore, RolloutConfig
 from lightning_queue.types import AttemptedRollout
+from tests.support.agents import MARK
+from tests.support.pools import claimed_by, eventually
 from workers.runner import default_worker_id
 
 RETRY_UNRESPONSIVE = RolloutConfig(max_attempts=2, retry_condition=["unresponsive"])
@@ -192,7 +192,7 @@ async def test_sigterm_past_the_grace_period_releases_rollouts_for_another_worke
     for rid in ids:
         rollout = await observer.get_rollout_by_id(rid)
         assert (rollout.status, rollout.attempt.status) == ("requeuing", "unresponsive")
-        assert "shut down" in rollout.attempt.metadata["released"]["reason"]
+        assert "shut down" in rollout.attempt.metadata["released"]["reason"]  # type: ignore[index]
     start_pool(processes=1, concurrency=2)
     done = await observer.wait_for_rollouts(rollout_ids=ids, timeout=30)
     assert [r.status for r in done] == ["succeeded", "succeeded"]

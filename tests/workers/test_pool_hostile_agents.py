@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from lq_test_agents import MARK
-from lq_test_support import eventually
 
 from lightning_queue import RedisLightningStore, RolloutConfig
+from tests.support.agents import MARK
+from tests.support.pools import eventually
 
 RETRY_UNRESPONSIVE = RolloutConfig(max_attempts=3, retry_condition=["unresponsive"])
 
@@ -48,8 +48,8 @@ async def test_async_agent_blocking_its_loop_past_the_lease_runs_once_and_the_bl
     log = pool.log()
     assert "its event loop has been blocked for" in log
     blocked_line = next(line for line in log.splitlines() if "its event loop has been blocked" in line)
-    assert f"rollout {blocking.rollout_id} attempt {done.attempt.attempt_id}" in blocked_line
-    assert "<FunctionalLitAgent lq_test_agents.scripted>" in blocked_line and "lq_test_agents.py" in blocked_line
+    assert f"rollout {blocking.rollout_id} attempt {done.attempt.attempt_id}" in blocked_line  # type: ignore[attr-defined]
+    assert "<FunctionalLitAgent tests.support.agents.scripted>" in blocked_line and "support/agents.py" in blocked_line
     assert "no longer held" not in log
 
 

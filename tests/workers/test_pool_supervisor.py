@@ -21,18 +21,18 @@ from lightning_queue.cli import main
 from workers import WorkerPool, WorkerSettings
 from workers.process import EXIT_RECYCLE
 
-SETTINGS = WorkerSettings(agent="lq_test_agents:scripted", grace_seconds=0.3)
+SETTINGS = WorkerSettings(agent="tests.support.agents:scripted", grace_seconds=0.3)
 
 
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
         ("no_such_module_xyz:agent", "no module named 'no_such_module_xyz'"),
-        ("lq_test_agents:missing", "'lq_test_agents' has no attribute 'missing'"),
-        ("lq_test_agents:not_an_agent", "is a int, not an agent"),
-        ("lq_test_agents:plain_function", "not an agent: decorate it with @workers.rollout"),
-        ("lq_test_agents:NeedsArguments", "cannot be built without arguments"),
-        ("lq_test_agents", "is not of the form 'package.module:attribute'"),
+        ("tests.support.agents:missing", "'tests.support.agents' has no attribute 'missing'"),
+        ("tests.support.agents:not_an_agent", "is a int, not an agent"),
+        ("tests.support.agents:plain_function", "not an agent: decorate it with @workers.rollout"),
+        ("tests.support.agents:NeedsArguments", "cannot be built without arguments"),
+        ("tests.support.agents", "is not of the form 'package.module:attribute'"),
     ],
 )
 def test_bad_agent_exits_2_with_a_clear_error_before_any_process_starts(
@@ -126,7 +126,7 @@ def test_a_second_stop_request_skips_to_the_next_step(tmp_path: Path, caplog: py
         f"pathlib.Path({str(ready)!r}).touch()\n"
         "time.sleep(60)\n"
     )
-    settings = WorkerSettings(agent="lq_test_agents:scripted", grace_seconds=30)
+    settings = WorkerSettings(agent="tests.support.agents:scripted", grace_seconds=30)
     pool = WorkerPool(settings, 1, command=[sys.executable, "-c", ignores_sigint])
     with caplog.at_level(logging.INFO, logger="workers.pool"):
         thread, _ = run_in_thread(pool)
@@ -164,8 +164,8 @@ def test_recycled_process_is_replaced_at_once_and_not_counted_as_a_crash(caplog:
 def test_max_rollouts_cannot_be_combined_with_recycling() -> None:
     for recycling in ({"max_rollouts_per_process": 3}, {"max_memory_mb": 500}):
         with pytest.raises(ValueError, match="cannot be combined"):
-            WorkerSettings(agent="lq_test_agents:scripted", max_rollouts=10, **recycling)  # type: ignore[arg-type]
-    args = ["--agent", "lq_test_agents:scripted", "--redis-url", "redis://127.0.0.1:1/0", "--max-rollouts", "5"]
+            WorkerSettings(agent="tests.support.agents:scripted", max_rollouts=10, **recycling)  # type: ignore[arg-type]
+    args = ["--agent", "tests.support.agents:scripted", "--redis-url", "redis://127.0.0.1:1/0", "--max-rollouts", "5"]
     result = CliRunner().invoke(main, ["worker", *args, "--max-memory-mb", "100"])
     assert result.exit_code == 2
     assert "--max-rollouts (each process exits for good) cannot be combined with --max-rollouts-per-process" in (

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from lq_test_support import eventually
 
 from lightning_queue import LLM, RedisLightningStore, RolloutConfig
 from lightning_queue.litagent import Hook, LitAgent, rollout
 from lightning_queue.reward import find_final_reward
 from lightning_queue.types import AttemptedRollout, ProxyLLM, Span, SpanCoreFields
+from tests.support.pools import eventually
 from workers import Worker
 from workers.leases import LeaseKeeper
 
@@ -352,7 +352,7 @@ async def test_stop_now_releases_in_flight_rollouts_back_to_the_queue(
     for rid in ids:
         rollout_ = await observer.get_rollout_by_id(rid)
         assert (rollout_.status, rollout_.attempt.status) == ("requeuing", "unresponsive")
-        assert rollout_.attempt.metadata["released"]["worker_id"] == worker.worker_id
+        assert rollout_.attempt.metadata["released"]["worker_id"] == worker.worker_id  # type: ignore[index]
     assert await observer.queue_depth() == 2 and await observer.pending_entries() == 0
 
 
