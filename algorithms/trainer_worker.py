@@ -25,6 +25,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from lightning_queue.store.connection import resolve_shared_url, wait_for_redis
+from lightning_queue.store.settings import redis_url_option
 
 logger = logging.getLogger(__name__)
 
@@ -169,12 +170,7 @@ def build_worker(
 
 
 @click.command("trainer")
-@click.option(
-    "--redis-url",
-    envvar="LQ_REDIS_URL",
-    default=None,
-    help="Redis URL (env LQ_REDIS_URL, then REDIS_URL; default redis://127.0.0.1:6379/0).",
-)
+@redis_url_option
 @click.option("--queue", "queue_name", default=TRAIN_QUEUE, show_default=True, help="The rq queue to work on.")
 @click.option("--burst", is_flag=True, help="Exit once the queue is empty instead of waiting for jobs.")
 @click.option(

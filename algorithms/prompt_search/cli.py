@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from lightning_queue import LLMProxy, RedisLightningStore, TraceToMessages, Trainer
+from lightning_queue.store.settings import redis_url_option
 
 from ..evaluation import held_out_table
 from ..launch import POLICY_MODEL, setup_logging
@@ -48,7 +49,7 @@ logger = logging.getLogger(__name__)
 @click.option("--rollout-timeout", default=300.0, show_default=True, help="Seconds per batch of rollouts.")
 @click.option("--workers", "n_workers", default=2, show_default=True, type=click.IntRange(min=1))
 @click.option("--concurrency", default=2, show_default=True, type=click.IntRange(min=1), help="Rollouts per worker.")
-@click.option("--redis-url", envvar="LQ_REDIS_URL", default=None, help="Default: 127.0.0.1:6379, else embedded.")
+@redis_url_option
 @click.option("--metrics-jsonl", default="checkpoints/prompt_search/metrics.jsonl", show_default=True)
 @click.option("--progress/--no-progress", default=None, help="Progress bar. Default: on a terminal.")
 @click.option("--seed", default=0, show_default=True)

@@ -18,6 +18,8 @@ from typing import Any
 import click
 
 from lightning_queue.model_server.admin import ADMIN_TOKEN_ENV
+from lightning_queue.options import field_option
+from lightning_queue.store.settings import RedisSettings, redis_url_option
 
 from ..evaluation import held_out_table
 from ..launch import BUILTIN_AGENT, Upstream, checker_for, load_tasks, run_training, setup_logging
@@ -74,8 +76,8 @@ def result_table(result: dict[str, Any], seconds: float) -> str:
 @click.option("--workers", "n_workers", default=2, show_default=True, type=click.IntRange(min=0),
               help="Local worker processes; 0 when `lq worker` pools run elsewhere.")  # fmt: skip
 @click.option("--concurrency", default=4, show_default=True, type=click.IntRange(min=1), help="Rollouts per worker.")
-@click.option("--redis-url", envvar="LQ_REDIS_URL", default=None, help="Default: 127.0.0.1:6379, else embedded.")
-@click.option("--namespace", envvar="LQ_NAMESPACE", default=None, help="Default: a fresh one per run.")
+@redis_url_option
+@field_option(RedisSettings, "namespace", default=(None, "a fresh one per run"))
 @click.option("--keep-data", is_flag=True, help="Keep the run's rollouts and spans in Redis afterwards.")
 @click.option("--checkpoint-dir", default="checkpoints/reinforce", show_default=True)
 @click.option("--metrics-jsonl", default="checkpoints/reinforce/metrics.jsonl", show_default=True)

@@ -13,6 +13,8 @@ from typing import Any
 
 import click
 
+from lightning_queue.store.settings import redis_url_option
+
 from ..launch import BUILTIN_AGENT, setup_logging
 from .cli import run_and_report
 
@@ -32,7 +34,7 @@ TEMPERATURE = 0.7
 @click.option("--seeds", default=3, show_default=True, type=click.IntRange(min=1), help="Independent runs.")
 @click.option("--parallel", default=1, show_default=True, type=click.IntRange(min=1), help="Seeds run at once.")
 @click.option("--workers", "n_workers", default=2, show_default=True, help="Local worker processes.")
-@click.option("--redis-url", envvar="LQ_REDIS_URL", default=None, help="Default: 127.0.0.1:6379, else embedded.")
+@redis_url_option
 @click.option("--checkpoint-dir", default="checkpoints/demo", show_default=True)
 def demo_command(
     iterations: int,

@@ -16,6 +16,8 @@ from typing import Any
 
 import click
 
+from lightning_queue.store.settings import redis_url_option
+
 from ..evaluation import held_out_table
 from ..launch import BUILTIN_AGENT, Upstream, checker_for, load_tasks, run_training, setup_logging
 from ..trainer_worker import TRAIN_QUEUE
@@ -76,7 +78,7 @@ logger = logging.getLogger(__name__)
 @click.option("--vllm-arg", "vllm_args", multiple=True, help="Extra `vllm serve` argument (repeatable).")
 @click.option("--workers", "n_workers", default=2, show_default=True, type=click.IntRange(min=1))
 @click.option("--concurrency", default=4, show_default=True, type=click.IntRange(min=1), help="Rollouts per worker.")
-@click.option("--redis-url", envvar="LQ_REDIS_URL", default=None, help="Default: 127.0.0.1:6379.")
+@redis_url_option
 @click.option("--train-queue", default=TRAIN_QUEUE, show_default=True, help="rq queue of the fine-tuning jobs.")
 @click.option(
     "--local-trainer/--no-local-trainer",
