@@ -43,7 +43,10 @@ def _large_attributes(rng: random.Random) -> dict[str, Any]:
 
 
 async def _used(client: aioredis.Redis) -> int:
-    return int((await client.info("memory"))["used_memory"])
+    # Client query/output buffers grow and shrink with the size of the last command (a 10k-token span
+    # batch is ~100 KB); counting them made a few-rollout delta negative. Only stored data counts.
+    info = await client.info("memory")
+    return int(info["used_memory"]) - int(info.get("mem_clients_normal", 0)) - int(info.get("mem_clients_slaves", 0))
 
 
 async def _measure(url: str, rollouts: int, large: bool) -> dict[str, Any]:
