@@ -3,27 +3,61 @@
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .adapter import LlmProxyTraceToTriplet, TraceAdapter, TraceToMessages
-from .algorithm import Algorithm, FunctionalAlgorithm, algo, with_llm_proxy, with_store
+from .adapter import (
+    Adapter,
+    LlmProxyTraceToTriplet,
+    TraceAdapter,
+    TracerTraceToTriplet,
+    TraceToMessages,
+    TraceToTripletBase,
+)
+from .algorithm import APO, VERL, Algorithm, Baseline, FunctionalAlgorithm, algo, with_llm_proxy, with_store
 from .litagent import FunctionalLitAgent, Hook, LitAgent, RolloutRawResult, llm_rollout, prompt_rollout, rollout
-from .llm_proxy import LLMProxy
-from .reward import emit_reward, find_final_reward, get_reward_value
-from .store import LightningStore, RedisLightningStore
+from .llm_proxy import LLMProxy, ModelConfig
+from .logging import configure_logger, setup_logging, setup_module_logging
+from .reward import (
+    emit_reward,
+    find_final_reward,
+    find_reward_spans,
+    get_reward_value,
+    get_rewards_from_span,
+    is_reward_span,
+)
+from .runner import LitAgentRunner
+from .semconv import (
+    AGL_ANNOTATION,
+    AGL_EXCEPTION,
+    AGL_MESSAGE,
+    AGL_OBJECT,
+    AGL_OPERATION,
+    AGL_REWARD,
+    AGL_VIRTUAL,
+    LightningResourceAttributes,
+    LightningSpanAttributes,
+)
+from .store import InMemoryLightningStore, LightningStore, RedisLightningStore
 from .types import (
     LLM,
     UNSET,
     Attempt,
     AttemptedRollout,
+    AttemptStatus,
+    Dataset,
     EnqueueRolloutRequest,
     NamedResources,
     PaginatedResult,
     PromptTemplate,
     ProxyLLM,
+    Resource,
     ResourcesUpdate,
+    ResourceUnion,
     Rollout,
     RolloutConfig,
+    RolloutMode,
+    RolloutStatus,
     Span,
     SpanCoreFields,
+    TaskInput,
     Triplet,
     Worker,
 )
@@ -43,43 +77,74 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AGL_ANNOTATION",
+    "AGL_EXCEPTION",
+    "AGL_MESSAGE",
+    "AGL_OBJECT",
+    "AGL_OPERATION",
+    "AGL_REWARD",
+    "AGL_VIRTUAL",
+    "APO",
     "LLM",
     "UNSET",
+    "VERL",
+    "Adapter",
     "Algorithm",
     "Attempt",
+    "AttemptStatus",
     "AttemptedRollout",
+    "Baseline",
+    "Dataset",
     "EnqueueRolloutRequest",
     "FunctionalAlgorithm",
     "FunctionalLitAgent",
     "Hook",
+    "InMemoryLightningStore",
     "LLMProxy",
+    "LightningResourceAttributes",
+    "LightningSpanAttributes",
     "LightningStore",
     "LitAgent",
+    "LitAgentRunner",
     "LlmProxyTraceToTriplet",
+    "ModelConfig",
     "NamedResources",
     "PaginatedResult",
     "PromptTemplate",
     "ProxyLLM",
     "RedisLightningStore",
+    "Resource",
+    "ResourceUnion",
     "ResourcesUpdate",
     "Rollout",
     "RolloutConfig",
+    "RolloutMode",
     "RolloutRawResult",
+    "RolloutStatus",
     "Span",
     "SpanCoreFields",
+    "TaskInput",
     "TraceAdapter",
     "TraceToMessages",
+    "TraceToTripletBase",
+    "TracerTraceToTriplet",
     "Trainer",
     "Triplet",
     "Worker",
     "__version__",
     "algo",
+    "configure_logger",
     "emit_reward",
     "find_final_reward",
+    "find_reward_spans",
     "get_reward_value",
+    "get_rewards_from_span",
+    "is_reward_span",
     "llm_rollout",
     "prompt_rollout",
     "rollout",
+    "setup_logging",
+    "setup_module_logging",
     "with_llm_proxy",
     "with_store",
 ]

@@ -1,5 +1,9 @@
 """Span names and attribute keys of the v0.3 wire format (exact strings; other tools read them)."""
 
+from enum import Enum
+
+from pydantic import BaseModel
+
 SPAN_ANNOTATION = "agentlightning.annotation"
 SPAN_MESSAGE = "agentlightning.message"
 SPAN_OBJECT = "agentlightning.object"
@@ -28,3 +32,64 @@ EXCEPTION_TYPE = "exception.type"
 EXCEPTION_MESSAGE = "exception.message"
 EXCEPTION_STACKTRACE = "exception.stacktrace"
 EXCEPTION_ESCAPED = "exception.escaped"
+
+# --- the same strings under Agent-Lightning v0.3's names (`agentlightning.semconv`) -------------------
+AGL_ANNOTATION = SPAN_ANNOTATION
+AGL_MESSAGE = SPAN_MESSAGE
+AGL_OBJECT = SPAN_OBJECT
+AGL_EXCEPTION = SPAN_EXCEPTION
+AGL_OPERATION = SPAN_OPERATION
+AGL_VIRTUAL = SPAN_VIRTUAL
+AGL_REWARD = OPERATION_REWARD
+
+
+class LightningResourceAttributes(Enum):
+    """Resource attribute keys of stored spans (v0.3 names)."""
+
+    ROLLOUT_ID = RESOURCE_ROLLOUT_ID
+    ATTEMPT_ID = RESOURCE_ATTEMPT_ID
+    SPAN_SEQUENCE_ID = RESOURCE_SPAN_SEQUENCE_ID
+    TRACER_NAME = RESOURCE_TRACER_NAME
+
+
+class LightningSpanAttributes(Enum):
+    """Span attribute keys (v0.3 names); REWARD, LINK, TAG and the operation input/output are prefixes."""
+
+    REWARD = REWARD_PREFIX
+    LINK = LINK_PREFIX
+    TAG = TAG_PREFIX
+    MESSAGE_BODY = MESSAGE_BODY
+    OBJECT_TYPE = OBJECT_TYPE
+    OBJECT_LITERAL = OBJECT_LITERAL
+    OBJECT_JSON = OBJECT_JSON
+    OPERATION_NAME = OPERATION_NAME
+    OPERATION_INPUT = OPERATION_INPUT_PREFIX.rstrip(".")
+    OPERATION_OUTPUT = OPERATION_OUTPUT_PREFIX.rstrip(".")
+
+
+class RewardAttributes(Enum):
+    """The field names of each `agentlightning.reward.<i>.` entry; entry 0 is the primary reward."""
+
+    REWARD_NAME = "name"
+    REWARD_VALUE = "value"
+
+
+class LinkAttributes(Enum):
+    """The field names of each `agentlightning.link.<i>.` entry: spans whose `key_match` equals `value_match`."""
+
+    KEY_MATCH = "key_match"
+    VALUE_MATCH = "value_match"
+
+
+class RewardPydanticModel(BaseModel):
+    """One reward dimension."""
+
+    name: str
+    value: float
+
+
+class LinkPydanticModel(BaseModel):
+    """One link: the spans whose attribute `key_match` (or `span_id` / `trace_id`) equals `value_match`."""
+
+    key_match: str
+    value_match: str

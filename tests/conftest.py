@@ -52,6 +52,20 @@ async def make_store(backend: str, request: pytest.FixtureRequest) -> AsyncItera
             made.append(store)
             return store
 
+    elif backend == "in_memory":
+        from lightning_queue.store import InMemoryLightningStore
+
+        def factory(**kwargs: Any) -> RedisLightningStore:
+            kwargs.setdefault("namespace", namespace)
+            kwargs.setdefault("scan_debounce_seconds", 0.0)
+            if made:
+                # Later stores stand for other clients of the first one's private server.
+                store = RedisLightningStore(client_factory=made[0]._factory, **kwargs)
+            else:
+                store = InMemoryLightningStore(**kwargs)
+            made.append(store)
+            return store
+
     else:
         url = request.getfixturevalue("redis_url")
 

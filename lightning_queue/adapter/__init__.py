@@ -7,6 +7,7 @@ from ..reward import emit_reward, find_final_reward, find_reward_spans, get_rewa
 from .base import Adapter, TraceAdapter, TraceToTripletBase
 from .messages import OpenAIMessages, TraceToMessages, group_genai_dict
 from .pyrepr import parse_python_literal
+from .tracer_triplet import TracerTraceToTriplet
 from .triplet import LlmProxyTraceToTriplet
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "TraceAdapter",
     "TraceToMessages",
     "TraceToTripletBase",
+    "TracerTraceToTriplet",
     "emit_reward",
     "find_final_reward",
     "find_reward_spans",

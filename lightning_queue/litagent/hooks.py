@@ -1,34 +1,5 @@
-"""`Hook`: callbacks a worker calls around each rollout it runs (v0.3 contract)."""
+"""`Hook`, re-exported where the agent API is (it is defined with the data model, in `types.hooks`)."""
 
-from __future__ import annotations
+from lightning_queue.types.hooks import Hook
 
-from collections.abc import Sequence
-from typing import Any
-
-from lightning_queue.types import AttemptedRollout, Span
-
-from .litagent import LitAgent
-
-
-class Hook:
-    """Callbacks around each rollout a worker runs; override the ones you need.
-
-    Exceptions raised by a hook are logged and never fail the rollout. There is no tracer in a
-    lightning-queue worker, so `tracer` is always None (kept for v0.3 signature compatibility).
-    """
-
-    async def on_rollout_start(self, *, agent: LitAgent[Any], runner: Any, rollout: AttemptedRollout) -> None:
-        """Called after resources are resolved, before the agent runs."""
-
-    async def on_trace_start(
-        self, *, agent: LitAgent[Any], runner: Any, tracer: Any, rollout: AttemptedRollout
-    ) -> None:
-        """Called right before the agent call."""
-
-    async def on_trace_end(self, *, agent: LitAgent[Any], runner: Any, tracer: Any, rollout: AttemptedRollout) -> None:
-        """Called right after the agent call, whether it returned or raised."""
-
-    async def on_rollout_end(
-        self, *, agent: LitAgent[Any], runner: Any, rollout: AttemptedRollout, spans: Sequence[Span]
-    ) -> None:
-        """Called with the spans the worker is about to store, before the attempt's status is written."""
+__all__ = ["Hook"]

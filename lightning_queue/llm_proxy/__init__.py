@@ -3,7 +3,7 @@
 from lightning_queue.llm_proxy import LLMProxy
 """
 
-from .config import UpstreamModel, load_config_file, parse_model_spec
+from .config import ModelConfig, UpstreamModel, load_config_file, parse_model_spec
 from .limits import ServerLimits
 from .proxy import LLMProxy
 from .spans import SPAN_NAMES
@@ -12,6 +12,7 @@ from .state import ProxyStats
 __all__ = [
     "SPAN_NAMES",
     "LLMProxy",
+    "ModelConfig",
     "ProxyStats",
     "ServerLimits",
     "UpstreamModel",

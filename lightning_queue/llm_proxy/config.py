@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_TIMEOUT = 600.0
@@ -26,6 +26,14 @@ _OUR_KEYS = {
     "timeout",
 }
 _LITELLM_KEYS = {"model", "api_base", "api_key", "timeout", "extra_body"}
+
+
+class ModelConfig(TypedDict):
+    """A LiteLLM-style `model_list` entry (`agentlightning.llm_proxy.ModelConfig`): `LLMProxy(model_list=[...])`
+    takes these as they are; `litellm_params` is read for `model`, `api_base`, `api_key`, `timeout`, `extra_body`."""
+
+    model_name: str
+    litellm_params: dict[str, Any]
 
 
 @dataclass(frozen=True)

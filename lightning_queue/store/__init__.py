@@ -1,9 +1,10 @@
-"""The store: the abstract v0.3 contract and its Redis implementation."""
+"""The store: the abstract v0.3 contract, its Redis implementation and the in-process one for tests."""
 
 from .base import LightningStore
 from .codec import CorruptRecord
 from .connection import resolve_url
 from .errors import AttemptNotFound, NotFound, RolloutNotFound
+from .in_memory import InMemoryLightningStore
 from .leases import Claim, Leases
 from .memory import EvictingRedisError
 from .redis import RedisLightningStore
@@ -13,6 +14,7 @@ __all__ = [
     "Claim",
     "CorruptRecord",
     "EvictingRedisError",
+    "InMemoryLightningStore",
     "Leases",
     "LightningStore",
     "NotFound",

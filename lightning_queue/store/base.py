@@ -38,6 +38,16 @@ class LightningStore:
         """What callers may rely on: `thread_safe`, `async_safe`, `zero_copy`, `otlp_traces`."""
         return {"thread_safe": False, "async_safe": False, "zero_copy": False, "otlp_traces": False}
 
+    async def aclose(self) -> None:
+        """Release the connections of the running event loop; the store can be used again afterwards.
+
+        A store holding no connections has nothing to release: this default returns at once.
+        """
+
+    async def close(self) -> None:
+        """Agent-Lightning's name for `aclose()` (its clients' `await store.close()`)."""
+        await self.aclose()
+
     async def statistics(self) -> dict[str, Any]:
         """Counts of stored records, the store's class `name` and its `uptime` in seconds."""
         raise NotImplementedError

@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from redis.exceptions import ResponseError
@@ -55,6 +56,22 @@ def start_embedded_server() -> str:
             )
         host, port = _server.server_address[:2]
         return f"redis://{host}:{port}/0"
+
+
+def in_process_client_factory() -> Callable[[], Any]:
+    """A fresh in-process fakeredis server (no socket, no thread); returns a factory of asyncio clients of it.
+
+    Every client built by the factory sees the same data, whichever event loop or thread uses it.
+    """
+    try:
+        import fakeredis
+    except ImportError:
+        raise RuntimeError(
+            "InMemoryLightningStore runs the Redis store on an in-process fakeredis server, which is not "
+            "installed: `pip install lightning-queue[embedded]`, or use RedisLightningStore with a Redis URL"
+        ) from None
+    server = fakeredis.FakeServer(server_type="redis")
+    return lambda: fakeredis.FakeAsyncRedis(server=server)
 
 
 def is_missing_group(exc: ResponseError) -> bool:

@@ -12,6 +12,7 @@ from .core import (
     Attempt,
     AttemptedRollout,
     AttemptStatus,
+    Dataset,
     EnqueueRolloutRequest,
     FilterLogic,
     PaginatedResult,
@@ -21,11 +22,13 @@ from .core import (
     RolloutMode,
     RolloutStatus,
     SortOrder,
+    TaskInput,
     Unset,
     Worker,
     WorkerStatus,
     is_unset,
 )
+from .hooks import Hook
 from .resources import LLM, NamedResources, PromptTemplate, ProxyLLM, Resource, ResourceUnion
 from .tracer import (
     Attributes,
@@ -58,9 +61,11 @@ __all__ = [
     "AttemptedRollout",
     "AttributeValue",
     "Attributes",
+    "Dataset",
     "EnqueueRolloutRequest",
     "Event",
     "FilterLogic",
+    "Hook",
     "Link",
     "NamedResources",
     "OtelResource",
@@ -79,6 +84,7 @@ __all__ = [
     "SpanContext",
     "SpanCoreFields",
     "StatusCode",
+    "TaskInput",
     "TraceStatus",
     "Triplet",
     "Unset",

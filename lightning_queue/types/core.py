@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, Generic, Literal, TypeVar, get_args, overload
+from typing import Any, Generic, Literal, Protocol, SupportsIndex, TypeVar, get_args, overload
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,6 +23,18 @@ ROLLOUT_MODES: tuple[str, ...] = get_args(RolloutMode)
 TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 QUEUED_STATUSES: frozenset[str] = frozenset({"queuing", "requeuing"})
 RUNNING_STATUSES: frozenset[str] = frozenset({"preparing", "running"})
+
+# A rollout's input: anything msgpack can carry (the store refuses the rest, naming the type).
+TaskInput = Any
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Dataset(Protocol[T_co]):
+    """What an algorithm iterates tasks from: indexable with a length (a list, a `torch` or HF dataset)."""
+
+    def __getitem__(self, index: SupportsIndex, /) -> T_co: ...
+
+    def __len__(self) -> int: ...
 
 
 class _Unset:

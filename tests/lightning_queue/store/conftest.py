@@ -1,6 +1,6 @@
 """Fixtures of the store behaviour suite.
 
-The `store`, `make_store`, `backend` and `redis_url` fixtures come from `tests/conftest.py`.
+The `store`, `make_store` and `redis_url` fixtures come from `tests/conftest.py`; `backend` is widened here.
 """
 
 from __future__ import annotations
@@ -13,6 +13,12 @@ import pytest
 from lightning_queue.types import Span
 
 SpanFactory = Callable[..., Span]
+
+
+@pytest.fixture(params=["fakeredis", "redis", "in_memory"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """The store suite also runs on `InMemoryLightningStore`, which must behave as the Redis store does."""
+    return str(request.param)
 
 
 @pytest.fixture

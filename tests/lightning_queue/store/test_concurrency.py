@@ -12,8 +12,8 @@ from tests.support.stores import StoreFactory
 @pytest.fixture(autouse=True)
 def _url_clients_only(backend: str) -> None:
     # The pool under test is the one the store builds from a URL; the fakeredis test double brings its own.
-    if backend == "fakeredis":
-        pytest.skip("fakeredis clients come with their own connection pool")
+    if backend in ("fakeredis", "in_memory"):
+        pytest.skip("fakeredis clients (the in-memory store's too) come with their own connection pool")
 
 
 async def test_150_concurrent_waiters_all_return_their_rollout(make_store: StoreFactory) -> None:

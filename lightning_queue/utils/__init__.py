@@ -1,0 +1,1 @@
+"""Helpers v0.3 scripts import from `agentlightning.utils` (`utils.otel`: span attribute conventions)."""
