@@ -10,6 +10,7 @@ from __future__ import annotations
 
 # This module shadows the stdlib name inside the package: every import of it is absolute.
 import logging
+import os
 import sys
 import warnings
 from typing import Any
@@ -79,8 +80,6 @@ def setup_module_logging(
 
 
 def _file_handler(logger: logging.Logger, filename: str, level: int, formatter: logging.Formatter | None) -> None:
-    import os
-
     path = os.path.abspath(filename)
     if any(isinstance(h, logging.FileHandler) and h.baseFilename == path for h in logger.handlers):
         return

@@ -21,7 +21,7 @@ from ..store.otel import span_from_otel
 from ..types import Span, Triplet
 from ..utils.otel import filter_and_unflatten_attributes
 from .base import TraceToTripletBase
-from .triplet import _call_of
+from .triplet import call_of
 
 DEFAULT_LLM_CALL_MATCH = r"openai\.chat\.completion|^chat( |$)"
 _AGENT_KEYS = ("gen_ai.agent.name", "agent.name")
@@ -140,7 +140,7 @@ class TracerTraceToTriplet(TraceToTripletBase):
         calls: list[_Call] = []
         by_response: dict[str, _Call] = {}
         for span in spans:
-            ids = _call_of(span)
+            ids = call_of(span)
             if ids is None and not self.llm_call_match.search(span.name):
                 continue
             ancestors = self._ancestors(span, by_id, spans)

@@ -78,7 +78,8 @@ def _raw_request_ids(span: Span) -> tuple[list[int] | None, list[int] | None]:
     return prompt, response
 
 
-def _call_of(span: Span) -> _Call | None:
+def call_of(span: Span) -> _Call | None:
+    """The LLM call a span records with its token ids (proxy, LiteLLM, or any span with both id lists), else None."""
     if span.name == RAW_REQUEST_SPAN:
         prompt, response = _raw_request_ids(span)
     elif "prompt_token_ids" in span.attributes and "response_token_ids" in span.attributes:
@@ -111,7 +112,7 @@ class LlmProxyTraceToTriplet(TraceToTripletBase):
         calls: list[_Call] = []
         seen: set[str] = set()
         for span in spans:
-            call = _call_of(span)
+            call = call_of(span)
             if call is None:
                 continue
             if call.response_id is not None:

@@ -149,3 +149,34 @@ def test_reward_match_policies() -> None:
     assert [t.reward for t in TracerTraceToTriplet(reward_match=Policy.FIRST_SIBLING)(spans)] == [0.1]  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="'last'"):
         TracerTraceToTriplet(reward_match="last")
+
+
+class _Context:
+    def __init__(self, trace_id: int, span_id: int) -> None:
+        self.trace_id, self.span_id, self.is_remote, self.trace_state = trace_id, span_id, False, {}
+
+
+class _Readable:
+    """Duck-types an OpenTelemetry SDK ReadableSpan (times in nanoseconds), as a tracer hands them over."""
+
+    def __init__(self, name: str, span_id: int, start_ns: int, attributes: dict[str, Any]) -> None:
+        self.name, self.attributes = name, attributes
+        self.context, self.parent = _Context(7, span_id), None
+        self.start_time, self.end_time = start_ns, start_ns + 1000
+        self.status = self.resource = None
+        self.events: list[Any] = []
+        self.links: list[Any] = []
+
+    def get_span_context(self) -> _Context:
+        return self.context
+
+
+def test_raw_opentelemetry_spans_are_read_in_time_order() -> None:
+    reward_attrs = dict(emit_reward(0.5).attributes)
+    spans = [
+        _Readable("agentlightning.annotation", 2, 5_000, reward_attrs),
+        _Readable("chat gpt-4o-mini", 1, 1_000, {"gen_ai.response.id": "r1"}),
+    ]
+    [triplet] = TracerTraceToTriplet().adapt(spans)
+    assert (triplet.metadata["response_id"], triplet.reward) == ("r1", 0.5)
+    assert triplet.metadata["span_id"] == format(1, "016x")
