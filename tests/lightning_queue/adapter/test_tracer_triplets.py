@@ -153,7 +153,8 @@ def test_reward_match_policies() -> None:
 
 class _Context:
     def __init__(self, trace_id: int, span_id: int) -> None:
-        self.trace_id, self.span_id, self.is_remote, self.trace_state = trace_id, span_id, False, {}
+        self.trace_id, self.span_id, self.is_remote = trace_id, span_id, False
+        self.trace_state: dict[str, str] = {}
 
 
 class _Readable:
