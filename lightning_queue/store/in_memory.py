@@ -20,10 +20,13 @@ class InMemoryLightningStore(RedisLightningStore):
 
     Keyword arguments are those of `RedisLightningStore` (`namespace`, `lease_seconds`, `default_config`,
     size limits, ...), except `url` and `client_factory`: the server is this store's own. Every coroutine,
-    thread and event loop of the process using this object sees the same data.
+    thread and event loop of the process using this object sees the same data, so Agent-Lightning's
+    `thread_safe` is accepted either way: there is no faster unsafe mode to choose.
     """
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, thread_safe: bool = True, **kwargs: Any) -> None:
+        if not isinstance(thread_safe, bool):
+            raise TypeError(f"thread_safe must be a bool, got {thread_safe!r:.80}")
         for taken in ("url", "client_factory"):
             if taken in kwargs:
                 raise TypeError(

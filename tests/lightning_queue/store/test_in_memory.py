@@ -60,6 +60,10 @@ async def test_every_thread_and_event_loop_sees_the_same_in_memory_data() -> Non
 def test_in_memory_store_takes_the_redis_store_options_but_no_server() -> None:
     store = InMemoryLightningStore(namespace="debug", lease_seconds=5.0, max_input_bytes=100)
     assert (store.namespace, store.lease_seconds, store.max_input_bytes) == ("debug", 5.0, 100)
+    # Agent-Lightning scripts pass thread_safe; every Redis store is.
+    assert InMemoryLightningStore(thread_safe=False).capabilities["thread_safe"] is True
+    with pytest.raises(TypeError, match="thread_safe must be a bool"):
+        InMemoryLightningStore(thread_safe="yes")  # type: ignore[arg-type]
     for taken in ("url", "client_factory"):
         with pytest.raises(TypeError, match=f"takes no '{taken}'"):
             InMemoryLightningStore(**{taken: "redis://127.0.0.1:6379/0"})
