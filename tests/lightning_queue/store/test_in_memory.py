@@ -80,3 +80,10 @@ async def test_the_in_memory_store_enforces_the_same_limits_as_redis() -> None:
     with pytest.raises(ValueError, match="input"):
         await store.enqueue_rollout({"big": "x" * 1000})
     await store.close()
+
+
+async def test_the_in_memory_backend_of_the_suite_is_the_in_memory_store(
+    store: RedisLightningStore, backend: str
+) -> None:
+    # Guards the claim that the whole behaviour suite runs on InMemoryLightningStore.
+    assert isinstance(store, InMemoryLightningStore) == (backend == "in_memory")
