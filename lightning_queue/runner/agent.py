@@ -285,8 +285,14 @@ class LitAgentRunner(Generic[T_task]):
             error, status, metadata = exc, "failed", {"error": results.error_record(exc)}
             spans = [await results.exception_span(store, rollout, exc)]
         await self._hook("on_rollout_end", rollout=rollout, spans=spans)
-        if spans:
-            await store.add_many_spans(spans)
+        try:
+            if spans:
+                await store.add_many_spans(spans)
+        except (ValueError, TypeError) as exc:
+            # The store refused the result (too large, not serialisable): fail the attempt saying why,
+            # rather than leave it running. A Redis error is not caught: it reaches the caller.
+            logger.warning("%s: rollout %s: its spans cannot be stored: %s", self.get_worker_id(), rid, exc)
+            error, status, metadata = exc, "failed", {"error": results.error_record(exc)}
         await store.update_attempt(rid, aid, status=status, metadata=UNSET if metadata is None else metadata)
         stored = await store.query_spans(rid, aid)
         reward = find_final_reward(stored.items)

@@ -177,6 +177,23 @@ async def test_a_result_of_the_wrong_type_fails_the_attempt_naming_it(store) -> 
     assert failed.status == "failed"
 
 
+async def test_a_result_the_store_refuses_fails_the_attempt_saying_why(make_store: StoreFactory) -> None:
+    store = make_store(max_span_bytes=2000)
+
+    @rollout
+    async def huge(task: str) -> list[SpanCoreFields]:
+        return [SpanCoreFields(name="big", attributes={"blob": "x" * 10_000})]
+
+    runner = LitAgentRunner[str]()
+    with runner.run_context(agent=huge, store=store):
+        with pytest.raises(ValueError, match="span"):
+            await runner.step("x")
+    [failed] = await store.query_rollouts()
+    assert failed.status == "failed"
+    [attempt] = await store.query_attempts(failed.rollout_id)
+    assert "span" in attempt.metadata["error"]["message"]
+
+
 async def test_hooks_run_around_the_trace_and_get_the_tracer_and_the_spans(store) -> None:
     tracer, hook = StandInTracer(), Recorder()
     runner = LitAgentRunner[dict[str, Any]](tracer)
