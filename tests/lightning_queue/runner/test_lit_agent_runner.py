@@ -191,6 +191,7 @@ async def test_a_result_the_store_refuses_fails_the_attempt_saying_why(make_stor
     [failed] = await store.query_rollouts()
     assert failed.status == "failed"
     [attempt] = await store.query_attempts(failed.rollout_id)
+    assert attempt.metadata is not None
     assert "span" in attempt.metadata["error"]["message"]
 
 
