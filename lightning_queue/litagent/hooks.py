@@ -13,8 +13,8 @@ from .litagent import LitAgent
 class Hook:
     """Callbacks around each rollout a worker runs; override the ones you need.
 
-    Exceptions raised by a hook are logged and never fail the rollout. There is no tracer in a
-    lightning-queue worker, so `tracer` is always None (kept for v0.3 signature compatibility).
+    Exceptions raised by a hook are logged and never fail the rollout. `tracer` is the worker's
+    tracer; `on_trace_start` and `on_trace_end` run inside the attempt's trace.
     """
 
     async def on_rollout_start(self, *, agent: LitAgent[Any], runner: Any, rollout: AttemptedRollout) -> None:
