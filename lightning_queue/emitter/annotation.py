@@ -108,10 +108,22 @@ def _traced(fn: F, name: str, attributes: dict[str, Any], propagate: bool) -> F:
     return run  # type: ignore[return-value]
 
 
+class Operation(OperationContext):
+    """What `operation(...)` returns: a context manager, or a decorator when called on a function."""
+
+    def __init__(self, name: str | None, attributes: dict[str, Any], propagate: bool) -> None:
+        super().__init__(name or "operation", attributes, propagate)
+        self._given_name = name
+        self._given_attributes = attributes
+
+    def __call__(self, func: F) -> F:
+        return _traced(func, self._given_name or func.__name__, self._given_attributes, self.propagate)
+
+
 @overload
 def operation(fn: F, *, name: str | None = None, propagate: bool = True, **attributes: Any) -> F: ...
 @overload
-def operation(*, name: str | None = None, propagate: bool = True, **attributes: Any) -> Any: ...
+def operation(*, name: str | None = None, propagate: bool = True, **attributes: Any) -> Operation: ...
 def operation(fn: Any = None, *, name: str | None = None, propagate: bool = True, **attributes: Any) -> Any:
     """`@operation` records each call (inputs, output) as a span; `with operation(...) as op:` a block.
 
@@ -120,9 +132,4 @@ def operation(fn: Any = None, *, name: str | None = None, propagate: bool = True
     """
     if fn is not None:
         return _traced(fn, name or fn.__name__, attributes, propagate)
-
-    class _Either(OperationContext):
-        def __call__(self, func: F) -> F:
-            return _traced(func, name or func.__name__, attributes, propagate)
-
-    return _Either(name or "operation", attributes, propagate)
+    return Operation(name, attributes, propagate)

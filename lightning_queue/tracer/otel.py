@@ -15,7 +15,6 @@ import importlib.util
 import logging
 import os
 import threading
-import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -27,7 +26,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace import Span as SdkSpan
 
 from lightning_queue import semconv
-from lightning_queue.store.otel import span_from_otel
+from lightning_queue.store.otel import attributes_of, span_from_otel
 from lightning_queue.types import Span, SpanCoreFields, TraceStatus
 
 from .base import Tracer, reset_active_tracer, set_active_tracer
@@ -93,18 +92,26 @@ class _AttemptRouter(SpanProcessor):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        # Weak keys: a span that never ends must not keep its trace alive.
-        self._owners: weakref.WeakKeyDictionary[Any, AttemptTrace] = weakref.WeakKeyDictionary()
+        # By span context: on_end gets a new ReadableSpan, not the span on_start saw. A span that never
+        # ends leaves its entry (a few bytes) behind.
+        self._owners: dict[tuple[int, int], AttemptTrace] = {}
+
+    @staticmethod
+    def _key(span: ReadableSpan) -> tuple[int, int] | None:
+        ctx = span.context
+        return None if ctx is None else (ctx.trace_id, ctx.span_id)
 
     def on_start(self, span: SdkSpan, parent_context: Context | None = None) -> None:
         trace = _current.get()
-        if trace is not None:
+        key = self._key(span)
+        if trace is not None and key is not None:
             with self._lock:
-                self._owners[span] = trace
+                self._owners[key] = trace
 
     def on_end(self, span: ReadableSpan) -> None:
+        key = self._key(span)
         with self._lock:
-            trace = self._owners.pop(span, None)
+            trace = self._owners.pop(key, None) if key is not None else None
         if trace is not None:
             trace.add(span)
 
@@ -196,7 +203,7 @@ def core_fields(span: ReadableSpan) -> SpanCoreFields:
     status = span.status
     return SpanCoreFields(
         name=span.name,
-        attributes=dict(span.attributes or {}),
+        attributes=attributes_of(span),
         start_time=_seconds(span.start_time),
         end_time=_seconds(span.end_time),
         status=TraceStatus(status_code=status.status_code.name, description=status.description),
