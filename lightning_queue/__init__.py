@@ -5,10 +5,12 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 from .adapter import LlmProxyTraceToTriplet, TraceAdapter, TraceToMessages
 from .algorithm import Algorithm, FunctionalAlgorithm, algo, with_llm_proxy, with_store
+from .emitter import emit_annotation, emit_exception, emit_message, emit_object, operation
 from .litagent import FunctionalLitAgent, Hook, LitAgent, RolloutRawResult, llm_rollout, prompt_rollout, rollout
 from .llm_proxy import LLMProxy
 from .reward import emit_reward, find_final_reward, get_reward_value
 from .store import LightningStore, RedisLightningStore
+from .tracer import AgentOpsTracer, OtelTracer, Tracer, get_active_tracer, get_last_trace
 from .types import (
     LLM,
     UNSET,
@@ -45,6 +47,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "LLM",
     "UNSET",
+    "AgentOpsTracer",
     "Algorithm",
     "Attempt",
     "AttemptedRollout",
@@ -57,6 +60,7 @@ __all__ = [
     "LitAgent",
     "LlmProxyTraceToTriplet",
     "NamedResources",
+    "OtelTracer",
     "PaginatedResult",
     "PromptTemplate",
     "ProxyLLM",
@@ -69,15 +73,23 @@ __all__ = [
     "SpanCoreFields",
     "TraceAdapter",
     "TraceToMessages",
+    "Tracer",
     "Trainer",
     "Triplet",
     "Worker",
     "__version__",
     "algo",
+    "emit_annotation",
+    "emit_exception",
+    "emit_message",
+    "emit_object",
     "emit_reward",
     "find_final_reward",
+    "get_active_tracer",
+    "get_last_trace",
     "get_reward_value",
     "llm_rollout",
+    "operation",
     "prompt_rollout",
     "rollout",
     "with_llm_proxy",
