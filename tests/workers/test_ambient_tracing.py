@@ -13,7 +13,7 @@ import opentelemetry.trace as otel
 import pytest
 from openai import AsyncOpenAI
 
-from lightning_queue import RedisLightningStore, semconv
+from lightning_queue import RedisLightningStore, TraceToMessages, semconv
 from lightning_queue.emitter import emit_message, emit_reward
 from lightning_queue.litagent import LitAgent, rollout
 from lightning_queue.reward import find_final_reward, find_reward_spans
@@ -207,6 +207,9 @@ async def test_an_agent_calling_openai_directly_stores_the_conversation(
     outputs = json.loads(chat.attributes["gen_ai.output.messages"])
     assert inputs[0]["role"] == "user" and "pick a room for the meeting" in json.dumps(inputs)
     assert "the room is 101" in json.dumps(outputs)
+    # What prompt optimisation and fine-tuning read:
+    [conversation] = TraceToMessages().adapt(spans)
+    assert conversation["messages"][-1] == {"role": "assistant", "content": "the room is 101"}
 
 
 class ChartAgent(LitAgent[Any]):
