@@ -13,7 +13,7 @@ import opentelemetry.trace as otel
 import pytest
 from openai import AsyncOpenAI
 
-from lightning_queue import RedisLightningStore, TraceToMessages, semconv
+from lightning_queue import RedisLightningStore, RolloutConfig, TraceToMessages, semconv
 from lightning_queue.emitter import emit_message, emit_reward
 from lightning_queue.litagent import LitAgent, rollout
 from lightning_queue.reward import find_final_reward, find_reward_spans
@@ -240,3 +240,46 @@ async def test_a_litagent_asking_for_a_langchain_handler_without_langchain_fails
     assert done.status == "failed"
     assert "pip install langchain-core" in done.attempt.metadata["error"]["message"]
     assert find_final_reward(spans) == 1.0  # what it emitted before failing is kept
+
+
+class ReturnsItsTrace(LitAgent[Any]):
+    def rollout(self, task: Any, resources: Any, rollout: AttemptedRollout) -> Any:
+        emit_message("once")
+        emit_reward(0.2)
+        return [*self.tracer.get_last_trace(), 0.9]
+
+
+async def test_an_agent_returning_its_own_trace_stores_each_span_once_and_the_returned_reward_last(
+    wstore: RedisLightningStore, observer: RedisLightningStore
+) -> None:
+    _, spans = await run_one(ReturnsItsTrace(), wstore, observer)
+    assert [s.name for s in spans] == [semconv.SPAN_MESSAGE, semconv.SPAN_ANNOTATION, semconv.SPAN_ANNOTATION]
+    assert find_final_reward(spans) == 0.9
+
+
+async def test_spans_of_a_sync_agent_still_running_after_its_timeout_are_dropped_not_misfiled(
+    wstore: RedisLightningStore, observer: RedisLightningStore
+) -> None:
+    released, emitted = threading.Event(), threading.Event()
+
+    @rollout
+    def slow(task: Any) -> None:
+        if task == "slow":
+            released.wait(5)
+            emit_message("late")  # its attempt is already stored as timed out
+            emitted.set()
+        else:
+            released.set()
+            emitted.wait(5)  # the late span is made while this rollout runs in the same worker
+            emit_reward(1.0)
+
+    late = await observer.enqueue_rollout("slow", config=RolloutConfig(timeout_seconds=0.5))
+    async with running(make_worker(slow, wstore, concurrency=2)):
+        await finished(observer, [late.rollout_id])
+        quick = await observer.enqueue_rollout("quick")
+        await finished(observer, [quick.rollout_id])
+    late_spans = list(await observer.query_spans(late.rollout_id))
+    quick_spans = list(await observer.query_spans(quick.rollout_id))
+    assert [s.name for s in late_spans] == [semconv.SPAN_EXCEPTION]
+    assert [s.name for s in quick_spans] == [semconv.SPAN_ANNOTATION]
+    assert emitted.is_set()
