@@ -28,9 +28,9 @@ def encode_object(value: Any) -> dict[str, Any]:
     return {semconv.OBJECT_TYPE: kind, semconv.OBJECT_JSON: encoded}
 
 
-def emit_object(obj: Any, attributes: dict[str, Any] | None = None, propagate: bool = True) -> SpanCoreFields:
-    """Record an object span in the current rollout (and return it)."""
-    attrs = {**encode_object(obj), **flatten_attributes(attributes or {})}
+def emit_object(object: Any, attributes: dict[str, Any] | None = None, propagate: bool = True) -> SpanCoreFields:
+    """Record an object span in the current rollout (and return it); `object` is v0.3's parameter name."""
+    attrs = {**encode_object(object), **flatten_attributes(attributes or {})}
     return emit_span("emit_object", semconv.SPAN_OBJECT, attrs, propagate=propagate)
 
 
