@@ -38,7 +38,7 @@ def langchain_handler(tracer: trace_api.Tracer) -> Any:
     except ImportError as exc:
         raise ImportError(INSTALL_HINT) from exc
 
-    class LightningCallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
+    class LightningCallbackHandler(BaseCallbackHandler):  # type: ignore[misc,unused-ignore]
         """Each LangChain run is a span, a child of its parent run's span (or of the current span)."""
 
         def __init__(self) -> None:

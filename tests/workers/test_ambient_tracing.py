@@ -220,7 +220,10 @@ class ChartAgent(LitAgent[Any]):
         seen = [s.name for s in self.tracer.get_last_trace()]
         emit_reward(float(seen == [semconv.SPAN_MESSAGE]))
         if task == "langchain":
-            self.tracer.get_langchain_handler()
+            handler = self.tracer.get_langchain_handler()
+            from langchain_core.runnables import RunnableLambda
+
+            RunnableLambda(lambda x: x + 1).invoke(1, config={"callbacks": [handler]})
 
 
 async def test_a_litagent_reads_its_trace_through_self_tracer(
@@ -230,12 +233,21 @@ async def test_a_litagent_reads_its_trace_through_self_tracer(
     assert done.status == "succeeded" and find_final_reward(spans) == 1.0
 
 
+async def test_a_litagent_using_a_langchain_handler_stores_the_chain_spans(
+    wstore: RedisLightningStore, observer: RedisLightningStore
+) -> None:
+    pytest.importorskip("langchain_core")
+    done, spans = await run_one(ChartAgent(), wstore, observer, "langchain")
+    assert done.status == "succeeded"
+    assert [s.name for s in spans] == [semconv.SPAN_MESSAGE, semconv.SPAN_ANNOTATION, "langchain.chain.RunnableLambda"]
+
+
 async def test_a_litagent_asking_for_a_langchain_handler_without_langchain_fails_saying_what_to_install(
     wstore: RedisLightningStore, observer: RedisLightningStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import sys
 
-    monkeypatch.setitem(sys.modules, "langchain_core", None)
+    monkeypatch.setitem(sys.modules, "langchain_core.callbacks.base", None)  # as if it were not installed
     done, spans = await run_one(ChartAgent(), wstore, observer, "langchain")
     assert done.status == "failed"
     assert "pip install langchain-core" in done.attempt.metadata["error"]["message"]

@@ -179,7 +179,7 @@ def test_operation_outside_a_rollout_runs_the_block_and_records_nothing(caplog: 
 
 
 def test_langchain_handler_without_langchain_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "langchain_core", None)  # as if it were not installed
+    monkeypatch.setitem(sys.modules, "langchain_core.callbacks.base", None)  # as if it were not installed
     with pytest.raises(ImportError, match="pip install langchain-core") as info:
         OtelTracer().get_langchain_handler()
     assert str(info.value) == INSTALL_HINT
