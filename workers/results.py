@@ -13,7 +13,6 @@ from typing import Any, TypeVar
 
 from redis.exceptions import OutOfMemoryError
 
-from lightning_queue import semconv
 from lightning_queue.emitter import emit_exception, emit_reward
 from lightning_queue.resilience import Backoff
 from lightning_queue.reward import find_final_reward, get_reward_value
@@ -111,9 +110,7 @@ def _fresh(result: AgentResult, trace: AttemptTrace | None) -> tuple[list[Any], 
 def _reward_of(item: Any) -> float | None:
     if isinstance(item, Span | SpanCoreFields):
         return get_reward_value(item)
-    if item.attributes and any(str(k).startswith(semconv.REWARD_PREFIX) for k in item.attributes):
-        return get_reward_value(SpanCoreFields(name=item.name, attributes=dict(item.attributes)))
-    return None
+    return get_reward_value(SpanCoreFields(name=item.name, attributes=dict(item.attributes or {})))
 
 
 async def spans_for(

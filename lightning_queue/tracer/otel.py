@@ -301,10 +301,6 @@ class OtelTracer(Tracer):
         with self.attempt_trace(name, rollout_id=rollout_id or "", attempt_id=attempt_id or ""):
             yield self._otel_tracer()
 
-    def current_trace(self) -> AttemptTrace | None:
-        """The attempt trace running in this context, if any."""
-        return _current.get()
-
     def get_last_trace(self) -> list[Span]:
         trace = _current.get() or self._last
         return [] if trace is None else trace.spans()

@@ -234,3 +234,10 @@ def test_agentops_tracer_instruments_openai_with_message_content_on_the_spans() 
     import os
 
     assert os.environ[CAPTURE_CONTENT_ENV] == "SPAN_ONLY"
+
+
+def test_lifespan_sets_up_and_tears_down_the_worker_id() -> None:
+    tracer = OtelTracer()
+    with tracer.lifespan() as inside:
+        assert inside is tracer and tracer.worker_id == 0
+    assert tracer.worker_id is None
