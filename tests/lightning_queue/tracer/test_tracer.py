@@ -241,3 +241,36 @@ def test_lifespan_sets_up_and_tears_down_the_worker_id() -> None:
     with tracer.lifespan() as inside:
         assert inside is tracer and tracer.worker_id == 0
     assert tracer.worker_id is None
+
+
+def test_an_application_tracer_provider_is_reused_and_keeps_exporting() -> None:
+    # A fresh process: the global provider can be set once per process.
+    import subprocess
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import asyncio
+        import opentelemetry.trace as otel
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from lightning_queue.tracer import OtelTracer
+
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        otel.set_tracer_provider(provider)
+
+        async def main():
+            tracer = OtelTracer()
+            async with tracer.trace_context(rollout_id="r", attempt_id="a"):
+                with otel.get_tracer("app").start_as_current_span("work"):
+                    pass
+            print([s.name for s in tracer.get_last_trace()], [s.name for s in exporter.get_finished_spans()])
+
+        asyncio.run(main())
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "['work'] ['work']"
