@@ -12,6 +12,7 @@ from .adapter import (
     TraceToTripletBase,
 )
 from .algorithm import APO, VERL, Algorithm, Baseline, FunctionalAlgorithm, algo, with_llm_proxy, with_store
+from .emitter import emit_annotation, emit_exception, emit_message, emit_object, operation
 from .litagent import FunctionalLitAgent, Hook, LitAgent, RolloutRawResult, llm_rollout, prompt_rollout, rollout
 from .llm_proxy import LLMProxy, ModelConfig
 from .logging import configure_logger, setup_logging, setup_module_logging
@@ -36,6 +37,7 @@ from .semconv import (
     LightningSpanAttributes,
 )
 from .store import InMemoryLightningStore, LightningStore, RedisLightningStore
+from .tracer import AgentOpsTracer, OtelTracer, Tracer, get_active_tracer, get_last_trace
 from .types import (
     LLM,
     UNSET,
@@ -89,6 +91,7 @@ __all__ = [
     "UNSET",
     "VERL",
     "Adapter",
+    "AgentOpsTracer",
     "Algorithm",
     "Attempt",
     "AttemptStatus",
@@ -109,6 +112,7 @@ __all__ = [
     "LlmProxyTraceToTriplet",
     "ModelConfig",
     "NamedResources",
+    "OtelTracer",
     "PaginatedResult",
     "PromptTemplate",
     "ProxyLLM",
@@ -127,6 +131,7 @@ __all__ = [
     "TraceAdapter",
     "TraceToMessages",
     "TraceToTripletBase",
+    "Tracer",
     "TracerTraceToTriplet",
     "Trainer",
     "Triplet",
@@ -134,13 +139,20 @@ __all__ = [
     "__version__",
     "algo",
     "configure_logger",
+    "emit_annotation",
+    "emit_exception",
+    "emit_message",
+    "emit_object",
     "emit_reward",
     "find_final_reward",
     "find_reward_spans",
+    "get_active_tracer",
+    "get_last_trace",
     "get_reward_value",
     "get_rewards_from_span",
     "is_reward_span",
     "llm_rollout",
+    "operation",
     "prompt_rollout",
     "rollout",
     "setup_logging",

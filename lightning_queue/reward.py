@@ -1,76 +1,27 @@
-"""Rewards as annotation spans (`agentlightning.reward.<i>.name|value`, index 0 is the primary)."""
+"""Reading rewards from spans (`agentlightning.reward.<i>.name|value`, index 0 is the primary).
+
+Rewards are recorded by `lightning_queue.emitter.emit_reward`, re-exported here as in v0.3.
+"""
 
 from __future__ import annotations
 
 import json
-import time
-import traceback
 from collections.abc import Sequence
 from typing import Any
 
 from . import semconv
-from .types import Span, SpanCoreFields, TraceStatus
+from .emitter import emit_exception, emit_reward
+from .types import Span, SpanCoreFields
 
-
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool | int | float):
-        return float(value)
-    raise TypeError(f"reward {name!r} must be a number, got {type(value).__name__}: {value!r:.100}")
-
-
-def emit_reward(
-    reward: float | dict[str, Any],
-    *,
-    primary_key: str | None = None,
-    attributes: dict[str, Any] | None = None,
-    propagate: bool = True,
-) -> SpanCoreFields:
-    """Build the reward annotation span.
-
-    There is no ambient tracer here: the worker stores what an agent returns, so `propagate=True`
-    and `propagate=False` both just return the span for the caller to hand back or store.
-    """
-    if isinstance(reward, dict):
-        if primary_key is None:
-            raise ValueError("a dict of rewards needs primary_key naming the primary one")
-        if primary_key not in reward:
-            raise ValueError(f"primary_key {primary_key!r} is not among the rewards {list(reward)!r}")
-        ordered = [(primary_key, reward[primary_key])] + [(k, v) for k, v in reward.items() if k != primary_key]
-    else:
-        ordered = [("primary", reward)]
-    attrs: dict[str, Any] = {}
-    for i, (name, value) in enumerate(ordered):
-        attrs[f"{semconv.REWARD_PREFIX}.{i}.name"] = name
-        attrs[f"{semconv.REWARD_PREFIX}.{i}.value"] = _number(name, value)
-    attrs.update(attributes or {})
-    now = time.time()
-    return SpanCoreFields(
-        name=semconv.SPAN_ANNOTATION,
-        status=TraceStatus(status_code="OK"),
-        attributes=attrs,
-        start_time=now,
-        end_time=now,
-    )
-
-
-def emit_exception(exc: BaseException, *, max_traceback_chars: int = 8000) -> SpanCoreFields:
-    """An exception as a span: type, message and a traceback cut to a readable length."""
-    stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    if len(stack) > max_traceback_chars:
-        stack = "...\n" + stack[-max_traceback_chars:]
-    now = time.time()
-    return SpanCoreFields(
-        name=semconv.SPAN_EXCEPTION,
-        status=TraceStatus(status_code="OK"),
-        attributes={
-            semconv.EXCEPTION_TYPE: type(exc).__qualname__,
-            semconv.EXCEPTION_MESSAGE: str(exc),
-            semconv.EXCEPTION_STACKTRACE: stack,
-            semconv.EXCEPTION_ESCAPED: True,
-        },
-        start_time=now,
-        end_time=now,
-    )
+__all__ = [
+    "emit_exception",
+    "emit_reward",
+    "find_final_reward",
+    "find_reward_spans",
+    "get_reward_value",
+    "get_rewards_from_span",
+    "is_reward_span",
+]
 
 
 def get_rewards_from_span(span: Span | SpanCoreFields) -> list[dict[str, Any]]:

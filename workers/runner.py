@@ -23,6 +23,7 @@ from lightning_queue.litagent import Hook, LitAgent, RolloutRawResult
 from lightning_queue.resilience import Backoff
 from lightning_queue.store import RedisLightningStore
 from lightning_queue.store.leases import Claim
+from lightning_queue.tracer import AgentOpsTracer, AttemptTrace, OtelTracer
 from lightning_queue.types import UNSET, AttemptedRollout, AttemptStatus, NamedResources, Span
 
 from . import forks, results
@@ -118,6 +119,8 @@ class Worker:
     """Runs `agent` on rollouts claimed from `store`, up to `concurrency` at a time.
 
     Async agents run as tasks on this loop; sync agents in a thread pool of `concurrency` threads.
+    Each agent call runs under `tracer` (default `AgentOpsTracer()`): the spans it makes with the
+    OpenTelemetry API, `emit_*` or the instrumented OpenAI client are stored with its attempt.
     The lease of every held stream entry is renewed every `lease_seconds / 3` and the watchdog sweep
     runs every `min(5, lease_seconds / 2)`, both from a thread of their own (`leases.LeaseKeeper`),
     so an agent blocking this loop does not lose its lease. `stop()` stops claiming at once and lets in-flight
@@ -141,6 +144,7 @@ class Worker:
         max_rollouts_per_process: int | None = default("max_rollouts_per_process"),
         max_memory_mb: int | None = default("max_memory_mb"),
         hooks: Sequence[Hook] = (),
+        tracer: OtelTracer | None = None,
         grace_seconds: float = default("grace_seconds"),
         heartbeat_seconds: float = default("heartbeat_seconds"),
         claim_block_ms: int = 500,
@@ -154,7 +158,11 @@ class Worker:
         if max_rollouts is not None and max_rollouts < 1:
             raise ValueError(f"max_rollouts must be at least 1 or None, got {max_rollouts!r}")
         check_recycling(max_rollouts_per_process, max_memory_mb)
+        if tracer is not None and not isinstance(tracer, OtelTracer):
+            raise TypeError(f"tracer must be an OtelTracer or AgentOpsTracer, got {tracer!r:.100}")
         self.agent = agent
+        # Agent-Lightning's default: OpenTelemetry with the OpenAI client instrumented.
+        self.tracer: OtelTracer = tracer if tracer is not None else AgentOpsTracer()
         self.store = store
         self.worker_id = worker_id or default_worker_id()
         self.concurrency = concurrency
@@ -227,6 +235,7 @@ class Worker:
     async def run(self) -> WorkerTotals:
         """Claim and run rollouts until `stop()`, `max_rollouts` or a recycle; then drain and return the totals."""
         self.agent.set_runner(self)
+        self.tracer.init_worker(self.worker_id)
         self.state = "running"
         rss = self._probe.rss_mb()
         if self.max_memory_mb is not None and rss > self.max_memory_mb:
@@ -386,30 +395,36 @@ class Worker:
         self._free_slot()
 
     async def _outcome(self, run: _Running) -> tuple[list[Span], AttemptStatus, dict[str, Any] | None]:
-        """Run the agent and turn what happened into (spans, attempt status, attempt metadata)."""
+        """Run the agent under its attempt's trace; turn what it traced and returned into (spans, status, metadata)."""
         ar = run.rollout
+        trace: AttemptTrace | None = None
         try:
             resources = await self._retry(run, "reading resources", functools.partial(self._resources, ar))
             await self._call_hooks("on_rollout_start", rollout=ar)
-            await self._call_hooks("on_trace_start", tracer=None, rollout=ar)
-            try:
-                raw = await self._call_agent(run, resources)
-            finally:
-                await self._call_hooks("on_trace_end", tracer=None, rollout=ar)
-            kind, items = results.check_result(raw)
+            with self.tracer.attempt_trace(
+                f"rollout {ar.rollout_id}", rollout_id=ar.rollout_id, attempt_id=ar.attempt.attempt_id
+            ) as trace:
+                await self._call_hooks("on_trace_start", tracer=self.tracer, rollout=ar)
+                try:
+                    raw = await self._call_agent(run, resources)
+                finally:
+                    await self._call_hooks("on_trace_end", tracer=self.tracer, rollout=ar)
+            result = results.check_result(raw)
             spans = await self._retry(
-                run, "reserving sequence ids", functools.partial(results.spans_for, self.store, ar, kind, items)
+                run, "reserving sequence ids", functools.partial(results.spans_for, self.store, ar, result, trace)
             )
+            results.warn_if_no_reward(ar, spans)
             return spans, "succeeded", None
         except (_Interrupted, LeaseLost):
             raise
         except Exception as exc:
             status: AttemptStatus = "timeout" if isinstance(exc, AgentTimeout) else "failed"
             logger.warning("%s: %s: %s: %s", run, status, type(exc).__name__, exc)
-            span = await self._retry(
-                run, "recording the error", functools.partial(results.exception_span, self.store, ar, exc)
+            # What the agent traced before failing is kept: it says how far it got.
+            spans = await self._retry(
+                run, "recording the error", functools.partial(results.failure_spans, self.store, ar, exc, trace)
             )
-            return [span], status, {"error": results.error_record(exc)}
+            return spans, status, {"error": results.error_record(exc)}
 
     async def _resources(self, ar: AttemptedRollout) -> NamedResources:
         if ar.resources_id is not None:

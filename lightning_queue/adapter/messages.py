@@ -111,35 +111,102 @@ def _tools(span: Span, request: Mapping[str, Any]) -> list[dict[str, Any]] | Non
     return tools or None
 
 
+def _arguments_text(arguments: Any) -> Any:
+    return arguments if isinstance(arguments, str) or arguments is None else json.dumps(arguments)
+
+
+def _semconv_message(entry: Any) -> dict[str, Any]:
+    """One OpenTelemetry GenAI message (`{"role", "parts": [...]}`) as an OpenAI chat message."""
+    if not isinstance(entry, Mapping) or not isinstance(entry.get("parts"), list):
+        raise ValueError(f"a gen_ai.input/output message must be a mapping with a parts list, got {entry!r:.80}")
+    texts, calls, responses = [], [], []
+    for part in entry["parts"]:
+        kind = part.get("type") if isinstance(part, Mapping) else None
+        if kind == "text":
+            texts.append(str(part.get("content", "")))
+        elif kind == "tool_call":
+            function = {"name": part.get("name"), "arguments": _arguments_text(part.get("arguments"))}
+            calls.append({"id": part.get("id"), "type": "function", "function": function})
+        elif kind == "tool_call_response":
+            responses.append(part)
+    role = entry.get("role")
+    if role == "tool" and responses:
+        response = responses[0].get("response")
+        content = response if isinstance(response, str) else json.dumps(response)
+        return {"role": "tool", "content": content, "tool_call_id": responses[0].get("id")}
+    message: dict[str, Any] = {"role": role, "content": "".join(texts) if texts else None}
+    if calls:
+        message["tool_calls"] = calls
+    return message
+
+
+def _semconv_conversation(span: Span) -> OpenAIMessages | None:
+    """The conversation of a span in the OpenTelemetry GenAI conventions (`gen_ai.input.messages`, JSON
+    text), as the openai-v2 instrumentation writes it; None for other spans."""
+    attrs = span.attributes
+    if "gen_ai.input.messages" not in attrs and "gen_ai.output.messages" not in attrs:
+        return None
+    try:
+        inputs = json.loads(attrs.get("gen_ai.input.messages") or "[]")
+        outputs = json.loads(attrs.get("gen_ai.output.messages") or "[]")
+        definitions = json.loads(attrs.get("gen_ai.tool.definitions") or "null")
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"span {span.span_id}: gen_ai.*.messages must be JSON text: {exc}") from exc
+    if not isinstance(inputs, list) or not isinstance(outputs, list):
+        raise ValueError(f"span {span.span_id}: gen_ai.input.messages and gen_ai.output.messages must be lists")
+    messages = [_semconv_message(m) for m in inputs]
+    if outputs:
+        messages.append(_semconv_message(outputs[0]))
+    tools = [dict(d) for d in definitions if isinstance(d, Mapping)] if isinstance(definitions, list) else None
+    return OpenAIMessages(messages=messages, tools=tools or None)
+
+
 class TraceToMessages(TraceAdapter[list[OpenAIMessages]]):
     """One `{messages, tools}` per span that records a chat call, in the order given.
 
     The messages are the prompt followed by the first completion as the assistant's answer, with its
-    tool calls (from the span itself, or from `tool.*` attributes of its direct children).
+    tool calls (from the span itself, or from `tool.*` attributes of its direct children). Spans in
+    the OpenTelemetry GenAI conventions (an agent's own OpenAI client, instrumented) are read too; a
+    call recorded twice (by the proxy and by the client: same `gen_ai.response.id`) counts once.
     """
 
     def adapt(self, source: Sequence[Span]) -> list[OpenAIMessages]:
         conversations: list[OpenAIMessages] = []
+        seen: set[str] = set()
         for span in source:
-            attrs = span.attributes
-            prompt = group_genai_dict(attrs, "gen_ai.prompt") or []
-            completion = group_genai_dict(attrs, "gen_ai.completion") or []
-            request = group_genai_dict(attrs, "gen_ai.request")
-            response = group_genai_dict(attrs, "gen_ai.response")
-            if not prompt and not completion:
+            response_id = span.attributes.get("gen_ai.response.id")
+            conversation = self._conversation(span, source)
+            if conversation is None:
                 continue
-            if not isinstance(prompt, list) or not isinstance(completion, list):
-                raise ValueError(f"span {span.span_id}: gen_ai.prompt and gen_ai.completion must be indexed lists")
-            if not isinstance(request, dict) or not isinstance(response, dict):
-                raise ValueError(f"span {span.span_id}: gen_ai.request and gen_ai.response must be mappings")
-            messages = [_prompt_message(entry) for entry in prompt]
-            if completion:
-                answer = completion[0] if isinstance(completion[0], Mapping) else {}
-                message: dict[str, Any] = {"role": "assistant", "content": answer.get("content")}
-                calls = [_tool_call(c) for c in answer.get("tool_calls") or [] if isinstance(c, Mapping)]
-                calls = calls or _child_tool_calls(span, source)
-                if calls:
-                    message["tool_calls"] = calls
-                messages.append(message)
-            conversations.append(OpenAIMessages(messages=messages, tools=_tools(span, request)))
+            if isinstance(response_id, str):
+                if response_id in seen:
+                    continue
+                seen.add(response_id)
+            conversations.append(conversation)
         return conversations
+
+    def _conversation(self, span: Span, source: Sequence[Span]) -> OpenAIMessages | None:
+        semconv = _semconv_conversation(span)
+        if semconv is not None:
+            return semconv
+        attrs = span.attributes
+        prompt = group_genai_dict(attrs, "gen_ai.prompt") or []
+        completion = group_genai_dict(attrs, "gen_ai.completion") or []
+        request = group_genai_dict(attrs, "gen_ai.request")
+        response = group_genai_dict(attrs, "gen_ai.response")
+        if not prompt and not completion:
+            return None
+        if not isinstance(prompt, list) or not isinstance(completion, list):
+            raise ValueError(f"span {span.span_id}: gen_ai.prompt and gen_ai.completion must be indexed lists")
+        if not isinstance(request, dict) or not isinstance(response, dict):
+            raise ValueError(f"span {span.span_id}: gen_ai.request and gen_ai.response must be mappings")
+        messages = [_prompt_message(entry) for entry in prompt]
+        if completion:
+            answer = completion[0] if isinstance(completion[0], Mapping) else {}
+            message: dict[str, Any] = {"role": "assistant", "content": answer.get("content")}
+            calls = [_tool_call(c) for c in answer.get("tool_calls") or [] if isinstance(c, Mapping)]
+            calls = calls or _child_tool_calls(span, source)
+            if calls:
+                message["tool_calls"] = calls
+            messages.append(message)
+        return OpenAIMessages(messages=messages, tools=_tools(span, request))

@@ -6,6 +6,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
+from lightning_queue.tracer import Tracer, get_active_tracer
 from lightning_queue.types import AttemptedRollout, NamedResources
 
 T = TypeVar("T")
@@ -33,6 +34,24 @@ class LitAgent(Generic[T]):
     def runner(self) -> Any:
         """The worker running this agent (held weakly), or None before it starts."""
         return None if self._runner_ref is None else self._runner_ref()
+
+    def get_tracer(self) -> Tracer:
+        """The tracer of the worker running this agent (or of the rollout traced in this context)."""
+        tracer = getattr(self.runner, "tracer", None)
+        if isinstance(tracer, Tracer):
+            return tracer
+        active = get_active_tracer()
+        if active is not None:
+            return active
+        raise RuntimeError(
+            f"{type(self).__name__}.tracer: no tracer yet; it is set by the worker running the agent "
+            "(or open one with OtelTracer().trace_context() when calling the agent by hand)"
+        )
+
+    @property
+    def tracer(self) -> Tracer:
+        """The active tracer: `self.tracer.get_langchain_handler()`, `self.tracer.get_last_trace()`."""
+        return self.get_tracer()
 
     def is_async(self) -> bool:
         cls = type(self)

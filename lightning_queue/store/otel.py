@@ -23,6 +23,14 @@ def _context(ctx: Any) -> SpanContext | None:
     )
 
 
+def attributes_of(source: Any) -> dict[str, Any]:
+    """A plain dict of OTel attributes; the SDK keeps sequences as tuples, stored spans hold lists."""
+    return {
+        str(k): list(v) if isinstance(v, tuple) else v
+        for k, v in dict(getattr(source, "attributes", None) or {}).items()
+    }
+
+
 def _status_code(status: Any) -> str:
     code = getattr(status, "status_code", None)
     name = getattr(code, "name", code)
@@ -51,7 +59,7 @@ def span_from_otel(readable: Any, rollout_id: str, attempt_id: str, sequence_id:
         parent_id=parent.span_id if parent else None,
         name=str(readable.name),
         status=TraceStatus(status_code=_status_code(status), description=getattr(status, "description", None)),
-        attributes=dict(getattr(readable, "attributes", None) or {}),
+        attributes=attributes_of(readable),
         events=[
             Event(name=e.name, attributes=dict(e.attributes or {}), timestamp=getattr(e, "timestamp", None))
             for e in getattr(readable, "events", None) or []

@@ -22,8 +22,7 @@ async def claimed(store: RedisLightningStore) -> AttemptedRollout:
 
 
 async def to_spans(store: RedisLightningStore, claimed: AttemptedRollout, result: Any) -> list[Span]:
-    kind, items = results.check_result(result)
-    return await results.spans_for(store, claimed, kind, items)
+    return await results.spans_for(store, claimed, results.check_result(result))
 
 
 async def test_float_becomes_one_primary_reward_span_with_the_next_sequence_id(
@@ -80,12 +79,23 @@ async def test_span_of_another_attempt_is_refused(store: RedisLightningStore, cl
     [
         ("done", TypeError, "agent returned str 'done'; expected None, a float reward"),
         ({"reward": 1}, TypeError, "agent returned dict"),
-        ([SpanCoreFields(name="a"), 1.0], ValueError, "a list of core, float: expected a list of one kind"),
+        ([SpanCoreFields(name="a"), "x"], TypeError, "a list with str 'x' at index 1"),
+        ([SpanCoreFields(name="a"), 1.0, 2.0], ValueError, "two rewards"),
     ],
 )
 def test_wrong_results_say_what_was_returned(result: Any, error: type[Exception], message: str) -> None:
     with pytest.raises(error, match=message):
         results.check_result(result)
+
+
+async def test_a_mixed_list_stores_its_spans_in_order_then_the_reward(
+    store: RedisLightningStore, claimed: AttemptedRollout
+) -> None:
+    # Issue 13: `[span, 1.0]` used to fail the attempt; an Agent-Lightning agent may return both.
+    given = [SpanCoreFields(name="a"), 0.5, Span.from_attributes(attributes={}, name="b")]
+    spans = await to_spans(store, claimed, given)
+    assert [(s.name, s.sequence_id) for s in spans] == [("a", 1), ("b", 2), ("agentlightning.annotation", 3)]
+    assert get_reward_value(spans[-1]) == 0.5
 
 
 def test_a_coroutine_result_says_to_make_the_agent_async() -> None:

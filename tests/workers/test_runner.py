@@ -263,7 +263,7 @@ async def test_hooks_run_in_order_and_a_raising_hook_is_logged_not_fatal(
     assert done[queued.rollout_id].status == "succeeded"
     assert hook.calls == [
         ("rollout_start", queued.rollout_id),
-        ("trace_start", None),
+        ("trace_start", worker.tracer),
         ("trace_end", worker),
         ("rollout_end", ["agentlightning.annotation"]),
     ]

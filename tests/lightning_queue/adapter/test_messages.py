@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -115,3 +116,61 @@ def test_spans_without_prompt_or_completion_are_skipped(make_span: SpanMaker) ->
 def test_wrong_shapes_raise(make_span: SpanMaker, attributes: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="must be"):
         TraceToMessages().adapt([make_span(1, attributes)])
+
+
+def _semconv_span(make_span: SpanMaker, seq: int, response_id: str = "r1") -> Any:
+    inputs = [
+        {"role": "system", "parts": [{"type": "text", "content": "be brief"}]},
+        {"role": "assistant", "parts": [{"type": "tool_call", "id": "c0", "name": "calc", "arguments": {"x": 1}}]},
+        {"role": "tool", "parts": [{"type": "tool_call_response", "id": "c0", "response": "2"}]},
+    ]
+    outputs = [{"role": "assistant", "parts": [{"type": "text", "content": "it is 2"}], "finish_reason": "stop"}]
+    return make_span(
+        seq,
+        {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.response.id": response_id,
+            "gen_ai.input.messages": json.dumps(inputs),
+            "gen_ai.output.messages": json.dumps(outputs),
+        },
+        name="chat policy",
+    )
+
+
+def test_an_instrumented_client_span_in_the_genai_conventions_becomes_a_conversation(make_span: SpanMaker) -> None:
+    [conversation] = TraceToMessages().adapt([_semconv_span(make_span, 1)])
+    assert conversation["messages"] == [
+        {"role": "system", "content": "be brief"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "c0", "type": "function", "function": {"name": "calc", "arguments": '{"x": 1}'}}],
+        },
+        {"role": "tool", "content": "2", "tool_call_id": "c0"},
+        {"role": "assistant", "content": "it is 2"},
+    ]
+    assert conversation["tools"] is None
+
+
+def test_a_call_recorded_by_the_proxy_and_by_the_client_counts_once(make_span: SpanMaker) -> None:
+    proxy_span = make_span(
+        1,
+        {
+            "gen_ai.prompt.0.role": "user",
+            "gen_ai.prompt.0.content": "hi",
+            "gen_ai.completion.0.role": "assistant",
+            "gen_ai.completion.0.content": "it is 2",
+            "gen_ai.response.id": "r1",
+        },
+    )
+    conversations = TraceToMessages().adapt(
+        [proxy_span, _semconv_span(make_span, 2), _semconv_span(make_span, 3, "r2")]
+    )
+    assert [c["messages"][0]["content"] for c in conversations] == ["hi", "be brief"]
+
+
+def test_genai_messages_that_are_not_json_lists_raise(make_span: SpanMaker) -> None:
+    with pytest.raises(ValueError, match="must be JSON text"):
+        TraceToMessages().adapt([make_span(1, {"gen_ai.input.messages": "[{"})])
+    with pytest.raises(ValueError, match="must be a mapping with a parts list"):
+        TraceToMessages().adapt([make_span(1, {"gen_ai.input.messages": '[{"role": "user"}]'})])
