@@ -372,6 +372,9 @@ class Trainer:
             watcher.cancel()
             if not run.done():
                 run.cancel()
+                if algorithm.is_async():
+                    # Let the cancelled run unwind (its store waits clean up) before this loop ends.
+                    await asyncio.wait({run}, timeout=self._step_seconds)
 
     async def _watch_pool(self) -> None:
         """Return never while the pool is healthy; raise once it ended with an error."""
