@@ -152,9 +152,10 @@ class Trainer:
         max_rollouts: each worker process exits after claiming this many rollouts.
         hooks: `Hook` instances (or `module:attr` names) the workers run around each rollout.
         keep: keep the namespace the Trainer created for itself (default: purge it at the end).
-        worker_start: `"fork"` (default where the platform can) hands the agent and hooks to each
-            worker process as objects, so agents defined in `__main__` or inline work; `"import"`
-            starts `python -m workers`, which imports them by `module:attr`.
+        worker_start: `"import"` starts `python -m workers`, which imports the agent and hooks by
+            `module:attr`; `"fork"` forks the Trainer's process, handing them over as objects, so
+            agents and hooks defined in `__main__` or built inline work. Default: `"import"` when
+            all of them have a `module:attr`, else `"fork"` (where the platform can fork).
         worker_settings: the local workers' `WorkerSettings` (agent and namespace are filled in); the
             keywords below override single fields, and default to it (else to `WorkerSettings`' defaults).
         worker_concurrency: rollouts in flight per worker process (`concurrency`).
@@ -443,7 +444,7 @@ class Trainer:
                 f"worker processes need a RedisLightningStore with a Redis URL, not {self.store!r}; "
                 "give such a store or use n_runners=0 with your own runners"
             )
-        start = self.worker_start or ("fork" if can_fork() else "import")
+        start = self.worker_start or self._default_start(agent, can_fork())
         if start == "fork":
             agent_obj = load_agent(agent) if isinstance(agent, str) else self._as_agent(agent)
             hooks = [load_hook(h) if isinstance(h, str) else h for h in self.hooks]
@@ -456,6 +457,16 @@ class Trainer:
         for path in hook_paths:
             load_hook(path)
         return None, agent_path, hook_paths
+
+    def _default_start(self, agent: Any, forkable: bool) -> WorkerStart:
+        """`import` when the agent and every hook have a `module:attr` (fresh processes, as `lq worker`), else fork."""
+        try:
+            import_path(agent, "agent")
+            for hook in self.hooks:
+                import_path(hook, "hook")
+        except ValueError:
+            return "fork" if forkable else "import"  # without fork, import_path's error says what to do
+        return "import"
 
     @staticmethod
     def _as_agent(agent: Any) -> Any:

@@ -11,6 +11,7 @@ from lightning_queue import LLMProxy, RedisLightningStore, TraceAdapter, TraceTo
 from lightning_queue.algorithm import Algorithm, algo
 from lightning_queue.algorithm.baseline import Baseline
 from lightning_queue.litagent import Hook
+from lightning_queue.litagent import LitAgent as LitAgentBase
 from lightning_queue.trainer import (
     ClientServerExecutionStrategy,
     SharedMemoryExecutionStrategy,
@@ -313,3 +314,36 @@ def test_worker_start_is_checked() -> None:
 
 def test_an_algorithm_is_still_an_algorithm_instance() -> None:
     assert isinstance(Trainer(algorithm=Baseline()).algorithm, Algorithm)
+
+
+# --- how worker processes get the agent -----------------------------------------------------------------
+module_hook = CountingHook()
+
+
+def test_importable_agents_and_hooks_are_imported_by_name_others_are_forked() -> None:
+    from workers.examples import echo
+    from workers.inline import InlineLauncher
+
+    launcher, agent_path, hook_paths = Trainer(hooks=[module_hook])._plan_workers(echo)
+    assert launcher is None and agent_path == "workers.examples:echo"
+    assert hook_paths == (f"{__name__}:module_hook",)
+
+    launcher, _, hook_paths = Trainer(hooks=[CountingHook()])._plan_workers(echo)
+    assert isinstance(launcher, InlineLauncher) and hook_paths == ()
+    assert launcher.agent is echo and isinstance(launcher.hooks[0], CountingHook)
+
+    class Inline(LitAgentBase):
+        pass
+
+    launcher, _, _ = Trainer()._plan_workers(Inline)
+    assert isinstance(launcher, InlineLauncher) and isinstance(launcher.agent, Inline)
+
+
+def test_an_object_that_is_not_an_agent_is_refused_before_any_worker_starts() -> None:
+    def plain(task: Any) -> float:
+        return 1.0
+
+    trainer = Trainer()
+    with pytest.raises(ValueError, match=r"agent <function .*plain.*> is a function, not an agent"):
+        trainer._plan_workers(plain)
+    assert trainer.pool is None
