@@ -332,7 +332,7 @@ def test_importable_agents_and_hooks_are_imported_by_name_others_are_forked() ->
     assert isinstance(launcher, InlineLauncher) and hook_paths == ()
     assert launcher.agent is echo and isinstance(launcher.hooks[0], CountingHook)
 
-    class Inline(LitAgentBase):
+    class Inline(LitAgentBase[Any]):
         pass
 
     launcher, _, _ = Trainer()._plan_workers(Inline)
