@@ -176,3 +176,86 @@ def test_runner_role_runs_only_the_workers_until_max_rollouts(redis_url: str) ->
     )
     assert trainer.fit(echo) is None
     assert asyncio.run(statuses(ids)) == ["succeeded", "succeeded"]
+
+
+def test_workers_that_cannot_start_fail_fit_with_their_exit_code(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workers.pool import WorkerPool
+
+    monkeypatch.setattr(WorkerPool, "run", lambda self: 2)
+
+    @algo
+    @with_store
+    async def wait_forever(store: Any, train_dataset: Any = None) -> None:
+        rollout = await store.enqueue_rollout(1)
+        await store.wait_for_rollouts(rollout_ids=[rollout.rollout_id], timeout=None)
+
+    store = RedisLightningStore(redis_url, namespace=namespace(), scan_debounce_seconds=0)
+    try:
+        with pytest.raises(RuntimeError, match=r"worker processes stopped with exit code 2"):
+            Trainer(algorithm=wait_forever, store=store, n_runners=1, stop_timeout=1).fit(echo, [1])
+    finally:
+        asyncio.run(store.purge())
+
+
+CTRL_C_SCRIPT = """
+import asyncio, sys, time, threading
+import lightning_queue as agl
+
+class Inline(agl.LitAgent):
+    def rollout(self, task, resources, rollout):
+        return 1.0
+
+@agl.algo
+@agl.with_store
+async def forever(store, train_dataset):
+    await store.enqueue_rollout(1)
+    await asyncio.sleep(3600)
+
+trainer = agl.Trainer(algorithm=forever, n_runners=2, stop_timeout=2)
+print("namespace", trainer.store.namespace, flush=True)
+
+def report_pids():
+    while len(trainer.worker_pids()) < 2:
+        time.sleep(0.05)
+    time.sleep(0.5)  # the inline agent ran its rollout: the namespace has keys
+    print("pids", *trainer.worker_pids(), flush=True)
+
+threading.Thread(target=report_pids, daemon=True).start()
+trainer.fit(Inline(), [1])
+"""
+
+
+def test_ctrl_c_stops_forked_workers_and_purges_the_trainer_namespace(redis_url: str, tmp_path: Path) -> None:
+    import signal
+
+    import psutil
+
+    script = tmp_path / "ctrl_c_inline.py"
+    script.write_text(CTRL_C_SCRIPT)
+    env = {
+        **os.environ,
+        "LQ_REDIS_URL": redis_url,
+        "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path
+    )
+    try:
+        assert proc.stdout is not None
+        ns = proc.stdout.readline().split()[1]
+        line = proc.stdout.readline()
+        assert line.startswith("pids"), proc.stderr.read() if proc.stderr else line
+        pids = [int(p) for p in line.split()[1:]]
+        assert keys_of(redis_url, ns) != []
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(psutil.pid_exists(p) for p in pids):
+            time.sleep(0.1)
+        assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids)
+        assert keys_of(redis_url, ns) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
