@@ -44,6 +44,7 @@ DEFAULT_ADAPTER = "lightning_queue.adapter.TracerTraceToTriplet"
 FALLBACK_ADAPTER = "lightning_queue.adapter.LlmProxyTraceToTriplet"
 # Base classes of components other packages define, by name, so the Trainer does not import them early.
 TRACER_BASE = "lightning_queue.tracer.Tracer"
+CONCRETE_TRACER = "lightning_queue.tracer.OtelTracer"
 RUNNER_BASE = "lightning_queue.runner.LitAgentRunner"
 
 WorkerStart = Literal["fork", "import"]
@@ -112,6 +113,14 @@ def _resolve_n_runners(n_runners: int | None, n_workers: int | None) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
     return value
+
+
+def _runner_setting(runner: Any, name: str) -> Any:
+    """A LitAgentRunner's `max_rollouts` / `tracer` (Agent-Lightning keeps them as `_max_rollouts`, `_tracer`)."""
+    if runner is None:
+        return None
+    value = getattr(runner, name, None)
+    return value if value is not None else getattr(runner, f"_{name}", None)
 
 
 def _normalize_hooks(hooks: Hook | str | Sequence[Hook | str] | None) -> list[Hook | str]:
@@ -209,10 +218,10 @@ class Trainer:
                 logger.debug("strategy keyword %s=%r has no counterpart here; ignored", name, value)
         self.tracer = self._make_tracer(tracer)
         self.runner = self._make_runner(runner)
-        if max_rollouts is None and self.runner is not None:
-            max_rollouts = getattr(self.runner, "max_rollouts", None)
-        if self.tracer is None and self.runner is not None:
-            self.tracer = getattr(self.runner, "tracer", None)
+        if max_rollouts is None:
+            max_rollouts = _runner_setting(self.runner, "max_rollouts")
+        if self.tracer is None:
+            self.tracer = _runner_setting(self.runner, "tracer")
         overrides = self.strategy.worker_overrides
         given = {
             "concurrency": worker_concurrency,

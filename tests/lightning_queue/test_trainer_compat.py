@@ -19,11 +19,17 @@ from lightning_queue.trainer import (
     build_component,
     own_path,
 )
-from lightning_queue.trainer.trainer import DEFAULT_ADAPTER, FALLBACK_ADAPTER, RUNNER_BASE, TRACER_BASE, _optional_class
+from lightning_queue.trainer.trainer import (
+    CONCRETE_TRACER,
+    DEFAULT_ADAPTER,
+    FALLBACK_ADAPTER,
+    RUNNER_BASE,
+    _optional_class,
+)
 
 # Stand-ins for the tracer and runner classes of packages that may not exist yet: subclasses of the
 # real base once it does, so these tests keep meaning the same after the merge.
-_TracerBase: Any = _optional_class(TRACER_BASE) or object
+_TracerBase: Any = _optional_class(CONCRETE_TRACER) or object
 _RunnerBase: Any = _optional_class(RUNNER_BASE) or object
 
 
@@ -33,11 +39,11 @@ class FakeTracer(_TracerBase):  # type: ignore[misc]
 
 
 class LitAgentRunner(_RunnerBase):  # type: ignore[misc]
-    """Named as Agent-Lightning's runner: the Trainer reads its max_rollouts and tracer."""
+    """Named as Agent-Lightning's runner, which keeps them private: the Trainer reads its max_rollouts and tracer."""
 
     def __init__(self, tracer: Any = None, max_rollouts: int | None = None) -> None:
-        self.tracer = tracer
-        self.max_rollouts = max_rollouts
+        self._tracer = tracer
+        self._max_rollouts = max_rollouts
 
 
 class MyRunner(_RunnerBase):  # type: ignore[misc]
