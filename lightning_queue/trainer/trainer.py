@@ -290,7 +290,7 @@ class Trainer:
         if built is not None and type(built).__name__ != "LitAgentRunner":
             # The worker processes are the runners here; a custom Runner's own loop would never run.
             raise ValueError(
-                f"runner {built!r}: only LitAgentRunner (its max_rollouts and tracer) is supported; "
+                f"runner {type(built).__qualname__}: only LitAgentRunner (its max_rollouts and tracer) is supported; "
                 "lightning-queue's worker processes run the agent, so a custom Runner's code would not run"
             )
         return built

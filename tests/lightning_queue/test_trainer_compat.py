@@ -35,6 +35,7 @@ _RunnerBase: Any = _optional_class(RUNNER_BASE) or object
 
 class FakeTracer(_TracerBase):  # type: ignore[misc]
     def __init__(self, level: int = 0) -> None:
+        super().__init__()
         self.level = level
 
 
@@ -42,13 +43,14 @@ class LitAgentRunner(_RunnerBase):  # type: ignore[misc]
     """Named as Agent-Lightning's runner, which keeps them private: the Trainer reads its max_rollouts and tracer."""
 
     def __init__(self, tracer: Any = None, max_rollouts: int | None = None) -> None:
+        super().__init__()
         self._tracer = tracer
         self._max_rollouts = max_rollouts
 
 
 class MyRunner(_RunnerBase):  # type: ignore[misc]
     def __init__(self) -> None:
-        self.max_rollouts = None
+        super().__init__()
 
 
 # --- n_runners / n_workers / max_rollouts -------------------------------------------------------------
