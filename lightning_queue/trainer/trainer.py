@@ -242,7 +242,7 @@ class Trainer:
         if worker_start not in (None, "fork", "import"):
             raise ValueError(f"worker_start must be 'fork' or 'import', got {worker_start!r}")
         self.worker_start: WorkerStart | None = worker_start
-        self.hooks: list[Hook | str] = [*settings.hooks, *_normalize_hooks(hooks)]
+        self.hooks: tuple[Hook | str, ...] = (*settings.hooks, *_normalize_hooks(hooks))
         self.worker_settings = settings.model_copy(update={"hooks": ()})
         self.algorithm: Algorithm | None = build_component(algorithm, spec_name="algorithm", expected=Algorithm)
         self._owns_store = store is None

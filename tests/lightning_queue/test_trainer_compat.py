@@ -26,6 +26,7 @@ from lightning_queue.trainer.trainer import (
     RUNNER_BASE,
     _optional_class,
 )
+from workers.settings import WorkerSettings
 
 # Stand-ins for the tracer and runner classes of packages that may not exist yet: subclasses of the
 # real base once it does, so these tests keep meaning the same after the merge.
@@ -283,8 +284,9 @@ class CountingHook(Hook):
 
 def test_hooks_take_one_instance_or_a_sequence() -> None:
     one = CountingHook()
-    assert Trainer(hooks=one).hooks == [one]
-    assert Trainer(hooks=[one, "pkg.mod:hook"]).hooks == [one, "pkg.mod:hook"]
+    assert Trainer(hooks=one).hooks == (one,)
+    assert Trainer(hooks=[one, "pkg.mod:hook"]).hooks == (one, "pkg.mod:hook")
+    assert Trainer(hooks=[one], worker_settings=WorkerSettings(hooks=("a.b:c",))).hooks == ("a.b:c", one)
 
 
 @pytest.mark.parametrize(
@@ -311,6 +313,16 @@ def test_an_inline_hook_cannot_be_imported_by_name_workers() -> None:
 
     trainer = Trainer(algorithm=enqueue_nothing, hooks=[LocalHook()], worker_start="import")
     with pytest.raises(ValueError, match=r"hook .*LocalHook.* is not a module-level name"):
+        trainer.fit("workers.examples:echo", [1])
+    assert trainer.pool is None
+
+
+def test_local_workers_need_a_store_with_a_redis_url() -> None:
+    import fakeredis
+
+    store = RedisLightningStore(client_factory=fakeredis.FakeAsyncRedis, namespace="no-url")
+    trainer = Trainer(algorithm=enqueue_nothing, store=store)
+    with pytest.raises(ValueError, match=r"worker processes need a RedisLightningStore with a Redis URL"):
         trainer.fit("workers.examples:echo", [1])
     assert trainer.pool is None
 
