@@ -8,9 +8,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
+from typing import Protocol
 
 from lightning_queue.resilience import Backoff
 
@@ -25,11 +26,34 @@ WORKER_COMMAND = (sys.executable, "-m", "workers")
 _STEPS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
 
 
+class WorkerProcess(Protocol):
+    """What the pool needs of a started worker process (`subprocess.Popen` and `inline.InlineWorker` fit)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    def poll(self) -> int | None: ...
+
+    def kill(self) -> None: ...
+
+    def wait(self) -> int: ...
+
+
+# Starts one worker process from the command and its environment.
+Launcher = Callable[[Sequence[str], Mapping[str, str]], WorkerProcess]
+
+
+def exec_worker(command: Sequence[str], env: Mapping[str, str]) -> WorkerProcess:
+    """Start `python -m workers`: it imports the agent and hooks by the names in its settings."""
+    # Its own session: a terminal's Ctrl-C reaches only the supervisor, which decides what to send.
+    return subprocess.Popen(list(command), env=dict(env), start_new_session=True)
+
+
 @dataclass(eq=False)
 class _Slot:
     index: int
     restart_delays: Backoff
-    proc: subprocess.Popen[bytes] | None = None
+    proc: WorkerProcess | None = None
     started: float = 0.0
     restarts: int = 0
     recycles: int = 0
@@ -59,6 +83,9 @@ class WorkerPool:
     (it reached `max_rollouts`) is not restarted; one that exits 2 (bad configuration) stops the pool.
     One that exits `EXIT_RECYCLE` (it recycled itself: `max_rollouts_per_process`, `max_memory_mb`) is
     replaced at once: a planned restart, not a crash, so its backoff is left alone.
+
+    `launcher` starts each process: by default `python -m workers`, which imports the agent by name;
+    `inline.InlineLauncher(agent, hooks)` forks this process instead and hands it the objects themselves.
     """
 
     def __init__(
@@ -74,6 +101,7 @@ class WorkerPool:
         stable_seconds: float = 30.0,
         poll_seconds: float = 0.1,
         env: Mapping[str, str] | None = None,
+        launcher: Launcher = exec_worker,
     ) -> None:
         if processes < 1:
             raise ValueError(f"processes must be at least 1, got {processes!r}")
@@ -86,6 +114,7 @@ class WorkerPool:
         self.stable_seconds = stable_seconds
         self.poll_seconds = poll_seconds
         self.env = dict(os.environ if env is None else env)
+        self.launcher = launcher
         self.slots = [_Slot(i, Backoff(min_backoff, max_backoff)) for i in range(processes)]
         self._stop_requests: list[str] = []
         self._step = -1
@@ -136,8 +165,7 @@ class WorkerPool:
         env[SUPERVISOR_ENV] = str(os.getpid())
         if self.redis_url:
             env["LQ_REDIS_URL"] = self.redis_url
-        # Its own session: a terminal's Ctrl-C reaches only the supervisor, which decides what to send.
-        slot.proc = subprocess.Popen(self.command, env=env, start_new_session=True)
+        slot.proc = self.launcher(self.command, env)
         slot.started = time.monotonic()
         slot.restart_at = None
         logger.info("worker process #%d started (pid %d)", slot.index, slot.proc.pid)
