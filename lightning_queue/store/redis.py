@@ -42,7 +42,7 @@ from ..types import (
     WorkerStatus,
 )
 from ..types.resources import ResourceUnion
-from . import codec
+from . import codec, paging
 from .base import LightningStore
 from .connection import PerLoop, make_client, redact, resolve_url
 from .errors import AttemptNotFound, RolloutNotFound
@@ -455,14 +455,19 @@ class RedisLightningStore(LightningStore):
         check_sort(sort_by, sort_order, AttemptedRollout)
         check_paging(limit, offset)
         await self._healthcheck()
+        statuses = None if status_in is None else list(dict.fromkeys(status_in))
+        if rollout_id_in is None and (filter_logic == "and" or statuses is None):
+            indexed = await self._indexed_rollouts(statuses, rollout_id_contains, sort_by, sort_order, limit, offset)
+            if indexed is not None:
+                return indexed
         if filter_logic == "and" and rollout_id_in is not None:
             candidates = list(dict.fromkeys(r for r in rollout_id_in if is_valid_id(r)))
-        elif filter_logic == "and" and status_in is not None:
-            candidates = await self._ids_with_status(status_in)
+        elif filter_logic == "and" and statuses is not None:
+            candidates = await self._index_ids([self.keys.status_index(s) for s in statuses])
         else:
-            candidates = _ids(await self._redis.zrange(self.keys.all_rollouts, 0, -1))
+            candidates = await self._index_ids([self.keys.all_rollouts])
         wanted_ids = None if rollout_id_in is None else set(rollout_id_in)
-        wanted_status = None if status_in is None else set(status_in)
+        wanted_status = None if statuses is None else set(statuses)
 
         def matches(r: Rollout) -> bool:
             verdicts = []
@@ -473,16 +478,75 @@ class RedisLightningStore(LightningStore):
             verdicts += text_matches(r.rollout_id, None, rollout_id_contains)
             return combine(verdicts, filter_logic)
 
-        found = [r for r in await self._read_rollouts(candidates) if matches(r)]
+        found = [r for r in await self._read_rollouts_chunked(candidates) if matches(r)]
         return sort_and_page(found, sort_by=sort_by, sort_order=sort_order, limit=limit, offset=offset)
 
-    async def _ids_with_status(self, statuses: Sequence[str]) -> list[str]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for s in dict.fromkeys(statuses):
-                pipe.zrange(self.keys.status_index(s), 0, -1, withscores=True)
-            replies = await pipe.execute()
-        scored = sorted((score, m.decode(errors="replace")) for reply in replies for m, score in reply)
-        return [rid for _, rid in scored if is_valid_id(rid)]
+    async def _index_ids(self, keys: Sequence[str]) -> list[str]:
+        return [i for i in dict.fromkeys(await paging.all_ids(self._redis, keys)) if is_valid_id(i)]
+
+    async def _read_rollouts_chunked(self, ids: Sequence[str]) -> list[Rollout | AttemptedRollout]:
+        found: list[Rollout | AttemptedRollout] = []
+        for i in range(0, len(ids), paging.CHUNK):
+            found += await self._read_rollouts(ids[i : i + paging.CHUNK])
+        return found
+
+    async def _indexed_rollouts(
+        self,
+        statuses: list[str] | None,
+        contains: str | None,
+        sort_by: str | None,
+        sort_order: str,
+        limit: int,
+        offset: int,
+    ) -> PaginatedResult[Rollout | AttemptedRollout] | None:
+        """The page from the indexes, or None when they cannot answer (the caller scans instead)."""
+        keys = self.keys
+        base = (keys.all_rollouts,) if statuses is None else tuple(keys.status_index(s) for s in statuses)
+        desc = sort_order == "desc"
+        if contains is not None:
+            if sort_by not in (None, "start_time") or (sort_by == "start_time" and desc):
+                return None
+            # Ids only are walked (in chunks); just the page's rollouts are read.
+            ids = [i for i in await self._index_ids(base) if contains in i]
+            if desc:
+                ids.reverse()
+            chosen = ids[offset:] if limit == -1 else ids[offset : offset + limit]
+            page = await self._read_rollouts(chosen)
+            return PaginatedResult(items=page, limit=limit, offset=offset, total=len(ids))
+        if sort_by is None:
+            segments = [paging.Segment(base, reverse=desc)]
+        elif sort_by == "start_time":
+            # A stable descending sort keeps equal start times in ascending id order: not ZREVRANGE's.
+            segments = [paging.Segment(base, reverse=desc, exact=not desc)]
+        elif sort_by == "end_time":
+            if statuses is None:
+                wanted, indexed = [keys.all_rollouts], [keys.open_rollouts, keys.ended_rollouts]
+                # No end_time (None) sorts first ascending, last descending, in start-time order.
+                open_ = paging.Segment((keys.open_rollouts,))
+                ended = paging.Segment((keys.ended_rollouts,), reverse=desc, exact=False)
+                segments = [ended, open_] if desc else [open_, ended]
+            elif all(s in TERMINAL_STATUSES for s in statuses):
+                wanted, indexed = list(base), [keys.end_index(s) for s in statuses]
+                segments = [paging.Segment(tuple(indexed), reverse=desc, exact=False)]
+            else:
+                return None
+            # Rollouts stored before these indexes existed are in none of them: scan those namespaces.
+            sizes = await paging.counts(self._redis, wanted + indexed)
+            if sum(sizes[: len(wanted)]) != sum(sizes[len(wanted) :]):
+                return None
+        else:
+            return None
+        total, windows = await paging.page(self._redis, segments, limit=limit, offset=offset)
+        items: list[Rollout | AttemptedRollout] = []
+        for window in windows:
+            found = await self._read_rollouts(window.ids)
+            if window.exact:
+                items += found
+                continue
+            found.sort(key=lambda r: (r.start_time, r.rollout_id))
+            exact = sort_and_page(found, sort_by=sort_by, sort_order=sort_order, limit=window.take, offset=window.skip)
+            items += exact.items
+        return PaginatedResult(items=items, limit=limit, offset=offset, total=total)
 
     async def update_rollout(
         self,

@@ -14,6 +14,13 @@ KEY_DONE = "done"
 KEY_META = "meta"
 KEY_ALL_ROLLOUTS = "idx:all"
 KEY_STATUS_INDEX = "idx:status:"
+# Query indexes (sorted sets, kept by the scripts in the same call as the record they index):
+# rollouts without an end_time by start_time, rollouts with one by end_time, and per terminal status
+# by end_time; a rollout's spans by sequence id, and an attempt's spans by sequence id.
+KEY_OPEN_INDEX = "idx:open"
+KEY_ENDED_INDEX = "idx:ended"
+KEY_END_INDEX = "idx:end:"
+KEY_SPAN_ORDER = "spo:"
 KEY_ROLLOUT = "ro:"
 KEY_ATTEMPT = "at:"
 KEY_ATTEMPTS = "ats:"
@@ -48,6 +55,10 @@ LUA_STRINGS = {
     "KEY_META": KEY_META,
     "KEY_ALL_ROLLOUTS": KEY_ALL_ROLLOUTS,
     "KEY_STATUS_INDEX": KEY_STATUS_INDEX,
+    "KEY_OPEN_INDEX": KEY_OPEN_INDEX,
+    "KEY_ENDED_INDEX": KEY_ENDED_INDEX,
+    "KEY_END_INDEX": KEY_END_INDEX,
+    "KEY_SPAN_ORDER": KEY_SPAN_ORDER,
     "KEY_ROLLOUT": KEY_ROLLOUT,
     "KEY_ATTEMPT": KEY_ATTEMPT,
     "KEY_ATTEMPTS": KEY_ATTEMPTS,
