@@ -448,6 +448,18 @@ class RedisLightningStore(LightningStore):
         status: Sequence[RolloutStatus] | None = None,
         rollout_ids: Sequence[str] | None = None,
     ) -> PaginatedResult[Rollout | AttemptedRollout]:
+        """Rollouts matching the filters, sorted and paged as the contract says.
+
+        Cost: O(log N + page) from the sorted-set indexes for no filter or a status filter (one status
+        or several, "and" logic), sorted by nothing (creation order), `start_time`, or `end_time`
+        (unfiltered, or filtered to terminal statuses); `total` is exact (sum of ZCARDs). Equal sort
+        values are ordered as the contract says, which costs the size of the tie groups at the page's
+        two ends. `rollout_id_contains` walks the candidate ids (not the records) in chunks of 1000,
+        O(N) ids, then reads only the page (or every match when sorted by another field). Any other
+        sort field, `filter_logic="or"` with several filters, or a namespace written before the
+        end_time indexes existed reads every candidate rollout in chunks of 1000: O(N).
+        `rollout_id_in` costs O(len(rollout_id_in)).
+        """
         status_in = status_in if status_in is not None else status
         rollout_id_in = rollout_id_in if rollout_id_in is not None else rollout_ids
         check_statuses("status_in", status_in, ROLLOUT_STATUSES)
@@ -455,7 +467,7 @@ class RedisLightningStore(LightningStore):
         check_sort(sort_by, sort_order, AttemptedRollout)
         check_paging(limit, offset)
         await self._healthcheck()
-        statuses = None if status_in is None else list(dict.fromkeys(status_in))
+        statuses: list[str] | None = None if status_in is None else list(dict.fromkeys(status_in))
         if rollout_id_in is None and (filter_logic == "and" or statuses is None):
             indexed = await self._indexed_rollouts(statuses, rollout_id_contains, sort_by, sort_order, limit, offset)
             if indexed is not None:
@@ -683,16 +695,25 @@ class RedisLightningStore(LightningStore):
         limit: int = -1,
         offset: int = 0,
     ) -> PaginatedResult[Attempt]:
+        """Attempts of one rollout; by sequence id (the default) a page is O(log n + page) from its
+        attempts index, any other sort reads the rollout's attempts (few: max_attempts bounds them)."""
         check_sort(sort_by, sort_order, Attempt)
         check_paging(limit, offset)
         if not is_valid_id(rollout_id):
             return PaginatedResult(items=[], limit=limit, offset=offset, total=0)
         await self._healthcheck()
-        attempts = await self._attempts_of(rollout_id)
+        if sort_by in (None, "sequence_id"):
+            # The attempts index is scored by sequence id (unique): a page is a ZRANGE of it.
+            order = paging.Segment((self.keys.attempts(rollout_id),), reverse=sort_order == "desc")
+            total, windows = await paging.page(self._redis, [order], limit=limit, offset=offset)
+            page = await self._attempts_of(rollout_id, [i for w in windows for i in w.ids])
+            return PaginatedResult(items=page, limit=limit, offset=offset, total=total)
+        # Other sorts read every attempt of the rollout (a rollout has few: max_attempts bounds them).
+        attempts = await self._attempts_of(rollout_id, await self._index_ids([self.keys.attempts(rollout_id)]))
         return sort_and_page(attempts, sort_by=sort_by, sort_order=sort_order, limit=limit, offset=offset)
 
-    async def _attempts_of(self, rollout_id: str) -> list[Attempt]:
-        aids = _ids(await self._redis.zrange(self.keys.attempts(rollout_id), 0, -1))
+    async def _attempts_of(self, rollout_id: str, attempt_ids: Sequence[str]) -> list[Attempt]:
+        aids = [a for a in attempt_ids if is_valid_id(a)]
         if not aids:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -842,6 +863,7 @@ class RedisLightningStore(LightningStore):
         limit: int = -1,
         offset: int = 0,
     ) -> PaginatedResult[ResourcesUpdate]:
+        """Resources snapshots. Reads every snapshot (one per resources id, few in a run) in one pipeline."""
         check_sort(sort_by, sort_order, ResourcesUpdate)
         check_paging(limit, offset)
         ids = _ids(await self._redis.zrange(self.keys.resources_index, 0, -1))
@@ -956,18 +978,26 @@ class RedisLightningStore(LightningStore):
         if not is_valid_id(rollout_id):
             return empty
         await self._healthcheck()
-        # One round trip: the latest attempt id and every span; sorting happens below anyway.
+        key = self.keys.spans(rollout_id)
+        filters = (trace_id, trace_id_contains, span_id, span_id_contains, parent_id, parent_id_contains)
+        indexed = sort_by in (None, "sequence_id") and all(f is None for f in (*filters, name, name_contains))
+        # One round trip: the latest attempt id, and the size of the trace and of its order index.
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hget(self.keys.rollout(rollout_id), "latest")
-            pipe.hgetall(self.keys.spans(rollout_id))
-            latest, stored = await pipe.execute(raise_on_error=False)
+            pipe.hlen(key)
+            pipe.zcard(self.keys.span_order(rollout_id))
+            latest, stored_count, ordered_count = await pipe.execute(raise_on_error=False)
         if attempt_id == "latest":
             if isinstance(latest, Exception):
                 raise codec.CorruptRecord(self.keys.rollout(rollout_id), str(latest))
             if latest is None:
                 return empty
             attempt_id = latest.decode(errors="replace")
-        key = self.keys.spans(rollout_id)
+        if indexed and not isinstance(stored_count, Exception) and stored_count == ordered_count:
+            return await self._span_page(rollout_id, attempt_id, sort_order, limit, offset)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(key)
+            [stored] = await pipe.execute(raise_on_error=False)
         prefix = None if attempt_id is None else attempt_id + ":"
         spans = [
             span
@@ -990,6 +1020,32 @@ class RedisLightningStore(LightningStore):
         spans = [s for s in spans if matches(s)]
         return sort_and_page(spans, sort_by=sort_by, sort_order=sort_order, limit=limit, offset=offset)
 
+    async def _span_page(
+        self, rollout_id: str, attempt_id: str | None, sort_order: str, limit: int, offset: int
+    ) -> PaginatedResult[Span]:
+        """Spans of a rollout (or one attempt; "latest" is its latest attempt).
+
+        Without text filters and sorted by sequence id (the default) or unsorted, a page costs
+        O(log n + page): the per-rollout and per-attempt order indexes give the page's fields, and only
+        those spans are read and decoded; `total` is exact. Equal sequence ids keep the index's order
+        (by "<attempt id>:<span id>"). Text filters or another sort read and decode the whole trace;
+        so does a trace written before the order indexes existed.
+        """
+        """A page of a trace in sequence order from its order index: the page's spans only are decoded."""
+        key = self.keys.spans(rollout_id)
+        order = paging.Segment((self.keys.span_order(rollout_id, attempt_id),), reverse=sort_order == "desc")
+        total, windows = await paging.page(self._redis, [order], limit=limit, offset=offset)
+        members = [m for window in windows for m in window.ids]
+        fields = members if attempt_id is None else [f"{attempt_id}:{m}" for m in members]
+        blobs = await self._redis.hmget(key, fields) if fields else []
+        spans = [
+            span
+            for field, blob in zip(fields, blobs, strict=True)
+            if blob is not None
+            if (span := _listed(lambda: codec.span_from_blob(blob, key=f"{key} field {field}")))  # noqa: B023
+        ]
+        return PaginatedResult(items=spans, limit=limit, offset=offset, total=total)
+
     # --- workers ----------------------------------------------------------------------------------
     async def query_workers(
         self,
@@ -1002,13 +1058,23 @@ class RedisLightningStore(LightningStore):
         limit: int = -1,
         offset: int = 0,
     ) -> PaginatedResult[Worker]:
+        """Workers. Unfiltered and unsorted (first-seen order) a page is O(log N + page) from the workers
+        index; a status or id filter or a sort reads every worker, in chunks of 1000."""
         check_statuses("status_in", status_in, WORKER_STATUSES)
         check_choice("filter_logic", filter_logic, ("and", "or"))
         check_sort(sort_by, sort_order, Worker)
         check_paging(limit, offset)
         await self._healthcheck()
-        ids = _ids(await self._redis.zrange(self.keys.workers_index, 0, -1))
-        workers = await self._workers(ids, listing=True)
+        if status_in is None and worker_id_contains is None and sort_by is None:
+            # The workers index is in first-seen order, the contract's default: a page is a ZRANGE of it.
+            order = paging.Segment((self.keys.workers_index,), reverse=sort_order == "desc")
+            total, windows = await paging.page(self._redis, [order], limit=limit, offset=offset)
+            page = await self._workers([i for w in windows for i in w.ids if is_valid_id(i)], listing=True)
+            return PaginatedResult(items=page, limit=limit, offset=offset, total=total)
+        ids = await self._index_ids([self.keys.workers_index])
+        workers: list[Worker] = []
+        for i in range(0, len(ids), paging.CHUNK):
+            workers += await self._workers(ids[i : i + paging.CHUNK], listing=True)
         wanted = None if status_in is None else set(status_in)
 
         def matches(w: Worker) -> bool:
