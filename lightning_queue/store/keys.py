@@ -88,10 +88,9 @@ class Keys:
     def end_index(self, status: str) -> str:
         return f"{self.prefix}{schema.KEY_END_INDEX}{status}"
 
-    def span_order(self, rollout_id: str, attempt_id: str | None = None) -> str:
-        """A rollout's spans by sequence id (members "<attempt id>:<span id>"), or one attempt's."""
-        key = f"{self.prefix}{schema.KEY_SPAN_ORDER}{rollout_id}"
-        return key if attempt_id is None else f"{key}:{attempt_id}"
+    def span_order(self, rollout_id: str, attempt_id: str) -> str:
+        """One attempt's span ids by sequence id."""
+        return f"{self.prefix}{schema.KEY_SPAN_ORDER}{rollout_id}:{attempt_id}"
 
     def resources(self, resources_id: str) -> str:
         return f"{self.prefix}{schema.KEY_RESOURCES}{resources_id}"

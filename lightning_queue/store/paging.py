@@ -31,12 +31,16 @@ class Segment:
 
 @dataclass(frozen=True)
 class Window:
-    """Ids to read; the page is `ids` as they are (exact), or the window sorted exactly, then [skip:skip+take]."""
+    """Ids to read; the page is `ids` as they are (exact), or the window sorted exactly, then [skip:skip+take].
+
+    `origins` gives, per id, the index in the segment's keys of the set it came from.
+    """
 
     ids: list[str]
     exact: bool
     skip: int
     take: int
+    origins: list[int]
 
 
 async def counts(redis: Any, keys: Sequence[str]) -> list[int]:
@@ -84,12 +88,12 @@ async def _window(redis: Any, seg: Segment, start: int, take: int) -> Window:
             first = start if len(seg.keys) == 1 else 0
             pipe.zrange(key, first, stop, desc=seg.reverse, withscores=True)
         replies = await pipe.execute()
-    entries = [e for reply in replies for e in _decoded(reply)]
+    entries = [(m, score, k) for k, reply in enumerate(replies) for m, score in _decoded(reply)]
     if len(seg.keys) > 1:
         entries.sort(key=lambda e: (e[1], e[0]), reverse=seg.reverse)
         entries = entries[start : stop + 1]
     if seg.exact or not entries:
-        return Window([m for m, _ in entries], exact=True, skip=0, take=take)
+        return Window([e[0] for e in entries], exact=True, skip=0, take=take, origins=[e[2] for e in entries])
     # Widen to whole tie groups: every member scored between the page's first and last score, and how
     # many come before the first score (those the window skips).
     first_score, last_score = entries[0][1], entries[-1][1]
@@ -103,8 +107,8 @@ async def _window(redis: Any, seg: Segment, start: int, take: int) -> Window:
             pipe.zrangebyscore(key, repr(low), repr(high))
         replies = await pipe.execute()
     before = sum(int(n) for n in replies[0::2])
-    ids = [m.decode(errors="replace") for reply in replies[1::2] for m in reply]
-    return Window(ids, exact=False, skip=start - before, take=take)
+    found = [(m.decode(errors="replace"), k) for k, reply in enumerate(replies[1::2]) for m in reply]
+    return Window([m for m, _ in found], exact=False, skip=start - before, take=take, origins=[k for _, k in found])
 
 
 async def all_ids(redis: Any, keys: Sequence[str]) -> list[str]:

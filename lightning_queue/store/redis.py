@@ -981,20 +981,25 @@ class RedisLightningStore(LightningStore):
         key = self.keys.spans(rollout_id)
         filters = (trace_id, trace_id_contains, span_id, span_id_contains, parent_id, parent_id_contains)
         indexed = sort_by in (None, "sequence_id") and all(f is None for f in (*filters, name, name_contains))
-        # One round trip: the latest attempt id, and the size of the trace and of its order index.
+        # One round trip: the latest attempt id, the size of the trace, the attempts (their order indexes).
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hget(self.keys.rollout(rollout_id), "latest")
             pipe.hlen(key)
-            pipe.zcard(self.keys.span_order(rollout_id))
-            latest, stored_count, ordered_count = await pipe.execute(raise_on_error=False)
+            pipe.zrange(self.keys.attempts(rollout_id), 0, -1)
+            latest, stored_count, attempt_ids = await pipe.execute(raise_on_error=False)
         if attempt_id == "latest":
             if isinstance(latest, Exception):
                 raise codec.CorruptRecord(self.keys.rollout(rollout_id), str(latest))
             if latest is None:
                 return empty
             attempt_id = latest.decode(errors="replace")
-        if indexed and not isinstance(stored_count, Exception) and stored_count == ordered_count:
-            return await self._span_page(rollout_id, attempt_id, sort_order, limit, offset)
+        if indexed and not isinstance(stored_count, Exception) and not isinstance(attempt_ids, Exception):
+            aids = _ids(attempt_ids)
+            orders = [self.keys.span_order(rollout_id, aid) for aid in aids]
+            # A trace written before the order indexes existed is not in them: it is read whole below.
+            if sum(await paging.counts(self._redis, orders)) == stored_count:
+                chosen = aids if attempt_id is None else [attempt_id]
+                return await self._span_page(rollout_id, chosen, sort_order, limit, offset)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(key)
             [stored] = await pipe.execute(raise_on_error=False)
@@ -1021,22 +1026,15 @@ class RedisLightningStore(LightningStore):
         return sort_and_page(spans, sort_by=sort_by, sort_order=sort_order, limit=limit, offset=offset)
 
     async def _span_page(
-        self, rollout_id: str, attempt_id: str | None, sort_order: str, limit: int, offset: int
+        self, rollout_id: str, attempt_ids: list[str], sort_order: str, limit: int, offset: int
     ) -> PaginatedResult[Span]:
-        """Spans of a rollout (or one attempt; "latest" is its latest attempt).
-
-        Without text filters and sorted by sequence id (the default) or unsorted, a page costs
-        O(log n + page): the per-rollout and per-attempt order indexes give the page's fields, and only
-        those spans are read and decoded; `total` is exact. Equal sequence ids keep the index's order
-        (by "<attempt id>:<span id>"). Text filters or another sort read and decode the whole trace;
-        so does a trace written before the order indexes existed.
-        """
-        """A page of a trace in sequence order from its order index: the page's spans only are decoded."""
+        """A page of a trace in sequence order from its attempts' order indexes (merged): only the page's
+        spans are read and decoded."""
         key = self.keys.spans(rollout_id)
-        order = paging.Segment((self.keys.span_order(rollout_id, attempt_id),), reverse=sort_order == "desc")
+        orders = tuple(self.keys.span_order(rollout_id, aid) for aid in attempt_ids)
+        order = paging.Segment(orders, reverse=sort_order == "desc")
         total, windows = await paging.page(self._redis, [order], limit=limit, offset=offset)
-        members = [m for window in windows for m in window.ids]
-        fields = members if attempt_id is None else [f"{attempt_id}:{m}" for m in members]
+        fields = [f"{attempt_ids[k]}:{sid}" for w in windows for sid, k in zip(w.ids, w.origins, strict=True)]
         blobs = await self._redis.hmget(key, fields) if fields else []
         spans = [
             span

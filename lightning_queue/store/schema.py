@@ -16,7 +16,7 @@ KEY_ALL_ROLLOUTS = "idx:all"
 KEY_STATUS_INDEX = "idx:status:"
 # Query indexes (sorted sets, kept by the scripts in the same call as the record they index):
 # rollouts without an end_time by start_time, rollouts with one by end_time, and per terminal status
-# by end_time; a rollout's spans by sequence id, and an attempt's spans by sequence id.
+# by end_time; an attempt's span ids by sequence id (a rollout's trace merges its attempts').
 KEY_OPEN_INDEX = "idx:open"
 KEY_ENDED_INDEX = "idx:ended"
 KEY_END_INDEX = "idx:end:"
