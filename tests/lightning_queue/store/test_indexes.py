@@ -86,6 +86,7 @@ QUERIES: list[dict[str, Any]] = [
     {"rollout_id_contains": "a"},
     {"rollout_id_contains": "1", "status_in": ["succeeded", "queuing"], "sort_order": "desc"},
     {"status_in": []},
+    {"status_in": ["failed", "failed", "cancelled"], "sort_by": "end_time"},
 ]
 
 
@@ -99,7 +100,8 @@ async def assert_queries_match_scan(store: RedisLightningStore, rng: random.Rand
             for x in rollouts
             if (wanted is None or x.status in wanted) and (contains is None or contains in x.rollout_id)
         ]
-        for limit, offset in [(-1, 0), (1, 0), (3, rng.randrange(0, 6)), (5, rng.randrange(0, 20))]:
+        pages = [(-1, 0), (1, 0), (3, rng.randrange(0, 6)), (5, rng.randrange(0, 20)), (0, 0), (2, 10_000), (-1, 3)]
+        for limit, offset in pages:
             expected = sort_and_page(
                 candidates,
                 sort_by=query.get("sort_by"),
@@ -110,7 +112,20 @@ async def assert_queries_match_scan(store: RedisLightningStore, rng: random.Rand
             got = await store.query_rollouts(**query, limit=limit, offset=offset)
             assert got.total == expected.total, (query, limit, offset)
             assert [x.rollout_id for x in got.items] == [x.rollout_id for x in expected.items], (query, limit, offset)
+    workers = (await store.query_workers(worker_id_contains="")).items  # the scanned path
+    for order in ("asc", "desc"):
+        for limit, offset in [(1, 0), (2, 1), (-1, 0), (1, 99)]:
+            expected_workers = sort_and_page(workers, sort_by=None, sort_order=order, limit=limit, offset=offset)
+            got_workers = await store.query_workers(sort_order=order, limit=limit, offset=offset)
+            assert got_workers.total == expected_workers.total
+            assert [w.worker_id for w in got_workers.items] == [w.worker_id for w in expected_workers.items]
     for x in rng.sample(rollouts, min(3, len(rollouts))):
+        attempts = (await store.query_attempts(x.rollout_id, sort_by="start_time")).items  # the scanned path
+        for order in ("asc", "desc"):
+            expected_attempts = sort_and_page(attempts, sort_by="sequence_id", sort_order=order, limit=1, offset=1)
+            got_attempts = await store.query_attempts(x.rollout_id, sort_order=order, limit=1, offset=1)
+            assert got_attempts.total == len(attempts)
+            assert got_attempts.items == expected_attempts.items
         full = (await store.query_spans(x.rollout_id, name_contains="")).items
         for order in ("asc", "desc"):
             every = await store.query_spans(x.rollout_id, sort_order=order)
