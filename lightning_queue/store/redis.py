@@ -551,7 +551,8 @@ class RedisLightningStore(LightningStore):
         total, windows = await paging.page(self._redis, segments, limit=limit, offset=offset)
         items: list[Rollout | AttemptedRollout] = []
         for window in windows:
-            found = await self._read_rollouts(window.ids)
+            # A member planted by hand that is not an id names no record (and must not name another key).
+            found = await self._read_rollouts([i for i in window.ids if is_valid_id(i)])
             if window.exact:
                 items += found
                 continue

@@ -275,3 +275,13 @@ async def test_a_page_reads_only_its_rollouts_and_spans(
     spans = await store.query_spans(rid, "latest", limit=2, offset=10)
     assert [s.sequence_id for s in spans.items] == [10, 11] and spans.total == 40
     assert len(decoded) == 2
+
+
+async def test_a_planted_index_member_that_is_no_id_lists_nothing(store: RedisLightningStore) -> None:
+    real = await store.enqueue_rollout("a")
+    # A member with ':' names a key no id can name; here a hash planted there looks like a rollout.
+    fields = await store._redis.hgetall(store.keys.rollout(real.rollout_id))
+    await store._redis.hset(store.keys.rollout("evil:x"), mapping={**fields, b"rollout_id": b"evil:x"})
+    await store._redis.zadd(store.keys.all_rollouts, {"evil:x": real.start_time + 1})
+    page = await store.query_rollouts(limit=10)
+    assert [r.rollout_id for r in page.items] == [real.rollout_id]
