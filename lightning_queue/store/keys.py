@@ -88,6 +88,9 @@ class Keys:
     def end_index(self, status: str) -> str:
         return f"{self.prefix}{schema.KEY_END_INDEX}{status}"
 
+    def mode_index(self, mode: str | None) -> str:
+        return f"{self.prefix}{schema.KEY_MODE_INDEX}{schema.NO_MODE if mode is None else mode}"
+
     def span_order(self, rollout_id: str, attempt_id: str) -> str:
         """One attempt's span ids by sequence id."""
         return f"{self.prefix}{schema.KEY_SPAN_ORDER}{rollout_id}:{attempt_id}"

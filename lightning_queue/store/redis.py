@@ -451,11 +451,11 @@ class RedisLightningStore(LightningStore):
         """Rollouts matching the filters, sorted and paged as the contract says.
 
         Cost: O(log N + page) from the sorted-set indexes for no filter or a status filter (one status
-        or several, "and" logic), sorted by nothing (creation order), `start_time`, or `end_time`
-        (unfiltered, or filtered to terminal statuses); `total` is exact (sum of ZCARDs). Equal sort
-        values are ordered as the contract says, which costs the size of the tie groups at the page's
-        two ends. `rollout_id_contains` walks the candidate ids (not the records) in chunks of 1000,
-        O(N) ids, then reads only the page (or every match when sorted by another field). Any other
+        or several, "and" logic), sorted by nothing (creation order), `start_time`, `end_time`
+        (unfiltered, or filtered to terminal statuses), or `mode` (unfiltered); `total` is exact (sum
+        of ZCARDs). Equal sort values are ordered as the contract says, which costs the size of the tie
+        groups at the page's two ends. `rollout_id_contains` walks the candidate ids (not the records)
+        in chunks of 1000, O(N) ids, then reads only the page (or every match when sorted by another field). Any other
         sort field, `filter_logic="or"` with several filters, or a namespace written before the
         end_time indexes existed reads every candidate rollout in chunks of 1000: O(N).
         `rollout_id_in` costs O(len(rollout_id_in)).
@@ -545,6 +545,13 @@ class RedisLightningStore(LightningStore):
             # Rollouts stored before these indexes existed are in none of them: scan those namespaces.
             sizes = await paging.counts(self._redis, wanted + indexed)
             if sum(sizes[: len(wanted)]) != sum(sizes[len(wanted) :]):
+                return None
+        elif sort_by == "mode" and statuses is None:
+            # No mode first, then modes by name; each group in creation order (a stable sort keeps it).
+            groups = [paging.Segment((keys.mode_index(m),)) for m in (None, *sorted(ROLLOUT_MODES))]
+            segments = groups[::-1] if desc else groups
+            sizes = await paging.counts(self._redis, [keys.all_rollouts, *(g.keys[0] for g in groups)])
+            if sizes[0] != sum(sizes[1:]):
                 return None
         else:
             return None

@@ -21,6 +21,9 @@ KEY_OPEN_INDEX = "idx:open"
 KEY_ENDED_INDEX = "idx:ended"
 KEY_END_INDEX = "idx:end:"
 KEY_SPAN_ORDER = "spo:"
+# Rollouts by start_time per mode; those without a mode are under this name (no mode is spelled so).
+KEY_MODE_INDEX = "idx:mode:"
+NO_MODE = "_"
 KEY_ROLLOUT = "ro:"
 KEY_ATTEMPT = "at:"
 KEY_ATTEMPTS = "ats:"
@@ -59,6 +62,8 @@ LUA_STRINGS = {
     "KEY_ENDED_INDEX": KEY_ENDED_INDEX,
     "KEY_END_INDEX": KEY_END_INDEX,
     "KEY_SPAN_ORDER": KEY_SPAN_ORDER,
+    "KEY_MODE_INDEX": KEY_MODE_INDEX,
+    "NO_MODE": NO_MODE,
     "KEY_ROLLOUT": KEY_ROLLOUT,
     "KEY_ATTEMPT": KEY_ATTEMPT,
     "KEY_ATTEMPTS": KEY_ATTEMPTS,

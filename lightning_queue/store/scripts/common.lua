@@ -48,6 +48,15 @@ local function set_rollout_status(rid, new)
   if QUEUED[new] then push_queue(rid) end
 end
 
+-- The mode index follows the `mode` field; call after any write of it.
+local function index_mode(rid, old)
+  local rk = rkey(rid)
+  local new = redis.call('HGET', rk, 'mode') or NO_MODE
+  if old == new then return end
+  if old then redis.call('ZREM', P .. KEY_MODE_INDEX .. old, rid) end
+  redis.call('ZADD', P .. KEY_MODE_INDEX .. new, redis.call('HGET', rk, 'start_time'), rid)
+end
+
 local function touch_worker(wid)
   local wk = wkey(wid)
   if redis.call('EXISTS', wk) == 0 then

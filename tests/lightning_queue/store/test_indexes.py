@@ -14,6 +14,7 @@ from lightning_queue.store import codec, schema
 from lightning_queue.store.query import sort_and_page
 from lightning_queue.types import (
     ATTEMPT_STATUSES,
+    ROLLOUT_MODES,
     ROLLOUT_STATUSES,
     TERMINAL_STATUSES,
     AttemptedRollout,
@@ -61,6 +62,9 @@ async def assert_indexes_match_records(store: RedisLightningStore) -> None:
     for status in TERMINAL_STATUSES:
         in_status = {x.rollout_id: x.end_time for x in rollouts if x.status == status}
         assert await _zset(store, keys.end_index(status)) == in_status, status
+    for mode in (None, *ROLLOUT_MODES):
+        in_mode = {x.rollout_id: x.start_time for x in rollouts if x.mode == mode}
+        assert await _zset(store, keys.mode_index(mode)) == in_mode, mode
     for x in rollouts:
         rid = x.rollout_id
         attempts = [await r.hgetall(k) for k in await _keys(store, f"{schema.KEY_ATTEMPT}{rid}:")]
@@ -86,6 +90,8 @@ QUERIES: list[dict[str, Any]] = [
     {"rollout_id_contains": "a"},
     {"rollout_id_contains": "1", "status_in": ["succeeded", "queuing"], "sort_order": "desc"},
     {"status_in": []},
+    {"sort_by": "mode"},
+    {"sort_by": "mode", "sort_order": "desc"},
     {"status_in": ["failed", "failed", "cancelled"], "sort_by": "end_time"},
 ]
 
@@ -149,11 +155,15 @@ async def _random_step(store: RedisLightningStore, rng: random.Random, seq: list
         timeout_seconds=rng.choice([None, 0.001]),
     )
     if step == "enqueue" or not rollouts:
-        await store.enqueue_rollout({"i": len(rollouts)}, config=retry)
+        mode: Any = rng.choice([None, *ROLLOUT_MODES])
+        await store.enqueue_rollout({"i": len(rollouts)}, config=retry, mode=mode)
     elif step == "enqueue_many":
         # One script call: these share a start_time, the tie the indexes must order as the contract does.
         await store.enqueue_many_rollouts(
-            [EnqueueRolloutRequest(input=i, config=retry) for i in range(rng.randint(2, 4))]
+            [
+                EnqueueRolloutRequest(input=i, config=retry, mode=rng.choice([None, "train"]))
+                for i in range(rng.randint(2, 4))
+            ]
         )
     elif step == "start":
         await store.start_rollout("s", config=retry, worker_id=rng.choice([None, "w-1", "w-2"]))
@@ -165,7 +175,8 @@ async def _random_step(store: RedisLightningStore, rng: random.Random, seq: list
         target = rng.choice(live)
         await store.update_attempt(target.rollout_id, "latest", status=rng.choice(ATTEMPT_STATUSES))
     elif step == "rollout":
-        await store.update_rollout(rng.choice(rollouts).rollout_id, status=rng.choice(ROLLOUT_STATUSES))
+        changes: dict[str, Any] = rng.choice([{"mode": rng.choice([None, *ROLLOUT_MODES])}, {}])
+        await store.update_rollout(rng.choice(rollouts).rollout_id, status=rng.choice(ROLLOUT_STATUSES), **changes)
     elif step == "spans" and live:
         target = rng.choice(live)
         spans = []
