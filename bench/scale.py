@@ -107,6 +107,7 @@ def _calls(store: Any, ids: list[str], trace: str) -> dict[str, Callable[[], Awa
         "status=failed,queuing limit=100": lambda: q(status_in=["failed", "queuing"], limit=100),
         "sort end_time desc limit=10": lambda: q(sort_by="end_time", sort_order="desc", limit=10),
         "sort start_time desc limit=10": lambda: q(sort_by="start_time", sort_order="desc", limit=10),
+        "sort mode limit=10": lambda: q(sort_by="mode", limit=10),
         "status=succeeded sort end_time limit=10": lambda: q(status_in=["succeeded"], sort_by="end_time", limit=10),
         f"query_spans {TRACE_SPANS}-span trace limit=10": lambda: store.query_spans(trace, limit=10, offset=500),
         "statistics()": store.statistics,
