@@ -68,6 +68,7 @@ from .watchdog import Watchdog
 logger = logging.getLogger(__name__)
 
 DEQUEUE_BATCH = 1000
+DELETE_BATCH = 100
 _resources_adapter: Any = None
 
 
@@ -199,6 +200,22 @@ class RedisLightningStore(LightningStore):
         deleted = 0
         async for batch in _batched(self._redis.scan_iter(match=self.keys.prefix + "*", count=500), 500):
             deleted += int(await self._redis.unlink(*batch))
+        return deleted
+
+    async def delete_rollouts(self, rollout_ids: Sequence[str]) -> int:
+        """Delete terminal rollouts with their attempts, spans and index entries; returns how many.
+
+        A rollout that is not terminal (queued, running...), has a live attempt (a rollout set terminal
+        by hand while its worker still runs it) or does not exist is left alone, so a caller cannot
+        delete live work by mistake. Ids go DELETE_BATCH per script call: each call is
+        short, and other clients run between them. Retention (issue 15 part 2) is built on this step;
+        the store never calls it by itself (the contract keeps everything).
+        """
+        ids = [check_id("rollout_id", r) for r in dict.fromkeys(rollout_ids)]
+        await self._checked()
+        deleted = 0
+        for i in range(0, len(ids), DELETE_BATCH):
+            deleted += await self.transitions.delete_rollouts(ids[i : i + DELETE_BATCH])
         return deleted
 
     # --- watchdog (its schedule lives in watchdog.py) -----------------------------------------------

@@ -65,6 +65,10 @@ async def assert_indexes_match_records(store: RedisLightningStore) -> None:
     for mode in (None, *ROLLOUT_MODES):
         in_mode = {x.rollout_id: x.start_time for x in rollouts if x.mode == mode}
         assert await _zset(store, keys.mode_index(mode)) == in_mode, mode
+    # The statistics counters agree with the records too (delete_rollouts decrements them).
+    stats = await store.statistics()
+    assert stats["total_attempts"] == len(await _keys(store, schema.KEY_ATTEMPT))
+    assert stats["total_spans"] == sum([await r.hlen(keys.spans(x.rollout_id)) for x in rollouts])
     for x in rollouts:
         rid = x.rollout_id
         attempts = [await r.hgetall(k) for k in await _keys(store, f"{schema.KEY_ATTEMPT}{rid}:")]
@@ -147,7 +151,7 @@ async def _random_step(store: RedisLightningStore, rng: random.Random, seq: list
     live = [x for x in rollouts if isinstance(x, AttemptedRollout)]
     step = rng.choice(
         ["enqueue", "enqueue_many", "start", "dequeue", "claim", "attempt", "rollout", "spans"] * 2
-        + ["sweep", "release", "start_attempt"]
+        + ["sweep", "release", "start_attempt", "delete"]
     )
     retry = RolloutConfig(
         max_attempts=rng.choice([1, 3]),
@@ -200,6 +204,8 @@ async def _random_step(store: RedisLightningStore, rng: random.Random, seq: list
         await store.release(target.rollout_id, target.attempt.attempt_id)
     elif step == "start_attempt":
         await store.start_attempt(rng.choice(rollouts).rollout_id, worker_id="w-2")
+    elif step == "delete":
+        await store.delete_rollouts([x.rollout_id for x in rng.sample(rollouts, min(3, len(rollouts)))])
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -296,3 +302,36 @@ async def test_a_planted_index_member_that_is_no_id_lists_nothing(store: RedisLi
     await store._redis.zadd(store.keys.all_rollouts, {"evil:x": real.start_time + 1})
     page = await store.query_rollouts(limit=10)
     assert [r.rollout_id for r in page.items] == [real.rollout_id]
+
+
+async def test_delete_rollouts_removes_terminal_ones_with_every_key_and_index_entry(
+    store: RedisLightningStore,
+) -> None:
+    done = await store.start_rollout("done", mode="train")
+    rid, aid = done.rollout_id, done.attempt.attempt_id
+    await store.add_many_spans(
+        [Span.from_attributes(attributes={}, rollout_id=rid, attempt_id=aid, sequence_id=n, name="s") for n in (1, 2)]
+    )
+    await store.update_attempt(rid, aid, status="succeeded")
+    queued = await store.enqueue_rollout("queued")
+    running = await store.start_rollout("running")
+    # Terminal by hand while its attempt still runs: its worker still reports into it.
+    await store.update_rollout(running.rollout_id, status="cancelled")
+    # Terminal by hand while queued: its stream entry must go with it.
+    cancelled = await store.enqueue_rollout("cancelled")
+    await store.update_rollout(cancelled.rollout_id, status="cancelled")
+    ids = [rid, queued.rollout_id, running.rollout_id, cancelled.rollout_id, "ro-missing"]
+    assert await store.delete_rollouts(ids) == 2
+    assert await store.get_rollout_by_id(rid) is None and await store.get_rollout_by_id(cancelled.rollout_id) is None
+    assert await store.get_rollout_by_id(queued.rollout_id) is not None
+    assert await store.get_rollout_by_id(running.rollout_id) is not None
+    leftovers = [k for k in await _keys(store, "") if rid in k or cancelled.rollout_id in k]
+    assert leftovers == []
+    await assert_indexes_match_records(store)
+    stats = await store.statistics()
+    assert stats["total_rollouts"] == 2 and stats["total_spans"] == 0 and stats["total_attempts"] == 1
+    assert await store._redis.xlen(store.keys.queue) == 1  # the queued rollout's entry only
+    claimed = await store.dequeue_rollout()
+    assert claimed is not None and claimed.rollout_id == queued.rollout_id
+    with pytest.raises(ValueError, match="bad:id"):
+        await store.delete_rollouts(["bad:id"])
