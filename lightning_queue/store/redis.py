@@ -472,9 +472,10 @@ class RedisLightningStore(LightningStore):
         (unfiltered, or filtered to terminal statuses), or `mode` (unfiltered); `total` is exact (sum
         of ZCARDs). Equal sort values are ordered as the contract says, which costs the size of the tie
         groups at the page's two ends. `rollout_id_contains` walks the candidate ids (not the records)
-        in chunks of 1000, O(N) ids, then reads only the page (or every match when sorted by another field). Any other
-        sort field, `filter_logic="or"` with several filters, or a namespace written before the
-        end_time indexes existed reads every candidate rollout in chunks of 1000: O(N).
+        in chunks of 1000, O(N) ids, then reads only the page when unsorted or sorted by ascending
+        `start_time` (any other sort with it scans as below). Any other sort field, `filter_logic="or"`
+        with several filters, or a namespace written before the end_time / mode indexes existed reads
+        every candidate rollout in chunks of 1000: O(N).
         `rollout_id_in` costs O(len(rollout_id_in)).
         """
         status_in = status_in if status_in is not None else status
