@@ -41,6 +41,12 @@ def _trainer_command() -> click.Command:
     return trainer_command
 
 
+def _metrics_command() -> click.Command:
+    from .store.metrics import metrics_command
+
+    return metrics_command
+
+
 def _serve_model_command() -> click.Command:
     from .model_server.cli import serve_model_command
 
@@ -53,6 +59,7 @@ LAZY_COMMANDS: dict[str, tuple[Callable[[], click.Command], str]] = {
     "proxy": (_proxy_command, "Serve the LLM proxy that records calls as spans."),
     "demo": (_demo_command, "The main job: train SmolLM2-135M with REINFORCE, before/after table."),
     "trainer": (_trainer_command, "Run fine-tuning jobs from the rq queue lq-train, each in a forked process."),
+    "metrics": (_metrics_command, "Serve the store gauges of a namespace for Prometheus (/metrics)."),
     "serve-model": (_serve_model_command, "Serve a small Hugging Face model over an OpenAI-compatible API."),
 }
 
