@@ -9,12 +9,12 @@ import shutil
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
 from lightning_queue import RedisLightningStore
 from lightning_queue.reward import emit_reward
+from lightning_queue.types import LLM
 from tests.support.pools import REPO, worker_env
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -39,11 +39,11 @@ async def test_pages_in_chromium(redis_url: str) -> None:
     store = RedisLightningStore(redis_url, namespace=namespace)
     command = [sys.executable, "-m", "lightning_queue.cli", "dashboard", "--redis-url", redis_url]
     command += ["--namespace", namespace, "--port", "0", "--sample-seconds", "0.3", "--refresh-seconds", "0.3"]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, env=worker_env())
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, env=worker_env())  # noqa: ASYNC220 (started once)
     shots = REPO / "docs" / "img"
     shots.mkdir(parents=True, exist_ok=True)
     try:
-        await store.add_resources({"llm": {"resource_type": "llm", "endpoint": "http://x", "model": "m"}})
+        await store.add_resources({"llm": LLM(endpoint="http://x", model="m")})
         for i in range(4):
             await store.enqueue_rollout({"q": HOSTILE, "i": i}, mode="train")
         first = await finish(store, 0.25)
@@ -94,4 +94,4 @@ async def test_pages_in_chromium(redis_url: str) -> None:
         if keys:
             await store._redis.delete(*keys)
         await store.aclose()
-    assert all(Path(shots / f"dashboard-{n}.png").stat().st_size > 1000 for n in ("overview", "rollouts", "rollout"))
+    assert all(os.path.getsize(shots / f"dashboard-{n}.png") > 1000 for n in ("overview", "rollouts", "rollout"))  # noqa: ASYNC240
