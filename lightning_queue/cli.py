@@ -53,6 +53,12 @@ def _serve_model_command() -> click.Command:
     return serve_model_command
 
 
+def _dashboard_command() -> click.Command:
+    from .dashboard.cli import dashboard_command
+
+    return dashboard_command
+
+
 # name -> (loader, short help); the help is listed without loading the command.
 LAZY_COMMANDS: dict[str, tuple[Callable[[], click.Command], str]] = {
     "worker": (_worker_command, "Start a pool of worker processes that run an agent."),
@@ -61,6 +67,7 @@ LAZY_COMMANDS: dict[str, tuple[Callable[[], click.Command], str]] = {
     "trainer": (_trainer_command, "Run fine-tuning jobs from the rq queue lq-train, each in a forked process."),
     "metrics": (_metrics_command, "Serve the store gauges of a namespace for Prometheus (/metrics)."),
     "serve-model": (_serve_model_command, "Serve a small Hugging Face model over an OpenAI-compatible API."),
+    "dashboard": (_dashboard_command, "Serve a read-only web dashboard of a namespace."),
 }
 
 
