@@ -8,7 +8,7 @@ from .algorithm import Algorithm, FunctionalAlgorithm, algo, with_llm_proxy, wit
 from .litagent import FunctionalLitAgent, Hook, LitAgent, RolloutRawResult, llm_rollout, prompt_rollout, rollout
 from .llm_proxy import LLMProxy
 from .reward import emit_reward, find_final_reward, get_reward_value
-from .store import LightningStore, RedisLightningStore
+from .store import LightningStore, LightningStoreClient, RedisLightningStore
 from .types import (
     LLM,
     UNSET,
@@ -54,6 +54,7 @@ __all__ = [
     "Hook",
     "LLMProxy",
     "LightningStore",
+    "LightningStoreClient",
     "LitAgent",
     "LlmProxyTraceToTriplet",
     "NamedResources",

@@ -47,6 +47,12 @@ def _serve_model_command() -> click.Command:
     return serve_model_command
 
 
+def _store_server_command() -> click.Command:
+    from .store_server.cli import store_server_command
+
+    return store_server_command
+
+
 # name -> (loader, short help); the help is listed without loading the command.
 LAZY_COMMANDS: dict[str, tuple[Callable[[], click.Command], str]] = {
     "worker": (_worker_command, "Start a pool of worker processes that run an agent."),
@@ -54,6 +60,7 @@ LAZY_COMMANDS: dict[str, tuple[Callable[[], click.Command], str]] = {
     "demo": (_demo_command, "The main job: train SmolLM2-135M with REINFORCE, before/after table."),
     "trainer": (_trainer_command, "Run fine-tuning jobs from the rq queue lq-train, each in a forked process."),
     "serve-model": (_serve_model_command, "Serve a small Hugging Face model over an OpenAI-compatible API."),
+    "store-server": (_store_server_command, "Serve the store over Agent-Lightning's HTTP protocol and OTLP."),
 }
 
 

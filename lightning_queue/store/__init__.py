@@ -1,6 +1,7 @@
 """The store: the abstract v0.3 contract and its Redis implementation."""
 
 from .base import LightningStore
+from .client import LightningStoreClient, StoreUnavailable
 from .codec import CorruptRecord
 from .connection import resolve_url
 from .errors import AttemptNotFound, NotFound, RolloutNotFound
@@ -15,8 +16,10 @@ __all__ = [
     "EvictingRedisError",
     "Leases",
     "LightningStore",
+    "LightningStoreClient",
     "NotFound",
     "RedisLightningStore",
     "RolloutNotFound",
+    "StoreUnavailable",
     "resolve_url",
 ]
