@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,23 +34,6 @@ _STATUS: dict[int, StatusCode] = {0: "UNSET", 1: "OK", 2: "ERROR"}
 
 class OtlpError(ValueError):
     """The payload is not a readable OTLP trace export (answered with 400 and a `google.rpc.Status`)."""
-
-
-def decode_body(body: bytes, encoding: str, max_bytes: int) -> bytes:
-    """Undo `Content-Encoding: gzip|deflate`, refusing to inflate past `max_bytes` (a zip bomb)."""
-    encoding = encoding.strip().lower()
-    if encoding in ("", "identity"):
-        return body
-    if encoding not in ("gzip", "deflate"):
-        raise OtlpError(f"unsupported Content-Encoding {encoding!r}; use gzip, deflate or none")
-    inflater = zlib.decompressobj(wbits=(16 + zlib.MAX_WBITS) if encoding == "gzip" else zlib.MAX_WBITS)
-    try:
-        data = inflater.decompress(body, max_bytes + 1)
-    except zlib.error as exc:
-        raise OtlpError(f"body is not valid {encoding} data: {exc}") from exc
-    if len(data) > max_bytes or inflater.unconsumed_tail:
-        raise OtlpError(f"decompressed body exceeds the limit of {max_bytes} bytes")
-    return data
 
 
 # OTLP/JSON writes trace and span ids as hex, where protobuf's JSON mapping expects base64.
