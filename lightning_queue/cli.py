@@ -59,6 +59,12 @@ def _dashboard_command() -> click.Command:
     return dashboard_command
 
 
+def _store_server_command() -> click.Command:
+    from .store_server.cli import store_server_command
+
+    return store_server_command
+
+
 # name -> (loader, short help); the help is listed without loading the command.
 LAZY_COMMANDS: dict[str, tuple[Callable[[], click.Command], str]] = {
     "worker": (_worker_command, "Start a pool of worker processes that run an agent."),
@@ -68,6 +74,7 @@ LAZY_COMMANDS: dict[str, tuple[Callable[[], click.Command], str]] = {
     "metrics": (_metrics_command, "Serve the store gauges of a namespace for Prometheus (/metrics)."),
     "serve-model": (_serve_model_command, "Serve a small Hugging Face model over an OpenAI-compatible API."),
     "dashboard": (_dashboard_command, "Serve a read-only web dashboard of a namespace."),
+    "store-server": (_store_server_command, "Serve the store over Agent-Lightning's HTTP protocol and OTLP."),
 }
 
 

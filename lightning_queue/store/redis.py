@@ -37,7 +37,6 @@ from ..types import (
     RolloutStatus,
     SortOrder,
     Span,
-    SpanCoreFields,
     Worker,
     WorkerStatus,
 )
@@ -50,7 +49,7 @@ from .keys import Keys, check_id, is_valid_id, new_attempt_id, new_resources_id,
 from .leases import Claim, Leases
 from .loop_client import LoopClient
 from .memory import MemoryInfo, check_policy, read_memory_info
-from .otel import span_from_otel
+from .otel import span_for_attempt
 from .query import (
     check_choice,
     check_paging,
@@ -952,17 +951,7 @@ class RedisLightningStore(LightningStore):
     ) -> Span | None:
         if sequence_id is None:
             sequence_id = await self.get_next_span_sequence_id(rollout_id, attempt_id)
-        if isinstance(readable_span, Span):
-            span = readable_span.model_copy(
-                update={"rollout_id": rollout_id, "attempt_id": attempt_id, "sequence_id": sequence_id}
-            )
-        elif isinstance(readable_span, SpanCoreFields):
-            span = Span.from_core_fields(
-                readable_span, rollout_id=rollout_id, attempt_id=attempt_id, sequence_id=sequence_id
-            )
-        else:
-            span = span_from_otel(readable_span, rollout_id, attempt_id, sequence_id)
-        return await self.add_span(span)
+        return await self.add_span(span_for_attempt(readable_span, rollout_id, attempt_id, sequence_id))
 
     async def get_next_span_sequence_id(self, rollout_id: str, attempt_id: str) -> int:
         check_id("rollout_id", rollout_id)
