@@ -109,6 +109,14 @@ def _click_type(info: FieldInfo, scale: int = 1) -> tuple[Any, bool]:
     return click.STRING, False
 
 
+class SettingOption(click.Option):
+    """A click option derived from a settings field; `setting` names it, so a test can tell it from a copy."""
+
+    def __init__(self, *args: Any, setting: tuple[type[BaseModel], str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.setting = setting
+
+
 def field_option(model: type[BaseModel], field: str, default: tuple[Any, str] | None = None) -> Callable[[F], F]:
     """The click option of one field; `default` = (value, what it means) replaces the field's for one command."""
     info = model.model_fields[field]
@@ -121,8 +129,11 @@ def field_option(model: type[BaseModel], field: str, default: tuple[Any, str] | 
     help_text = info.description or ""
     if default is not None:
         help_text += f" Default: {default[1]}."
+    # A command that gives its own default makes a required field optional.
+    required = bool(extra.get("required")) and default is None
     names = [n for n in (extra.get("short"), option_name(model, field), extra.get("param") or field) if n]
     kwargs: dict[str, Any] = {"help": help_text, "envvar": extra.get("envvar"), "metavar": extra.get("metavar")}
+    kwargs.update(cls=SettingOption, setting=(model, field))
     if scale != 1:
         kwargs["callback"] = lambda _ctx, _param, given: None if given is None else round(given * scale)
     if click_type is click.BOOL:
@@ -131,8 +142,8 @@ def field_option(model: type[BaseModel], field: str, default: tuple[Any, str] | 
         *names,
         type=click_type,
         multiple=multiple,
-        required=bool(extra.get("required")),
-        default=None if extra.get("required") else tuple(value) if multiple else value,
+        required=required,
+        default=None if required else tuple(value) if multiple else value,
         show_default=value not in (None, ()) and default is None,
         **kwargs,
     )
