@@ -16,10 +16,14 @@ import re
 import time
 from typing import Any
 
+from pydantic import ValidationError
+
 from lightning_queue.litagent import llm_rollout, rollout
+from lightning_queue.options import describe, option_name
 from lightning_queue.reward import emit_reward, find_final_reward
 from lightning_queue.semconv import OBJECT_JSON, OBJECT_TYPE, SPAN_OBJECT
 from lightning_queue.store import RedisLightningStore
+from lightning_queue.store.settings import RedisSettings
 from lightning_queue.types import LLM, EnqueueRolloutRequest, ProxyLLM, SpanCoreFields
 
 
@@ -125,11 +129,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, default=20)
     parser.add_argument("--llm", default=None, help="an `lq proxy` base URL: enqueue questions for math_agent")
     parser.add_argument("--model", default="policy", help="the model name the proxy serves (with --llm)")
-    parser.add_argument("--redis-url", default=None, help="default: LQ_REDIS_URL, REDIS_URL, 127.0.0.1:6379")
-    parser.add_argument("--namespace", default=None, help="default: LQ_NAMESPACE, else 'default'")
+    # Same names, help and resolution order as every click CLI's: RedisSettings declares them.
+    for field in ("url", "namespace"):
+        info = RedisSettings.model_fields[field]
+        parser.add_argument(option_name(RedisSettings, field), dest=field, default=None, help=info.description)
     parser.add_argument("--timeout", type=float, default=120.0)
     args = parser.parse_args(argv)
-    succeeded = asyncio.run(feed(args.redis_url, args.namespace, args.tasks, args.timeout, args.llm, args.model))
+    try:
+        redis = RedisSettings.from_env(url=args.url, namespace=args.namespace)
+    except ValueError as exc:
+        parser.error(describe(exc) if isinstance(exc, ValidationError) else str(exc))
+    # The feeder talks to workers over a shared Redis: never a private embedded one.
+    succeeded = asyncio.run(feed(redis.shared_url(), redis.namespace, args.tasks, args.timeout, args.llm, args.model))
     return 0 if succeeded == args.tasks else 1
 
 

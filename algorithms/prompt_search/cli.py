@@ -19,7 +19,9 @@ from typing import Any
 import click
 
 from lightning_queue import LLMProxy, RedisLightningStore, TraceToMessages, Trainer
+from lightning_queue.options import field_option
 from lightning_queue.store.settings import redis_url_option
+from workers.settings import WorkerSettings
 
 from ..evaluation import held_out_table
 from ..launch import POLICY_MODEL, setup_logging
@@ -48,7 +50,7 @@ logger = logging.getLogger(__name__)
 @click.option("--critic-max-tokens", default=256, show_default=True, type=click.IntRange(min=16))
 @click.option("--rollout-timeout", default=300.0, show_default=True, help="Seconds per batch of rollouts.")
 @click.option("--workers", "n_workers", default=2, show_default=True, type=click.IntRange(min=1))
-@click.option("--concurrency", default=2, show_default=True, type=click.IntRange(min=1), help="Rollouts per worker.")
+@field_option(WorkerSettings, "concurrency", default=(2, "2 per worker process"))
 @redis_url_option
 @click.option("--metrics-jsonl", default="checkpoints/prompt_search/metrics.jsonl", show_default=True)
 @click.option("--progress/--no-progress", default=None, help="Progress bar. Default: on a terminal.")

@@ -20,6 +20,7 @@ import click
 from lightning_queue.model_server.admin import ADMIN_TOKEN_ENV
 from lightning_queue.options import field_option
 from lightning_queue.store.settings import RedisSettings, redis_url_option
+from workers.settings import WorkerSettings
 
 from ..evaluation import held_out_table
 from ..launch import BUILTIN_AGENT, Upstream, checker_for, load_tasks, run_training, setup_logging
@@ -46,7 +47,7 @@ def result_table(result: dict[str, Any], seconds: float) -> str:
 
 @click.command("reinforce")
 @click.option("--model", "model_dir", default=None, help="Checkpoint to start from. Default: SmolLM2-135M-Instruct.")
-@click.option("--agent", default=BUILTIN_AGENT, show_default=True, help="The agent the workers run (module:name).")
+@field_option(WorkerSettings, "agent", default=(BUILTIN_AGENT, BUILTIN_AGENT))
 @click.option("--train-tasks", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="JSONL tasks for --agent. Default: built-in sums.")  # fmt: skip
 @click.option("--val-tasks", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
@@ -75,7 +76,7 @@ def result_table(result: dict[str, Any], seconds: float) -> str:
 )
 @click.option("--workers", "n_workers", default=2, show_default=True, type=click.IntRange(min=0),
               help="Local worker processes; 0 when `lq worker` pools run elsewhere.")  # fmt: skip
-@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(min=1), help="Rollouts per worker.")
+@field_option(WorkerSettings, "concurrency", default=(4, "4 per worker process"))
 @redis_url_option
 @field_option(RedisSettings, "namespace", default=(None, "a fresh one per run"))
 @click.option("--keep-data", is_flag=True, help="Keep the run's rollouts and spans in Redis afterwards.")

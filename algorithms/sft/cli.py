@@ -16,7 +16,9 @@ from typing import Any
 
 import click
 
+from lightning_queue.options import field_option
 from lightning_queue.store.settings import redis_url_option
+from workers.settings import WorkerSettings
 
 from ..evaluation import held_out_table
 from ..launch import BUILTIN_AGENT, Upstream, checker_for, load_tasks, run_training, setup_logging
@@ -41,7 +43,7 @@ logger = logging.getLogger(__name__)
     default=None,
     help="JSONL held-out tasks, evaluated before and after. Default: 48 built-in sums none of --tasks has.",
 )
-@click.option("--agent", default=BUILTIN_AGENT, show_default=True, help="The agent the workers run (module:name).")
+@field_option(WorkerSettings, "agent", default=(BUILTIN_AGENT, BUILTIN_AGENT))
 @click.option(
     "--checker",
     default=None,
@@ -77,7 +79,7 @@ logger = logging.getLogger(__name__)
 )
 @click.option("--vllm-arg", "vllm_args", multiple=True, help="Extra `vllm serve` argument (repeatable).")
 @click.option("--workers", "n_workers", default=2, show_default=True, type=click.IntRange(min=1))
-@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(min=1), help="Rollouts per worker.")
+@field_option(WorkerSettings, "concurrency", default=(4, "4 per worker process"))
 @redis_url_option
 @click.option("--train-queue", default=TRAIN_QUEUE, show_default=True, help="rq queue of the fine-tuning jobs.")
 @click.option(

@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from typing import Any
 
 import click
+from pydantic import ValidationError
 
+from ..options import describe, options
 from ..store.settings import namespace_option, redis_url_option
 from .config import UpstreamModel, load_config_file, parse_model_spec, read_secret_file, spec_has_inline_key
 from .limits import ServerLimits
 from .proxy import LLMProxy
+from .settings import ProxySettings
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -72,107 +76,23 @@ async def _serve(proxy: LLMProxy) -> None:
 
 
 @click.command("proxy")
-@click.option(
-    "--model",
-    "model_specs",
-    multiple=True,
-    metavar="NAME=URL[,opt=...]",
-    help="A public model name and its upstream OpenAI base URL, with options model=UPSTREAM_NAME, "
-    "key_env=ENV_VAR or key_file=PATH (or key=API_KEY, visible to other users), token_ids (ask vLLM for token "
-    "ids), timeout=SECONDS. Repeatable.",
-)
-@click.option("--config", type=click.Path(exists=True, dir_okay=False), help="YAML file with a 'models' list.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Bind address (0.0.0.0 serves other machines).")
-@click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535), help="Port (0 = a free one).")
-@click.option(
-    "--auth-token",
-    envvar=["LQ_PROXY_AUTH_TOKEN", "LQ_PROXY_TOKEN"],
-    default=None,
-    help="Require 'Authorization: Bearer <token>' on every call (env LQ_PROXY_AUTH_TOKEN, or LQ_PROXY_TOKEN); "
-    "prefer the environment or --auth-token-file: arguments are visible to other users.",
-)
-@click.option(
-    "--auth-token-file",
-    envvar="LQ_PROXY_AUTH_TOKEN_FILE",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Read the bearer token from this file (env LQ_PROXY_AUTH_TOKEN_FILE).",
-)
-@click.option(
-    "--max-body-mb", default=16.0, show_default=True, type=click.FloatRange(min=0.001), help="Request size limit."
-)
-@click.option(
-    "--allow-unattributed",
-    is_flag=True,
-    help="Serve calls without the /rollout/<rid>/attempt/<aid> prefix (not recorded); by default they get 404.",
-)
-@click.option(
-    "--header-timeout",
-    default=ServerLimits.header_timeout,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    help="Seconds a new connection has to send its first request head.",
-)
-@click.option(
-    "--body-timeout",
-    default=ServerLimits.body_timeout,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    help="Seconds a request body has to arrive in full (else 408).",
-)
-@click.option(
-    "--idle-timeout",
-    default=ServerLimits.idle_timeout,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    help="Seconds a keep-alive connection may stay idle between requests.",
-)
-@click.option(
-    "--max-connections",
-    default=ServerLimits.max_connections,
-    type=click.IntRange(min=0),
-    help="Client connections open at once (default: half the descriptor limit, at most 4096).",
-)
-@click.option(
-    "--max-inflight-body-mb",
-    default=ServerLimits.max_body_bytes_in_flight / (1 << 20),
-    show_default=True,
-    type=click.FloatRange(min=0.001),
-    help="Request bodies being received at once, all connections together; over it, new calls get 503.",
-)
+@options(ProxySettings, exclude=("limits",))
+@options(ServerLimits)
 @redis_url_option
 @namespace_option
-def proxy_command(
-    model_specs: tuple[str, ...],
-    config: str | None,
-    host: str,
-    port: int,
-    auth_token: str | None,
-    auth_token_file: str | None,
-    max_body_mb: float,
-    allow_unattributed: bool,
-    header_timeout: float,
-    body_timeout: float,
-    idle_timeout: float,
-    max_connections: int,
-    max_inflight_body_mb: float,
-    redis_url: str | None,
-    namespace: str,
-) -> None:
+def proxy_command(redis_url: str | None, namespace: str, **fields: Any) -> None:
     """Serve an OpenAI-compatible proxy that stores every call as a span of its rollout attempt."""
     from ..store import RedisLightningStore
     from ..store.connection import resolve_shared_url, wait_for_redis
 
     try:
-        auth_token = _auth_token(auth_token, auth_token_file)
-        limits = ServerLimits(
-            header_timeout=header_timeout,
-            body_timeout=body_timeout,
-            idle_timeout=idle_timeout,
-            max_connections=max_connections,
-            max_body_bytes_in_flight=int(max_inflight_body_mb * (1 << 20)),
-        )
-        models = _models(model_specs, config)
+        settings = ProxySettings.from_options(**fields)
+    except ValidationError as exc:
+        raise click.UsageError(describe(exc)) from exc
+    host, port = settings.host, settings.port
+    try:
+        auth_token = _auth_token(settings.auth_token, settings.auth_token_file)
+        models = _models(settings.models, settings.config)
         # It records into the algorithm's Redis: never a private one; wait for the shared one instead.
         url = resolve_shared_url(redis_url)
         wait_for_redis(url, who="lq proxy")
@@ -191,9 +111,9 @@ def proxy_command(
         store=store,
         auth_token=auth_token,
         launch_mode="asyncio",
-        max_body_bytes=int(max_body_mb * (1 << 20)),
-        limits=limits,
-        allow_unattributed=allow_unattributed,
+        max_body_bytes=settings.max_body_bytes,
+        limits=settings.limits,
+        allow_unattributed=settings.allow_unattributed,
     )
     try:
         asyncio.run(_serve(proxy))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import math
 import resource
-from dataclasses import dataclass, fields
+
+from pydantic import field_validator
+
+from ..options import Settings, setting
 
 # File descriptors kept free of client connections: Redis, upstreams, logs, the listening socket.
 _RESERVED_FDS = 256
@@ -18,38 +20,45 @@ def default_max_connections() -> int:
     return max(16, min(4096, (soft - _RESERVED_FDS) // 2))
 
 
-@dataclass(frozen=True)
-class ServerLimits:
-    """Bounds on what clients can hold of the proxy.
+class ServerLimits(Settings):
+    """Bounds on what clients can hold of the proxy (`lq proxy` derives its options from these fields).
 
-    header_timeout: seconds a new connection has to deliver its first request head; slower ones are closed.
-    body_timeout: seconds a request body has to arrive in full once its head is in (else 408).
-    idle_timeout: seconds a keep-alive connection may sit between requests (and deliver the next head).
-    max_connections: client connections open at once; at the cap, the oldest connection without a
-        request in progress is closed for the new one, and if every one is busy the new one gets 503.
-    max_body_bytes_in_flight: bytes of request bodies being received at once (declared lengths; a
-        chunked body counts as the largest allowed); over it, new calls get 503 at once.
+    At `max_connections`, the oldest connection without a request in progress is closed for the new one,
+    and if every one is busy the new one gets 503. `max_body_bytes_in_flight` counts declared lengths (a
+    chunked body counts as the largest allowed); over it, new calls get 503 at once.
     """
 
-    header_timeout: float = 10.0
-    body_timeout: float = 60.0
-    idle_timeout: float = 30.0
-    max_connections: int = 0  # 0: default_max_connections()
-    max_body_bytes_in_flight: int = 256 << 20
+    header_timeout: float = setting(
+        10.0, help="Seconds a new connection has to send its first request head.", gt=0, allow_inf_nan=False
+    )
+    body_timeout: float = setting(
+        60.0, help="Seconds a request body has to arrive in full (else 408).", gt=0, allow_inf_nan=False
+    )
+    idle_timeout: float = setting(
+        30.0, help="Seconds a keep-alive connection may stay idle between requests.", gt=0, allow_inf_nan=False
+    )
+    max_connections: int = setting(
+        0,
+        help="Client connections open at once (0 = half the descriptor limit, at most 4096).",
+        ge=0,
+        strict=True,
+        validate_default=True,
+    )
+    max_body_bytes_in_flight: int = setting(
+        256 << 20,
+        help="Request bodies being received at once, all connections together, in MB; over it, new calls get 503.",
+        option="--max-inflight-body-mb",
+        param="max_body_bytes_in_flight",
+        scale=1 << 20,
+        gt=0,
+        strict=True,
+    )
 
-    def __post_init__(self) -> None:
-        for name in ("header_timeout", "body_timeout", "idle_timeout"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"ServerLimits.{name} must be a positive number of seconds, got {value!r}")
-        for name in ("max_connections", "max_body_bytes_in_flight"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"ServerLimits.{name} must be a non-negative integer, got {value!r}")
-        if self.max_connections == 0:
-            object.__setattr__(self, "max_connections", default_max_connections())
-        if self.max_body_bytes_in_flight == 0:
-            raise ValueError("ServerLimits.max_body_bytes_in_flight must be positive")
+    @field_validator("max_connections")
+    @classmethod
+    def _default_connections(cls, value: int) -> int:
+        # 0 means "as many as the descriptor limit allows", resolved here so every reader sees a number.
+        return value or default_max_connections()
 
 
-LIMIT_NAMES = tuple(f.name for f in fields(ServerLimits))
+LIMIT_NAMES = tuple(ServerLimits.model_fields)

@@ -13,6 +13,7 @@ from .config import ModelTable, UpstreamModel, normalize_model_list
 from .hosting import LoopHost, ServerRunner, ThreadHost
 from .limits import ServerLimits
 from .metrics import ProxyMetrics
+from .settings import default
 from .state import ProxyState, ProxyStats
 from .upstream import UpstreamClient
 
@@ -57,13 +58,13 @@ class LLMProxy:
     def __init__(
         self,
         port: int | None = None,
-        host: str | None = "127.0.0.1",
+        host: str | None = default("host"),
         model_list: ModelList | None = None,
         store: LightningStore | None = None,
         *,
         auth_token: str | None = None,
         launch_mode: LaunchMode = "thread",
-        max_body_bytes: int = 16 << 20,
+        max_body_bytes: int = default("max_body_bytes"),
         max_upstream_connections: int = 1024,
         limits: ServerLimits | None = None,
         allow_unattributed: bool = False,
@@ -73,7 +74,7 @@ class LLMProxy:
         if port is not None and not 0 <= port < 65536:
             raise ValueError(f"port must be in 0..65535 (0 or None = a free port), got {port!r}")
         self.port = port or None
-        self.host = host or "127.0.0.1"
+        self.host = host or default("host")
         self.model_list = normalize_model_list(model_list)
         self.store = store
         self.auth_token = auth_token or None

@@ -15,6 +15,7 @@ from .connections import ConnectionGate, LogLimiter
 from .limits import ServerLimits
 from .metrics import ProxyMetrics
 from .scrubbing import Scrubber
+from .settings import default
 from .spans import DEFAULT_SPAN_LIMIT, SPAN_OVERHEAD, CallRecord, build_span
 from .upstream import UpstreamClient
 
@@ -45,7 +46,7 @@ class ProxyState:
         upstream: UpstreamClient,
         stats: ProxyStats,
         auth_token: str | None = None,
-        max_body_bytes: int = 16 << 20,
+        max_body_bytes: int = default("max_body_bytes"),
         limits: ServerLimits | None = None,
         allow_unattributed: bool = False,
         metrics: ProxyMetrics | None = None,
