@@ -73,19 +73,35 @@ OTHER_KNOBS = {
     ("lq serve-model", "--log-level"): "the model server's logging, not a worker's",
     ("lq metrics", "--host"): "the store exporter's bind address, not the proxy's",
     ("lq metrics", "--port"): "the store exporter's port, not the proxy's",
+    ("lq demo", "--workers"): "local rollout worker processes, not store-server processes",
+    (
+        "algorithms.reinforce.cli:reinforce_command",
+        "--workers",
+    ): "local rollout worker processes, not store-server processes",
+    ("algorithms.sft.cli:sft_command", "--workers"): "local rollout worker processes, not store-server processes",
+    (
+        "algorithms.prompt_search.cli:prompt_search_command",
+        "--workers",
+    ): "local rollout worker processes, not store-server processes",
+    (
+        "algorithms.reinforce.demo:demo_command",
+        "--workers",
+    ): "local rollout worker processes, not store-server processes",
     ("lq trainer", "--log-level"): "the rq fine-tuning process's logging, not a rollout worker's",
 }
 
 
 def _settings_options() -> dict[str, list[tuple[type, str]]]:
     """Each option name a settings field derives, with the fields that derive it."""
+    from lightning_queue.dashboard.settings import DashboardSettings
     from lightning_queue.llm_proxy.limits import ServerLimits
     from lightning_queue.llm_proxy.settings import ProxySettings
     from lightning_queue.options import option_name
+    from lightning_queue.store_server.settings import StoreServerSettings
     from workers.settings import WorkerSettings
 
     owners: dict[str, list[tuple[type, str]]] = {}
-    for model in (RedisSettings, WorkerSettings, ProxySettings, ServerLimits):
+    for model in (RedisSettings, WorkerSettings, ProxySettings, ServerLimits, DashboardSettings, StoreServerSettings):
         for field in model.model_fields:
             if (model, field) != (ProxySettings, "limits"):
                 owners.setdefault(option_name(model, field), []).append((model, field))
