@@ -121,7 +121,7 @@ def no_reward(task: Any) -> None:
 async def test_a_rollout_with_no_reward_logs_a_warning_naming_it(
     wstore: RedisLightningStore, observer: RedisLightningStore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="workers.results"):
+    with caplog.at_level(logging.WARNING, logger="lightning_queue.litagent.results"):
         done, spans = await run_one(no_reward, wstore, observer)
     assert done.status == "succeeded" and [s.name for s in spans] == [semconv.SPAN_MESSAGE]
     assert f"rollout {done.rollout_id} attempt {done.attempt.attempt_id} ended with no reward" in caplog.text
