@@ -294,7 +294,8 @@ async def test_a_rollout_with_no_reward_logs_a_warning_naming_it(store, caplog) 
             done = await runner.step({"return": None})
     assert done.status == "succeeded"
     # The same warning as under `lq worker` (one rule, lightning_queue.litagent.results).
-    assert f"rollout {done.rollout_id} attempt {done.attempt.attempt_id} ended with no reward" in caplog.text
+    [attempt] = await store.query_attempts(done.rollout_id)
+    assert f"rollout {done.rollout_id} attempt {attempt.attempt_id} ended with no reward" in caplog.text
 
 
 async def test_the_runner_refuses_misuse_clearly(make_store: StoreFactory) -> None:
