@@ -13,7 +13,7 @@ import opentelemetry.trace as otel
 import pytest
 from openai import AsyncOpenAI
 
-from lightning_queue import RedisLightningStore, RolloutConfig, TraceToMessages, semconv
+from lightning_queue import RedisLightningStore, RolloutConfig, TracerTraceToTriplet, TraceToMessages, semconv
 from lightning_queue.emitter import emit_message, emit_reward
 from lightning_queue.litagent import LitAgent, rollout
 from lightning_queue.reward import find_final_reward, find_reward_spans
@@ -210,6 +210,8 @@ async def test_an_agent_calling_openai_directly_stores_the_conversation(
     # What prompt optimisation and fine-tuning read:
     [conversation] = TraceToMessages().adapt(spans)
     assert conversation["messages"][-1] == {"role": "assistant", "content": "the room is 101"}
+    [triplet] = TracerTraceToTriplet().adapt(spans)
+    assert "the room is 101" in json.dumps(triplet.response, default=str) and triplet.reward == 1.0
 
 
 class ChartAgent(LitAgent[Any]):
