@@ -186,20 +186,25 @@ async def test_concurrent_rollouts_in_one_worker_each_get_only_their_own_spans(
         assert sorted(s.sequence_id for s in spans) == [1, 2, 3]
 
 
+def room_selector(model: StandInModelServer) -> LitAgent[Any]:
+    """The room-selector shape: the OpenAI client called directly (no proxy), the reward emitted."""
+
+    @rollout
+    async def agent(task: Any) -> None:
+        client = AsyncOpenAI(base_url=model.url, api_key="none", max_retries=0, timeout=10.0)
+        reply = await client.chat.completions.create(
+            model=model.model, messages=[{"role": "user", "content": f"pick a room for {task}"}]
+        )
+        emit_reward(float("101" in (reply.choices[0].message.content or "")))
+
+    return agent
+
+
 async def test_an_agent_calling_openai_directly_stores_the_conversation(
     wstore: RedisLightningStore, observer: RedisLightningStore
 ) -> None:
     async with StandInModelServer(["the room is 101"]) as model:
-
-        @rollout
-        async def room_selector(task: Any) -> None:
-            client = AsyncOpenAI(base_url=model.url, api_key="none", max_retries=0, timeout=10.0)
-            reply = await client.chat.completions.create(
-                model=model.model, messages=[{"role": "user", "content": f"pick a room for {task}"}]
-            )
-            emit_reward(float("101" in (reply.choices[0].message.content or "")))
-
-        done, spans = await run_one(room_selector, wstore, observer, "the meeting")
+        done, spans = await run_one(room_selector(model), wstore, observer, "the meeting")
     assert done.status == "succeeded" and find_final_reward(spans) == 1.0
     [chat] = [s for s in spans if s.attributes.get("gen_ai.operation.name") == "chat"]
     assert chat.attempt_id == done.attempt.attempt_id and chat.sequence_id == 1

@@ -7,17 +7,22 @@ import json
 from typing import Any
 
 import pytest
-from openai import AsyncOpenAI
 
 from lightning_queue import TracerTraceToTriplet, TraceToMessages, semconv
-from lightning_queue.emitter import emit_reward
-from lightning_queue.litagent import LitAgent, rollout
+from lightning_queue.litagent import LitAgent
 from lightning_queue.reward import find_final_reward
 from lightning_queue.runner import LitAgentRunner
 from lightning_queue.store.base import LightningStore
 from lightning_queue.testing import StandInModelServer
 from lightning_queue.types import Rollout, Span
-from tests.workers.test_ambient_tracing import ChartAgent, ReturnsItsTrace, calc_async, calc_sync, otel_api
+from tests.workers.test_ambient_tracing import (
+    ChartAgent,
+    ReturnsItsTrace,
+    calc_async,
+    calc_sync,
+    otel_api,
+    room_selector,
+)
 
 
 @pytest.fixture(params=["in_memory", "redis"])
@@ -52,16 +57,7 @@ async def test_spans_made_with_the_opentelemetry_api_are_stored(store) -> None:
 
 async def test_an_agent_calling_openai_directly_stores_the_conversation_and_yields_triplets(store) -> None:
     async with StandInModelServer(["the room is 101"]) as model:
-
-        @rollout
-        async def room_selector(task: Any) -> None:
-            client = AsyncOpenAI(base_url=model.url, api_key="none", max_retries=0, timeout=10.0)
-            reply = await client.chat.completions.create(
-                model=model.model, messages=[{"role": "user", "content": f"pick a room for {task}"}]
-            )
-            emit_reward(float("101" in (reply.choices[0].message.content or "")))
-
-        done, spans = await step(room_selector, store, "the meeting")
+        done, spans = await step(room_selector(model), store, "the meeting")
     assert done.status == "succeeded" and find_final_reward(spans) == 1.0
     [chat] = [s for s in spans if s.attributes.get("gen_ai.operation.name") == "chat"]
     assert "pick a room for the meeting" in chat.attributes["gen_ai.input.messages"]
