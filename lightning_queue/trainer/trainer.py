@@ -2,7 +2,7 @@
 
 Its keywords are Agent-Lightning v0.3's (`n_runners`, `strategy`, `tracer`, `runner`, `port`, `hooks`,
 `max_rollouts`, and components given as instances, classes, import strings or dicts) plus this
-runtime's worker settings; docs/trainer-compat-notes.md says what each maps to here.
+runtime's worker settings; docs/porting-from-agent-lightning.md (Trainer section) says what each maps to here.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # Agent-Lightning's default adapter, by name: it lives in lightning_queue.adapter once ported. Until
-# then the proxy-span triplet adapter stands in (see docs/trainer-compat-notes.md).
+# then the proxy-span triplet adapter stands in (see docs/porting-from-agent-lightning.md).
 DEFAULT_ADAPTER = "lightning_queue.adapter.TracerTraceToTriplet"
 FALLBACK_ADAPTER = "lightning_queue.adapter.LlmProxyTraceToTriplet"
 # Base classes of components other packages define, by name, so the Trainer does not import them early.
