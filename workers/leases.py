@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from lightning_queue.store import RedisLightningStore
 
+from . import metrics
 from .health import REDIS_ERRORS, Health
 
 logger = logging.getLogger(__name__)
@@ -121,6 +122,8 @@ class LeaseKeeper:
         with self._lock:
             sent, logged = self._ping_sent, self._blocked_logged
             self._ping_sent, self._blocked_logged = None, False
+        if sent is not None:
+            metrics.LOOP_LAG.set(time.monotonic() - sent)
         if logged and sent is not None:
             blocked = time.monotonic() - sent
             logger.warning("worker %s: its event loop ran again after being blocked for %.1fs", self.consumer, blocked)
@@ -185,12 +188,14 @@ class LeaseKeeper:
         try:
             held = await self.store.leases.renew_leases(self.consumer, entries)
         except REDIS_ERRORS as exc:
+            metrics.redis_error("renew")
             health.failed(exc)
             now = time.monotonic()
             with self._lock:
                 lapsed = [e for e in entries if now - self._renewed.get(e, now) > self.lease_seconds]
                 self._reported.update(lapsed)
             for entry in lapsed:
+                metrics.lease_lost("renew_failed")
                 self._lost(entry, f"its lease could not be renewed for {self.lease_seconds}s ({exc})")
             return
         health.ok()
@@ -202,20 +207,24 @@ class LeaseKeeper:
                     continue  # its rollout ended meanwhile
                 if entry in held:
                     self._renewed[entry] = now
+                    metrics.LEASE_RENEWALS.inc()
                 else:
                     self._reported.add(entry)
                     lost.append(entry)
         for entry in lost:
+            metrics.lease_lost("reclaimed")
             self._lost(entry, "its stream entry was reclaimed or its attempt ended by the watchdog")
 
     async def _sweep(self, health: Health) -> None:
         try:
             # Forced, i.e. without the store's sweep lock: that lock's TTL is the *caller's* debounce, so
             # one reader with a long debounce (`lq status` uses 3600 s) would stall every reclaim.
-            await self.store.sweep(force=True)
+            _, reclaimed = await self.store.sweep(force=True)
         except REDIS_ERRORS as exc:
+            metrics.redis_error("sweep")
             health.failed(exc)
         else:
+            metrics.RECLAIMS.inc(reclaimed)
             health.ok()
 
     def _lost(self, entry_id: str, why: str) -> None:

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from lightning_queue.resilience import Backoff
 
+from .metrics import PoolMetrics
 from .process import EXIT_CONFIG, EXIT_RECYCLE, SLOT_ENV, SUPERVISOR_ENV
 from .settings import SETTINGS_ENV, WorkerSettings
 
@@ -120,6 +121,7 @@ class WorkerPool:
         self._step = -1
         self._step_deadline = float("inf")
         self._exit_code = 0
+        self.metrics: PoolMetrics | None = None
 
     # --- control ----------------------------------------------------------------------------------
     def request_stop(self, reason: str = "stop requested") -> None:
@@ -134,7 +136,13 @@ class WorkerPool:
         return [s.proc.pid for s in self.slots if s.proc is not None]
 
     def run(self) -> int:
-        """Supervise until every process has ended; returns the exit code for `lq worker`."""
+        """Supervise until every process has ended; returns the exit code for `lq worker`.
+
+        Raises `MetricsPortInUse` (before any process starts) if `metrics_port` is taken.
+        """
+        if self.settings.metrics_port is not None:
+            self.metrics = PoolMetrics(self.settings.metrics_port, self.settings.metrics_host)
+            logger.info("worker pool metrics at %s (files in %s)", self.metrics.server.url, self.metrics.directory)
         previous = self._install_signal_handlers()
         try:
             for slot in self.slots:
@@ -154,6 +162,8 @@ class WorkerPool:
         finally:
             self._restore_signal_handlers(previous)
             self._kill_all()
+            if self.metrics is not None:
+                self.metrics.close()
         logger.info("worker pool stopped")
         return self._exit_code
 
@@ -165,6 +175,8 @@ class WorkerPool:
         env[SUPERVISOR_ENV] = str(os.getpid())
         if self.redis_url:
             env["LQ_REDIS_URL"] = self.redis_url
+        if self.metrics is not None:
+            env.update(self.metrics.environment())
         slot.proc = self.launcher(self.command, env)
         slot.started = time.monotonic()
         slot.restart_at = None
@@ -181,6 +193,8 @@ class WorkerPool:
 
     def _exited(self, slot: _Slot, pid: int, code: int, now: float) -> None:
         what = f"worker process #{slot.index} (pid {pid}) {describe_exit(code)}"
+        if self.metrics is not None:
+            self.metrics.process_dead(pid)
         if self.stopping:
             logger.info("%s", what)
         elif code == 0:

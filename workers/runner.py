@@ -27,7 +27,7 @@ from lightning_queue.store.leases import Claim
 from lightning_queue.tracer import AgentOpsTracer, AttemptTrace, OtelTracer
 from lightning_queue.types import UNSET, AttemptedRollout, AttemptStatus, NamedResources, Span
 
-from . import forks, results
+from . import forks, metrics, results
 from .health import REDIS_ERRORS, Health
 from .leases import LeaseKeeper
 from .settings import check_recycling, default
@@ -330,6 +330,7 @@ class Worker:
                     consumer=self.worker_id, worker_id=self.worker_id, count=count, block_ms=self.claim_block_ms
                 )
             except REDIS_ERRORS as exc:
+                metrics.redis_error("claim")
                 delay = backoff.next()
                 logger.warning("worker %s: claiming failed (%s); retrying in %.1fs", self.worker_id, exc, delay)
                 await _wait_any(self._stop, timeout=delay)
@@ -346,6 +347,7 @@ class Worker:
         run = _Running(claim)
         self._free -= 1
         self.totals.claimed += 1
+        metrics.rollout_started()
         self._inflight[claim.entry_id] = run
         self._leases.hold(claim.entry_id)
         run.task = asyncio.create_task(self._execute(run), name=f"lq {run}")
@@ -378,6 +380,7 @@ class Worker:
             logger.error("%s: could not end its attempt: %s: %s", run, type(exc).__name__, exc)
         finally:
             self._inflight.pop(run.entry_id, None)
+            metrics.rollout_left()
             self._leases.forget(run.entry_id)
             if not self._inflight:
                 self._report_soon.set()  # so `lq status` shows an idle worker's totals without waiting
@@ -455,6 +458,7 @@ class Worker:
             run.thread = self._executor.submit(forks.guard_sync, agent_call, self._pid)
             inner = asyncio.wrap_future(run.thread)
         run.agent_call = inner
+        metrics.time_agent(inner)
         timeout = ar.config.timeout_seconds
         remaining = None
         if timeout is not None:
@@ -504,6 +508,7 @@ class Worker:
         )
         await self._retry(run, "ending the attempt", lambda: results.through_oom(end, seconds=self.lease_seconds))
         setattr(self.totals, status, getattr(self.totals, status) + 1)
+        metrics.rollout_ended(status)
         logger.debug("%s: %s with %d spans", run, status, len(spans))
 
     async def _retry(self, run: _Running, what: str, op: Callable[[], Awaitable[T]]) -> T:
@@ -513,6 +518,7 @@ class Worker:
             try:
                 return await op()
             except TRANSIENT_ERRORS as exc:
+                metrics.redis_error("store")
                 run.check()
                 if self._leases.since_renewed(run.entry_id) > self.lease_seconds:
                     raise LeaseLost(f"{what} kept failing for longer than the lease: {exc}") from exc
@@ -525,11 +531,13 @@ class Worker:
         try:
             released = await self.store.leases.release(run.rollout.rollout_id, run.rollout.attempt.attempt_id, metadata)
         except REDIS_ERRORS as exc:
+            metrics.redis_error("release")
             # Nothing is lost: the unrenewed lease lapses and the watchdog reclaims the entry.
             logger.warning("%s: release failed (%s); the watchdog will reclaim it", run, exc)
             return
         if released:
             self.totals.released += 1
+            metrics.rollout_ended("released")
             logger.info("%s: released back to the queue (%s)", run, reason)
 
     async def _explain_loss(self, run: _Running) -> None:
@@ -600,6 +608,7 @@ class Worker:
         if run.lost is None:
             run.lost = why
             self.totals.lost += 1
+            metrics.rollout_ended("lost")
         run.interrupt()
 
     async def _heartbeat_loop(self) -> None:
@@ -609,6 +618,7 @@ class Worker:
             try:
                 await self._report()
             except REDIS_ERRORS as exc:
+                metrics.redis_error("telemetry")
                 health.failed(exc)
             else:
                 health.ok()

@@ -78,6 +78,15 @@ class WorkerSettings(Settings):
     )
     heartbeat_seconds: float = setting(10.0, help="Period of the worker telemetry sent through update_worker.", ge=0.1)
     log_level: LogLevel = setting("INFO", help="Log level of the worker processes.")
+    metrics_port: int | None = setting(
+        None,
+        help="Serve the Prometheus metrics of all the pool's processes at http://HOST:PORT/metrics "
+        "(0 = a free port, logged). Default: no metrics endpoint.",
+        metavar="PORT",
+        ge=0,
+        le=65535,
+    )
+    metrics_host: str = setting("127.0.0.1", help="Bind address of --metrics-port (0.0.0.0 serves other machines).")
 
     @field_validator("max_rollouts_per_process", "max_memory_mb", mode="before")
     @classmethod

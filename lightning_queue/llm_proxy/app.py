@@ -11,6 +11,7 @@ from aiohttp.typedefs import Handler
 from . import handlers
 from .connections import ConnectionGate
 from .errors import ProxyError
+from .metrics import CALL_MODEL
 from .state import ProxyState
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,25 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 @web.middleware
+async def count_calls(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Completion calls by model and final status (errors included), and how many are being served."""
+    if not request.path.endswith("completions"):
+        return await handler(request)
+    metrics = request.app[handlers.STATE].metrics
+    metrics.in_flight.inc()
+    model = CALL_MODEL.set(None)
+    status = "cancelled"  # only a dropped connection gets past json_errors without a response
+    try:
+        response = await handler(request)
+        status = str(response.status)
+        return response
+    finally:
+        metrics.in_flight.dec()
+        metrics.call_answered(CALL_MODEL.get(), status)
+        CALL_MODEL.reset(model)
+
+
+@web.middleware
 async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     token = request.app[handlers.STATE].auth_token
     if token is not None and request.path not in _OPEN_PATHS:
@@ -64,7 +84,11 @@ async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 def build_app(state: ProxyState, gate: ConnectionGate | None = None) -> web.Application:
-    middlewares = [json_errors, bearer_auth] if gate is None else [gate.track(), json_errors, bearer_auth]
+    middlewares = (
+        [count_calls, json_errors, bearer_auth]
+        if gate is None
+        else [gate.track(), count_calls, json_errors, bearer_auth]
+    )
     app = web.Application(middlewares=middlewares, client_max_size=state.max_body_bytes)
     app[handlers.STATE] = state
     for prefix in ("", ATTEMPT_PREFIX):
@@ -75,4 +99,5 @@ def build_app(state: ProxyState, gate: ConnectionGate | None = None) -> web.Appl
             app.router.add_post(f"{base}/completions", handlers.completions)
             app.router.add_get(f"{base}/models", handlers.list_models)
     app.router.add_get("/health", handlers.health)
+    app.router.add_get("/metrics", handlers.metrics)
     return app

@@ -9,11 +9,13 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 
 from .body import THREAD_BYTES, read_body
 from .config import UpstreamModel
 from .errors import ProxyError
+from .metrics import CALL_MODEL
 from .relay import StreamRelay
 from .spans import CallKind, CallRecord
 from .state import ProxyState
@@ -172,6 +174,7 @@ async def _call(request: web.Request, kind: CallKind) -> web.StreamResponse:
     )
     body = parsed.body
     upstream = _pick_model(state, body)
+    CALL_MODEL.set(upstream.name)
     stream = body.get("stream") is True
     upstream_body = {**body, **upstream.extra_body, "model": upstream.model}
     call = await _attribute(request, state, kind, body, parsed.attributes)
@@ -200,6 +203,11 @@ async def list_models(request: web.Request) -> web.Response:
     await check_path_ids(request, state)
     data = [{"id": name, "object": "model", "created": 0, "owned_by": "lightning-queue"} for name in state.models.names]
     return web.json_response({"object": "list", "data": data})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    return web.Response(body=state.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def health(request: web.Request) -> web.Response:

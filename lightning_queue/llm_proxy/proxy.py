@@ -12,6 +12,7 @@ from ..types import LLM, ProxyLLM
 from .config import ModelTable, UpstreamModel, normalize_model_list
 from .hosting import LoopHost, ServerRunner, ThreadHost
 from .limits import ServerLimits
+from .metrics import ProxyMetrics
 from .state import ProxyState, ProxyStats
 from .upstream import UpstreamClient
 
@@ -82,6 +83,8 @@ class LLMProxy:
         self.limits = limits or ServerLimits()
         self.allow_unattributed = allow_unattributed
         self.stats = ProxyStats()
+        # Kept across restarts, as the stats are: counters must not go back to 0 while the proxy lives.
+        self.metrics = ProxyMetrics()
         self._host: LoopHost | ThreadHost | None = None
 
     def __repr__(self) -> str:
@@ -120,6 +123,7 @@ class LLMProxy:
             max_body_bytes=self.max_body_bytes,
             limits=self.limits,
             allow_unattributed=self.allow_unattributed,
+            metrics=self.metrics,
         )
         runner = ServerRunner(state, self.host, self.port or 0)
         host: LoopHost | ThreadHost

@@ -13,6 +13,7 @@ from .body import THREAD_BYTES, BodyBytes
 from .config import ModelTable
 from .connections import ConnectionGate, LogLimiter
 from .limits import ServerLimits
+from .metrics import ProxyMetrics
 from .scrubbing import Scrubber
 from .spans import DEFAULT_SPAN_LIMIT, SPAN_OVERHEAD, CallRecord, build_span
 from .upstream import UpstreamClient
@@ -47,6 +48,7 @@ class ProxyState:
         max_body_bytes: int = 16 << 20,
         limits: ServerLimits | None = None,
         allow_unattributed: bool = False,
+        metrics: ProxyMetrics | None = None,
     ) -> None:
         self.models = models
         self.store = store
@@ -65,6 +67,8 @@ class ProxyState:
         self.span_room = max(0, self.span_limit - SPAN_OVERHEAD)
         self._scrubber = Scrubber(models.api_keys())
         self.logs = LogLimiter()
+        self.metrics = metrics or ProxyMetrics()
+        self.metrics.serve(models.names, self.health)
 
     def scrub(self, data: bytes) -> bytes:
         """Upstream keys, raw or escaped, out of anything going back to a client or into a record."""
@@ -100,6 +104,7 @@ class ProxyState:
             span = await asyncio.to_thread(build_span, call, self.span_limit)
         else:
             span = build_span(call, self.span_limit)
+        self.metrics.recorded(call)
         if span.attributes.get("lq.proxy.truncated"):
             self.stats.truncated_spans += 1
         try:

@@ -1,6 +1,7 @@
 """The store: the abstract v0.3 contract, its Redis implementation and the in-process one for tests."""
 
 from .base import LightningStore
+from .client import LightningStoreClient, StoreUnavailable
 from .codec import CorruptRecord
 from .connection import resolve_url
 from .errors import AttemptNotFound, NotFound, RolloutNotFound
@@ -17,8 +18,10 @@ __all__ = [
     "InMemoryLightningStore",
     "Leases",
     "LightningStore",
+    "LightningStoreClient",
     "NotFound",
     "RedisLightningStore",
     "RolloutNotFound",
+    "StoreUnavailable",
     "resolve_url",
 ]

@@ -64,6 +64,8 @@ class Keys:
         self.all_rollouts = self.prefix + schema.KEY_ALL_ROLLOUTS
         self.resources_index = self.prefix + schema.KEY_RESOURCES_INDEX
         self.workers_index = self.prefix + schema.KEY_WORKERS_INDEX
+        self.open_rollouts = self.prefix + schema.KEY_OPEN_INDEX
+        self.ended_rollouts = self.prefix + schema.KEY_ENDED_INDEX
 
     def rollout(self, rollout_id: str) -> str:
         return f"{self.prefix}{schema.KEY_ROLLOUT}{rollout_id}"
@@ -82,6 +84,16 @@ class Keys:
 
     def status_index(self, status: str) -> str:
         return f"{self.prefix}{schema.KEY_STATUS_INDEX}{status}"
+
+    def end_index(self, status: str) -> str:
+        return f"{self.prefix}{schema.KEY_END_INDEX}{status}"
+
+    def mode_index(self, mode: str | None) -> str:
+        return f"{self.prefix}{schema.KEY_MODE_INDEX}{schema.NO_MODE if mode is None else mode}"
+
+    def span_order(self, rollout_id: str, attempt_id: str) -> str:
+        """One attempt's span ids by sequence id."""
+        return f"{self.prefix}{schema.KEY_SPAN_ORDER}{rollout_id}:{attempt_id}"
 
     def resources(self, resources_id: str) -> str:
         return f"{self.prefix}{schema.KEY_RESOURCES}{resources_id}"

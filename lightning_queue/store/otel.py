@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..types import Event, Link, OtelResource, Span, SpanContext, TraceStatus
+from ..types import Event, Link, OtelResource, Span, SpanContext, SpanCoreFields, TraceStatus
 
 
 def _hex(value: Any, width: int) -> str:
@@ -77,3 +77,12 @@ def span_from_otel(readable: Any, rollout_id: str, attempt_id: str, sequence_id:
             schema_url=getattr(resource, "schema_url", "") or "",
         ),
     )
+
+
+def span_for_attempt(value: Any, rollout_id: str, attempt_id: str, sequence_id: int) -> Span:
+    """What `add_otel_span` stores: a `Span` re-addressed, `SpanCoreFields` given ids, or an SDK span converted."""
+    if isinstance(value, Span):
+        return value.model_copy(update={"rollout_id": rollout_id, "attempt_id": attempt_id, "sequence_id": sequence_id})
+    if isinstance(value, SpanCoreFields):
+        return Span.from_core_fields(value, rollout_id=rollout_id, attempt_id=attempt_id, sequence_id=sequence_id)
+    return span_from_otel(value, rollout_id, attempt_id, sequence_id)

@@ -37,12 +37,11 @@ from ..types import (
     RolloutStatus,
     SortOrder,
     Span,
-    SpanCoreFields,
     Worker,
     WorkerStatus,
 )
 from ..types.resources import ResourceUnion
-from . import codec
+from . import codec, paging
 from .base import LightningStore
 from .connection import PerLoop, make_client, redact, resolve_url
 from .errors import AttemptNotFound, RolloutNotFound
@@ -50,7 +49,7 @@ from .keys import Keys, check_id, is_valid_id, new_attempt_id, new_resources_id,
 from .leases import Claim, Leases
 from .loop_client import LoopClient
 from .memory import MemoryInfo, check_policy, read_memory_info
-from .otel import span_from_otel
+from .otel import span_for_attempt
 from .query import (
     check_choice,
     check_paging,
@@ -68,6 +67,7 @@ from .watchdog import Watchdog
 logger = logging.getLogger(__name__)
 
 DEQUEUE_BATCH = 1000
+DELETE_BATCH = 100
 _resources_adapter: Any = None
 
 
@@ -199,6 +199,22 @@ class RedisLightningStore(LightningStore):
         deleted = 0
         async for batch in _batched(self._redis.scan_iter(match=self.keys.prefix + "*", count=500), 500):
             deleted += int(await self._redis.unlink(*batch))
+        return deleted
+
+    async def delete_rollouts(self, rollout_ids: Sequence[str]) -> int:
+        """Delete terminal rollouts with their attempts, spans and index entries; returns how many.
+
+        A rollout that is not terminal (queued, running...), has a live attempt (a rollout set terminal
+        by hand while its worker still runs it) or does not exist is left alone, so a caller cannot
+        delete live work by mistake. Ids go DELETE_BATCH per script call: each call is
+        short, and other clients run between them. Retention (issue 15 part 2) is built on this step;
+        the store never calls it by itself (the contract keeps everything).
+        """
+        ids = [check_id("rollout_id", r) for r in dict.fromkeys(rollout_ids)]
+        await self._checked()
+        deleted = 0
+        for i in range(0, len(ids), DELETE_BATCH):
+            deleted += await self.transitions.delete_rollouts(ids[i : i + DELETE_BATCH])
         return deleted
 
     # --- watchdog (its schedule lives in watchdog.py) -----------------------------------------------
@@ -448,6 +464,19 @@ class RedisLightningStore(LightningStore):
         status: Sequence[RolloutStatus] | None = None,
         rollout_ids: Sequence[str] | None = None,
     ) -> PaginatedResult[Rollout | AttemptedRollout]:
+        """Rollouts matching the filters, sorted and paged as the contract says.
+
+        Cost: O(log N + page) from the sorted-set indexes for no filter or a status filter (one status
+        or several, "and" logic), sorted by nothing (creation order), `start_time`, `end_time`
+        (unfiltered, or filtered to terminal statuses), or `mode` (unfiltered); `total` is exact (sum
+        of ZCARDs). Equal sort values are ordered as the contract says, which costs the size of the tie
+        groups at the page's two ends. `rollout_id_contains` walks the candidate ids (not the records)
+        in chunks of 1000, O(N) ids, then reads only the page when unsorted or sorted by ascending
+        `start_time` (any other sort with it scans as below). Any other sort field, `filter_logic="or"`
+        with several filters, or a namespace written before the end_time / mode indexes existed reads
+        every candidate rollout in chunks of 1000: O(N).
+        `rollout_id_in` costs O(len(rollout_id_in)).
+        """
         status_in = status_in if status_in is not None else status
         rollout_id_in = rollout_id_in if rollout_id_in is not None else rollout_ids
         check_statuses("status_in", status_in, ROLLOUT_STATUSES)
@@ -455,14 +484,19 @@ class RedisLightningStore(LightningStore):
         check_sort(sort_by, sort_order, AttemptedRollout)
         check_paging(limit, offset)
         await self._healthcheck()
+        statuses: list[str] | None = None if status_in is None else list(dict.fromkeys(status_in))
+        if rollout_id_in is None and (filter_logic == "and" or statuses is None):
+            indexed = await self._indexed_rollouts(statuses, rollout_id_contains, sort_by, sort_order, limit, offset)
+            if indexed is not None:
+                return indexed
         if filter_logic == "and" and rollout_id_in is not None:
             candidates = list(dict.fromkeys(r for r in rollout_id_in if is_valid_id(r)))
-        elif filter_logic == "and" and status_in is not None:
-            candidates = await self._ids_with_status(status_in)
+        elif filter_logic == "and" and statuses is not None:
+            candidates = await self._index_ids([self.keys.status_index(s) for s in statuses])
         else:
-            candidates = _ids(await self._redis.zrange(self.keys.all_rollouts, 0, -1))
+            candidates = await self._index_ids([self.keys.all_rollouts])
         wanted_ids = None if rollout_id_in is None else set(rollout_id_in)
-        wanted_status = None if status_in is None else set(status_in)
+        wanted_status = None if statuses is None else set(statuses)
 
         def matches(r: Rollout) -> bool:
             verdicts = []
@@ -473,16 +507,83 @@ class RedisLightningStore(LightningStore):
             verdicts += text_matches(r.rollout_id, None, rollout_id_contains)
             return combine(verdicts, filter_logic)
 
-        found = [r for r in await self._read_rollouts(candidates) if matches(r)]
+        found = [r for r in await self._read_rollouts_chunked(candidates) if matches(r)]
         return sort_and_page(found, sort_by=sort_by, sort_order=sort_order, limit=limit, offset=offset)
 
-    async def _ids_with_status(self, statuses: Sequence[str]) -> list[str]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for s in dict.fromkeys(statuses):
-                pipe.zrange(self.keys.status_index(s), 0, -1, withscores=True)
-            replies = await pipe.execute()
-        scored = sorted((score, m.decode(errors="replace")) for reply in replies for m, score in reply)
-        return [rid for _, rid in scored if is_valid_id(rid)]
+    async def _index_ids(self, keys: Sequence[str]) -> list[str]:
+        return [i for i in dict.fromkeys(await paging.all_ids(self._redis, keys)) if is_valid_id(i)]
+
+    async def _read_rollouts_chunked(self, ids: Sequence[str]) -> list[Rollout | AttemptedRollout]:
+        found: list[Rollout | AttemptedRollout] = []
+        for i in range(0, len(ids), paging.CHUNK):
+            found += await self._read_rollouts(ids[i : i + paging.CHUNK])
+        return found
+
+    async def _indexed_rollouts(
+        self,
+        statuses: list[str] | None,
+        contains: str | None,
+        sort_by: str | None,
+        sort_order: str,
+        limit: int,
+        offset: int,
+    ) -> PaginatedResult[Rollout | AttemptedRollout] | None:
+        """The page from the indexes, or None when they cannot answer (the caller scans instead)."""
+        keys = self.keys
+        base = (keys.all_rollouts,) if statuses is None else tuple(keys.status_index(s) for s in statuses)
+        desc = sort_order == "desc"
+        if contains is not None:
+            if sort_by not in (None, "start_time") or (sort_by == "start_time" and desc):
+                return None
+            # Ids only are walked (in chunks); just the page's rollouts are read.
+            ids = [i for i in await self._index_ids(base) if contains in i]
+            if desc:
+                ids.reverse()
+            chosen = ids[offset:] if limit == -1 else ids[offset : offset + limit]
+            page = await self._read_rollouts(chosen)
+            return PaginatedResult(items=page, limit=limit, offset=offset, total=len(ids))
+        if sort_by is None:
+            segments = [paging.Segment(base, reverse=desc)]
+        elif sort_by == "start_time":
+            # A stable descending sort keeps equal start times in ascending id order: not ZREVRANGE's.
+            segments = [paging.Segment(base, reverse=desc, exact=not desc)]
+        elif sort_by == "end_time":
+            if statuses is None:
+                wanted, indexed = [keys.all_rollouts], [keys.open_rollouts, keys.ended_rollouts]
+                # No end_time (None) sorts first ascending, last descending, in start-time order.
+                open_ = paging.Segment((keys.open_rollouts,))
+                ended = paging.Segment((keys.ended_rollouts,), reverse=desc, exact=False)
+                segments = [ended, open_] if desc else [open_, ended]
+            elif all(s in TERMINAL_STATUSES for s in statuses):
+                wanted, indexed = list(base), [keys.end_index(s) for s in statuses]
+                segments = [paging.Segment(tuple(indexed), reverse=desc, exact=False)]
+            else:
+                return None
+            # Rollouts stored before these indexes existed are in none of them: scan those namespaces.
+            sizes = await paging.counts(self._redis, wanted + indexed)
+            if sum(sizes[: len(wanted)]) != sum(sizes[len(wanted) :]):
+                return None
+        elif sort_by == "mode" and statuses is None:
+            # No mode first, then modes by name; each group in creation order (a stable sort keeps it).
+            groups = [paging.Segment((keys.mode_index(m),)) for m in (None, *sorted(ROLLOUT_MODES))]
+            segments = groups[::-1] if desc else groups
+            sizes = await paging.counts(self._redis, [keys.all_rollouts, *(g.keys[0] for g in groups)])
+            if sizes[0] != sum(sizes[1:]):
+                return None
+        else:
+            return None
+        total, windows = await paging.page(self._redis, segments, limit=limit, offset=offset)
+        items: list[Rollout | AttemptedRollout] = []
+        for window in windows:
+            # A member planted by hand that is not an id names no record (and must not name another key).
+            found = await self._read_rollouts([i for i in window.ids if is_valid_id(i)])
+            if window.exact:
+                items += found
+                continue
+            found.sort(key=lambda r: (r.start_time, r.rollout_id))
+            exact = sort_and_page(found, sort_by=sort_by, sort_order=sort_order, limit=window.take, offset=window.skip)
+            items += exact.items
+        return PaginatedResult(items=items, limit=limit, offset=offset, total=total)
 
     async def update_rollout(
         self,
@@ -619,16 +720,25 @@ class RedisLightningStore(LightningStore):
         limit: int = -1,
         offset: int = 0,
     ) -> PaginatedResult[Attempt]:
+        """Attempts of one rollout; by sequence id (the default) a page is O(log n + page) from its
+        attempts index, any other sort reads the rollout's attempts (few: max_attempts bounds them)."""
         check_sort(sort_by, sort_order, Attempt)
         check_paging(limit, offset)
         if not is_valid_id(rollout_id):
             return PaginatedResult(items=[], limit=limit, offset=offset, total=0)
         await self._healthcheck()
-        attempts = await self._attempts_of(rollout_id)
+        if sort_by in (None, "sequence_id"):
+            # The attempts index is scored by sequence id (unique): a page is a ZRANGE of it.
+            order = paging.Segment((self.keys.attempts(rollout_id),), reverse=sort_order == "desc")
+            total, windows = await paging.page(self._redis, [order], limit=limit, offset=offset)
+            page = await self._attempts_of(rollout_id, [i for w in windows for i in w.ids])
+            return PaginatedResult(items=page, limit=limit, offset=offset, total=total)
+        # Other sorts read every attempt of the rollout (a rollout has few: max_attempts bounds them).
+        attempts = await self._attempts_of(rollout_id, await self._index_ids([self.keys.attempts(rollout_id)]))
         return sort_and_page(attempts, sort_by=sort_by, sort_order=sort_order, limit=limit, offset=offset)
 
-    async def _attempts_of(self, rollout_id: str) -> list[Attempt]:
-        aids = _ids(await self._redis.zrange(self.keys.attempts(rollout_id), 0, -1))
+    async def _attempts_of(self, rollout_id: str, attempt_ids: Sequence[str]) -> list[Attempt]:
+        aids = [a for a in attempt_ids if is_valid_id(a)]
         if not aids:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -778,6 +888,7 @@ class RedisLightningStore(LightningStore):
         limit: int = -1,
         offset: int = 0,
     ) -> PaginatedResult[ResourcesUpdate]:
+        """Resources snapshots. Reads every snapshot (one per resources id, few in a run) in one pipeline."""
         check_sort(sort_by, sort_order, ResourcesUpdate)
         check_paging(limit, offset)
         ids = _ids(await self._redis.zrange(self.keys.resources_index, 0, -1))
@@ -840,17 +951,7 @@ class RedisLightningStore(LightningStore):
     ) -> Span | None:
         if sequence_id is None:
             sequence_id = await self.get_next_span_sequence_id(rollout_id, attempt_id)
-        if isinstance(readable_span, Span):
-            span = readable_span.model_copy(
-                update={"rollout_id": rollout_id, "attempt_id": attempt_id, "sequence_id": sequence_id}
-            )
-        elif isinstance(readable_span, SpanCoreFields):
-            span = Span.from_core_fields(
-                readable_span, rollout_id=rollout_id, attempt_id=attempt_id, sequence_id=sequence_id
-            )
-        else:
-            span = span_from_otel(readable_span, rollout_id, attempt_id, sequence_id)
-        return await self.add_span(span)
+        return await self.add_span(span_for_attempt(readable_span, rollout_id, attempt_id, sequence_id))
 
     async def get_next_span_sequence_id(self, rollout_id: str, attempt_id: str) -> int:
         check_id("rollout_id", rollout_id)
@@ -892,18 +993,31 @@ class RedisLightningStore(LightningStore):
         if not is_valid_id(rollout_id):
             return empty
         await self._healthcheck()
-        # One round trip: the latest attempt id and every span; sorting happens below anyway.
+        key = self.keys.spans(rollout_id)
+        filters = (trace_id, trace_id_contains, span_id, span_id_contains, parent_id, parent_id_contains)
+        indexed = sort_by in (None, "sequence_id") and all(f is None for f in (*filters, name, name_contains))
+        # One round trip: the latest attempt id, the size of the trace, the attempts (their order indexes).
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hget(self.keys.rollout(rollout_id), "latest")
-            pipe.hgetall(self.keys.spans(rollout_id))
-            latest, stored = await pipe.execute(raise_on_error=False)
+            pipe.hlen(key)
+            pipe.zrange(self.keys.attempts(rollout_id), 0, -1)
+            latest, stored_count, attempt_ids = await pipe.execute(raise_on_error=False)
         if attempt_id == "latest":
             if isinstance(latest, Exception):
                 raise codec.CorruptRecord(self.keys.rollout(rollout_id), str(latest))
             if latest is None:
                 return empty
             attempt_id = latest.decode(errors="replace")
-        key = self.keys.spans(rollout_id)
+        if indexed and not isinstance(stored_count, Exception) and not isinstance(attempt_ids, Exception):
+            aids = _ids(attempt_ids)
+            orders = [self.keys.span_order(rollout_id, aid) for aid in aids]
+            # A trace written before the order indexes existed is not in them: it is read whole below.
+            if sum(await paging.counts(self._redis, orders)) == stored_count:
+                chosen = aids if attempt_id is None else [attempt_id]
+                return await self._span_page(rollout_id, chosen, sort_order, limit, offset)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(key)
+            [stored] = await pipe.execute(raise_on_error=False)
         prefix = None if attempt_id is None else attempt_id + ":"
         spans = [
             span
@@ -926,6 +1040,25 @@ class RedisLightningStore(LightningStore):
         spans = [s for s in spans if matches(s)]
         return sort_and_page(spans, sort_by=sort_by, sort_order=sort_order, limit=limit, offset=offset)
 
+    async def _span_page(
+        self, rollout_id: str, attempt_ids: list[str], sort_order: str, limit: int, offset: int
+    ) -> PaginatedResult[Span]:
+        """A page of a trace in sequence order from its attempts' order indexes (merged): only the page's
+        spans are read and decoded."""
+        key = self.keys.spans(rollout_id)
+        orders = tuple(self.keys.span_order(rollout_id, aid) for aid in attempt_ids)
+        order = paging.Segment(orders, reverse=sort_order == "desc")
+        total, windows = await paging.page(self._redis, [order], limit=limit, offset=offset)
+        fields = [f"{attempt_ids[k]}:{sid}" for w in windows for sid, k in zip(w.ids, w.origins, strict=True)]
+        blobs = await self._redis.hmget(key, fields) if fields else []
+        spans = [
+            span
+            for field, blob in zip(fields, blobs, strict=True)
+            if blob is not None
+            if (span := _listed(lambda: codec.span_from_blob(blob, key=f"{key} field {field}")))  # noqa: B023
+        ]
+        return PaginatedResult(items=spans, limit=limit, offset=offset, total=total)
+
     # --- workers ----------------------------------------------------------------------------------
     async def query_workers(
         self,
@@ -938,13 +1071,23 @@ class RedisLightningStore(LightningStore):
         limit: int = -1,
         offset: int = 0,
     ) -> PaginatedResult[Worker]:
+        """Workers. Unfiltered and unsorted (first-seen order) a page is O(log N + page) from the workers
+        index; a status or id filter or a sort reads every worker, in chunks of 1000."""
         check_statuses("status_in", status_in, WORKER_STATUSES)
         check_choice("filter_logic", filter_logic, ("and", "or"))
         check_sort(sort_by, sort_order, Worker)
         check_paging(limit, offset)
         await self._healthcheck()
-        ids = _ids(await self._redis.zrange(self.keys.workers_index, 0, -1))
-        workers = await self._workers(ids, listing=True)
+        if status_in is None and worker_id_contains is None and sort_by is None:
+            # The workers index is in first-seen order, the contract's default: a page is a ZRANGE of it.
+            order = paging.Segment((self.keys.workers_index,), reverse=sort_order == "desc")
+            total, windows = await paging.page(self._redis, [order], limit=limit, offset=offset)
+            page = await self._workers([i for w in windows for i in w.ids if is_valid_id(i)], listing=True)
+            return PaginatedResult(items=page, limit=limit, offset=offset, total=total)
+        ids = await self._index_ids([self.keys.workers_index])
+        workers: list[Worker] = []
+        for i in range(0, len(ids), paging.CHUNK):
+            workers += await self._workers(ids[i : i + paging.CHUNK], listing=True)
         wanted = None if status_in is None else set(status_in)
 
         def matches(w: Worker) -> bool:

@@ -14,6 +14,16 @@ KEY_DONE = "done"
 KEY_META = "meta"
 KEY_ALL_ROLLOUTS = "idx:all"
 KEY_STATUS_INDEX = "idx:status:"
+# Query indexes (sorted sets, kept by the scripts in the same call as the record they index):
+# rollouts without an end_time by start_time, rollouts with one by end_time, and per terminal status
+# by end_time; an attempt's span ids by sequence id (a rollout's trace merges its attempts').
+KEY_OPEN_INDEX = "idx:open"
+KEY_ENDED_INDEX = "idx:ended"
+KEY_END_INDEX = "idx:end:"
+KEY_SPAN_ORDER = "spo:"
+# Rollouts by start_time per mode; those without a mode are under this name (no mode is spelled so).
+KEY_MODE_INDEX = "idx:mode:"
+NO_MODE = "_"
 KEY_ROLLOUT = "ro:"
 KEY_ATTEMPT = "at:"
 KEY_ATTEMPTS = "ats:"
@@ -48,6 +58,12 @@ LUA_STRINGS = {
     "KEY_META": KEY_META,
     "KEY_ALL_ROLLOUTS": KEY_ALL_ROLLOUTS,
     "KEY_STATUS_INDEX": KEY_STATUS_INDEX,
+    "KEY_OPEN_INDEX": KEY_OPEN_INDEX,
+    "KEY_ENDED_INDEX": KEY_ENDED_INDEX,
+    "KEY_END_INDEX": KEY_END_INDEX,
+    "KEY_SPAN_ORDER": KEY_SPAN_ORDER,
+    "KEY_MODE_INDEX": KEY_MODE_INDEX,
+    "NO_MODE": NO_MODE,
     "KEY_ROLLOUT": KEY_ROLLOUT,
     "KEY_ATTEMPT": KEY_ATTEMPT,
     "KEY_ATTEMPTS": KEY_ATTEMPTS,

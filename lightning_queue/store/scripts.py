@@ -20,6 +20,7 @@ SCRIPT_NAMES = (
     "read_rollouts",
     "update_resources",
     "release",
+    "delete_rollouts",
 )
 
 

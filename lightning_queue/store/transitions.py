@@ -244,3 +244,7 @@ class Transitions:
     async def release(self, rollout_id: str, attempt_id: str, metadata: bytes | None) -> bool:
         """False if the attempt had already ended or is unknown."""
         return bool(await self._call("release", rollout_id, attempt_id, b"" if metadata is None else metadata))
+
+    async def delete_rollouts(self, rollout_ids: Sequence[str]) -> int:
+        """How many of `rollout_ids` were terminal and are now gone with their attempts and spans."""
+        return int(await self._call("delete_rollouts", *rollout_ids))

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from bench import scale
 from bench.baseline import baseline_available
 from bench.stats import percentile
 
@@ -48,14 +49,14 @@ def quick_all(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     proc = run_bench(out, "all", "--no-baseline")
     assert proc.returncode == 0, f"bench failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     result: dict[str, Any] = json.loads((out / "all-latest.json").read_text())
-    for name in ("lifecycle", "wakeup", "memory", "proxy"):
+    for name in ("lifecycle", "wakeup", "memory", "proxy", "scale"):
         assert (out / f"{name}-latest.json").exists(), f"no JSON written for scenario {name}"
     return result
 
 
 @pytest.mark.slow
 def test_all_writes_every_scenario_with_the_machine_it_ran_on(quick_all: dict[str, Any]) -> None:
-    assert set(quick_all["scenarios"]) == {"lifecycle", "wakeup", "memory", "proxy"}
+    assert set(quick_all["scenarios"]) == {"lifecycle", "wakeup", "memory", "proxy", "scale"}
     assert quick_all["machine"]["cpus"] >= 1
     assert positive(quick_all["duration_s"])
 
@@ -95,6 +96,22 @@ def test_memory_reports_bytes_per_rollout_and_per_span(quick_all: dict[str, Any]
         assert positive(result[kind]["bytes_per_span"])
         assert all(positive(v) for v in result[kind]["memory_usage_of_one_rollout"].values())
     assert result["large"]["encoded_bytes_per_span"] > result["small"]["encoded_bytes_per_span"]
+
+
+@pytest.mark.slow
+def test_scale_reports_every_call_at_every_size_with_ratios(quick_all: dict[str, Any]) -> None:
+    result = quick_all["scenarios"]["scale"]
+    sizes = result["options"]["sizes"]
+    assert [row["rollouts"] for row in result["rows"]] == sizes and len(sizes) >= 2
+    for row in result["rows"]:
+        assert positive(row["bytes_per_rollout"]) and positive(row["fill_rollouts_per_s"])
+        # The fill (and its warm-up batch) left the documented mix: 10 % queued, so filters had work to do.
+        assert row["by_status"]["queuing"] == (row["rollouts"] + scale.BATCH) // 10
+        assert row["by_status"]["succeeded"] > row["by_status"]["failed"] > 0
+        for name, summary in row["calls_ms"].items():
+            assert positive(summary["p50"]) and summary["p99"] >= summary["p50"], name
+    assert set(result["ratios"]["p50"]) == set(result["rows"][0]["calls_ms"])
+    assert all(positive(v) for v in result["ratios"]["p50"].values())
 
 
 @pytest.mark.slow

@@ -25,6 +25,7 @@ for i = 3, #ARGV, 5 do
     table.insert(out, 0)
   else
     table.insert(out, 1)
+    redis.call('ZADD', P .. KEY_SPAN_ORDER .. rid .. ':' .. aid, seq, sid)
     if seq > (top_seq[rid] or 0) then top_seq[rid] = seq end
     stored = stored + 1
     touched[rid .. '\0' .. aid] = {rid, aid}

@@ -31,14 +31,30 @@ local function set_rollout_status(rid, new)
   local old = redis.call('HGET', rk, 'status')
   if old == new then return end
   local score = redis.call('HGET', rk, 'start_time')
-  if old then redis.call('ZREM', P .. KEY_STATUS_INDEX .. old, rid) end
+  if old then
+    redis.call('ZREM', P .. KEY_STATUS_INDEX .. old, rid)
+    if TERMINAL[old] then redis.call('ZREM', P .. KEY_END_INDEX .. old, rid) end
+  end
   redis.call('ZADD', P .. KEY_STATUS_INDEX .. new, score, rid)
   redis.call('HSET', rk, 'status', new)
   if TERMINAL[new] then
     redis.call('HSET', rk, 'end_time', NOW)
+    -- The end_time indexes move with the field (a rollout keeps its end_time if it is requeued).
+    redis.call('ZREM', P .. KEY_OPEN_INDEX, rid)
+    redis.call('ZADD', P .. KEY_ENDED_INDEX, NOW, rid)
+    redis.call('ZADD', P .. KEY_END_INDEX .. new, NOW, rid)
     redis.call('XADD', P .. KEY_DONE, 'MAXLEN', '~', DONE_MAXLEN, '*', 'rid', rid, 'status', new)
   end
   if QUEUED[new] then push_queue(rid) end
+end
+
+-- The mode index follows the `mode` field; call after any write of it.
+local function index_mode(rid, old)
+  local rk = rkey(rid)
+  local new = redis.call('HGET', rk, 'mode') or NO_MODE
+  if old == new then return end
+  if old then redis.call('ZREM', P .. KEY_MODE_INDEX .. old, rid) end
+  redis.call('ZADD', P .. KEY_MODE_INDEX .. new, redis.call('HGET', rk, 'start_time'), rid)
 end
 
 local function touch_worker(wid)

@@ -20,6 +20,8 @@ for i = 6, #ARGV, 11 do
   if ARGV[i + 9] ~= '' then redis.call('HSET', rk, 'cfg_unresponsive', ARGV[i + 9]) end
   if ARGV[i + 10] ~= '' then redis.call('HSET', rk, 'metadata', ARGV[i + 10]) end
   redis.call('ZADD', P .. KEY_ALL_ROLLOUTS, NOW, rid)
+  redis.call('ZADD', P .. KEY_OPEN_INDEX, NOW, rid)
+  index_mode(rid, nil)
   local ak = nil
   if how == 'start' then
     ak = new_attempt(rid, aid, wid, '', '')
