@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lightning_queue.litagent import Hook, LitAgent
+from lightning_queue.tracer import OtelTracer
 
 from .process import EXIT_CONFIG, SLOT_ENV, configure_logging, serve
 from .settings import WorkerSettings
@@ -55,9 +56,9 @@ class InlineWorker:
 
 
 class InlineLauncher:
-    """Starts each worker process by forking this one; the child runs `agent` with `hooks` as given."""
+    """Starts each worker process by forking this one; the child runs `agent` with `hooks` and `tracer` as given."""
 
-    def __init__(self, agent: LitAgent[Any], hooks: Sequence[Hook] = ()) -> None:
+    def __init__(self, agent: LitAgent[Any], hooks: Sequence[Hook] = (), tracer: OtelTracer | None = None) -> None:
         if not can_fork():
             raise ValueError(
                 f"this platform ({sys.platform}) cannot fork, so worker processes cannot be handed the agent "
@@ -65,10 +66,11 @@ class InlineLauncher:
             )
         self.agent = agent
         self.hooks = list(hooks)
+        self.tracer = tracer
 
     def __call__(self, command: Sequence[str], env: Mapping[str, str]) -> InlineWorker:
         context = multiprocessing.get_context("fork")
-        process = context.Process(target=_child, args=(dict(env), self.agent, self.hooks), daemon=False)
+        process = context.Process(target=_child, args=(dict(env), self.agent, self.hooks, self.tracer), daemon=False)
         with warnings.catch_warnings():
             # Python 3.12+ warns about fork in a threaded process (the supervisor is a thread of the
             # Trainer). The child touches no lock of the parent's threads: it builds its own event loop,
@@ -80,7 +82,7 @@ class InlineLauncher:
         return InlineWorker(process)
 
 
-def _child(env: dict[str, str], agent: LitAgent[Any], hooks: list[Hook]) -> None:
+def _child(env: dict[str, str], agent: LitAgent[Any], hooks: list[Hook], tracer: OtelTracer | None) -> None:
     # Its own session, as an exec'd worker: a terminal's Ctrl-C reaches only the supervisor.
     os.setsid()
     os.environ.clear()
@@ -92,4 +94,4 @@ def _child(env: dict[str, str], agent: LitAgent[Any], hooks: list[Hook]) -> None
         sys.exit(EXIT_CONFIG)
     configure_logging(settings.log_level, f"worker#{os.environ.get(SLOT_ENV, '?')}[{os.getpid()}]")
     # multiprocessing turns SystemExit's code into the exit code the pool reads.
-    sys.exit(asyncio.run(serve(settings, agent, hooks)))
+    sys.exit(asyncio.run(serve(settings, agent, hooks, tracer)))

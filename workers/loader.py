@@ -1,4 +1,4 @@
-"""Resolve `package.module:attribute` to an agent or a hook, with errors that say what to fix."""
+"""Resolve `package.module:attribute` to an agent, a hook or a tracer, with errors that say what to fix."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ import importlib
 import inspect
 import os
 import sys
-from typing import Any
+from typing import Any, TypeVar
 
 from lightning_queue.litagent import Hook, LitAgent
+from lightning_queue.tracer import OtelTracer
+
+T = TypeVar("T")
 
 
 class AgentLoadError(ValueError):
@@ -66,15 +69,25 @@ def load_agent(spec: str) -> LitAgent[Any]:
     )
 
 
+def _instance(spec: str, option: str, cls: type[T]) -> T:
+    """The object `spec` names: an instance of `cls`, or a subclass of it built without arguments."""
+    obj = load_object(spec, option)
+    if isinstance(obj, cls):
+        return obj
+    if inspect.isclass(obj) and issubclass(obj, cls):
+        try:
+            instance: T = obj()
+        except TypeError as exc:
+            raise AgentLoadError(f"{option} {spec!r}: {obj.__name__}() needs arguments ({exc})") from exc
+        return instance
+    raise AgentLoadError(f"{option} {spec!r} is a {type(obj).__name__}, not a {cls.__module__}.{cls.__name__}")
+
+
 def load_hook(spec: str) -> Hook:
     """The hook named by `spec`: a Hook instance, or a Hook subclass built without arguments."""
-    obj = load_object(spec, "--hook")
-    if isinstance(obj, Hook):
-        return obj
-    if inspect.isclass(obj) and issubclass(obj, Hook):
-        try:
-            instance: Hook = obj()
-        except TypeError as exc:
-            raise AgentLoadError(f"--hook {spec!r}: {obj.__name__}() needs arguments ({exc})") from exc
-        return instance
-    raise AgentLoadError(f"--hook {spec!r} is a {type(obj).__name__}, not a workers.Hook")
+    return _instance(spec, "--hook", Hook)
+
+
+def load_tracer(spec: str) -> OtelTracer:
+    """The tracer named by `spec`: an `OtelTracer` (or `AgentOpsTracer`) instance, or such a class."""
+    return _instance(spec, "--tracer", OtelTracer)

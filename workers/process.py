@@ -15,8 +15,9 @@ from typing import Any
 
 from lightning_queue.litagent import Hook, LitAgent
 from lightning_queue.store import RedisLightningStore
+from lightning_queue.tracer import OtelTracer
 
-from .loader import AgentLoadError, load_agent, load_hook
+from .loader import AgentLoadError, load_agent, load_hook, load_tracer
 from .runner import Worker
 from .settings import WorkerSettings
 
@@ -39,8 +40,13 @@ def configure_logging(level: str, name: str) -> None:
     )
 
 
-async def serve(settings: WorkerSettings, agent: LitAgent[Any], hooks: list[Hook]) -> int:
-    """Run one worker until it is stopped (or recycles); returns the process's exit code."""
+async def serve(
+    settings: WorkerSettings, agent: LitAgent[Any], hooks: list[Hook], tracer: OtelTracer | None = None
+) -> int:
+    """Run one worker until it is stopped (or recycles); returns the process's exit code.
+
+    `tracer` (default `AgentOpsTracer()`) is the Trainer's or the one `settings.tracer` names.
+    """
     store = RedisLightningStore(
         os.environ.get("LQ_REDIS_URL"),
         namespace=settings.namespace,
@@ -56,6 +62,7 @@ async def serve(settings: WorkerSettings, agent: LitAgent[Any], hooks: list[Hook
         max_rollouts_per_process=settings.max_rollouts_per_process,
         max_memory_mb=settings.max_memory_mb,
         hooks=hooks,
+        tracer=tracer,
         grace_seconds=settings.grace_seconds,
         heartbeat_seconds=settings.heartbeat_seconds,
     )
@@ -115,7 +122,8 @@ def main() -> int:
     try:
         agent = load_agent(settings.agent)
         hooks = [load_hook(spec) for spec in settings.hooks]
+        tracer = load_tracer(settings.tracer) if settings.tracer else None
     except AgentLoadError as exc:
         logger.error("%s", exc)
         return EXIT_CONFIG
-    return asyncio.run(serve(settings, agent, hooks))
+    return asyncio.run(serve(settings, agent, hooks, tracer))

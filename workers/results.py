@@ -1,189 +1,28 @@
-"""Turn what an agent traced and returned into the spans its attempt stores (the v0.3 result rules)."""
+"""The worker's Redis rules for storing a result: what cannot be stored, and waiting out Redis OOM.
+
+The result rules themselves (check_result, spans_for, failure_spans, ...) are in
+`lightning_queue.litagent.results`, shared with the in-process `LitAgentRunner`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
-import traceback
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from redis.exceptions import OutOfMemoryError
 
-from lightning_queue.emitter import emit_exception, emit_reward
 from lightning_queue.resilience import Backoff
-from lightning_queue.reward import find_final_reward, get_reward_value
-from lightning_queue.store import RedisLightningStore
-from lightning_queue.store.otel import span_from_otel
-from lightning_queue.tracer import AttemptTrace
-from lightning_queue.types import AttemptedRollout, Span, SpanCoreFields
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-EXPECTED = "None, a float reward, or a list of Span / SpanCoreFields / OpenTelemetry ReadableSpan (and one reward)"
 # A result the store refuses (over a size limit, not serialisable) or Redis refuses (OOM under noeviction):
 # waiting will not help, so the attempt fails saying why. Not every ResponseError: a failover's READONLY
 # or a cluster's TRYAGAIN pass, and a good result must not be failed for them.
 UNSTORABLE: tuple[type[Exception], ...] = (ValueError, TypeError, OutOfMemoryError)
-
-
-@dataclass
-class AgentResult:
-    """What an agent returned: its spans (Span, SpanCoreFields or OTel ReadableSpan) and its reward, if any."""
-
-    items: list[Any] = field(default_factory=list)
-    reward: float | None = None
-
-
-def _is_otel_span(item: object) -> bool:
-    return hasattr(item, "get_span_context") and hasattr(item, "name") and not isinstance(item, Span)
-
-
-def _number(value: object, where: str) -> float | None:
-    if isinstance(value, bool | int) and not isinstance(value, float):
-        logger.warning(
-            "agent returned %s %r as its reward%s; converting it to float", type(value).__name__, value, where
-        )
-        return float(value)
-    return value if isinstance(value, float) else None
-
-
-def check_result(result: object) -> AgentResult:
-    """Split a result into spans and a reward; a TypeError (or ValueError) saying what was returned otherwise.
-
-    A float is the reward; a list may mix Span, SpanCoreFields and OpenTelemetry ReadableSpan items
-    with at most one number, the reward.
-    """
-    if result is None:
-        return AgentResult()
-    if inspect.isawaitable(result):
-        if inspect.iscoroutine(result):
-            result.close()
-        raise TypeError(f"agent returned an awaitable ({type(result).__name__}); make it async (rollout_async)")
-    reward = _number(result, "")
-    if reward is not None:
-        return AgentResult(reward=reward)
-    if not isinstance(result, list | tuple):
-        raise TypeError(f"agent returned {type(result).__name__} {result!r:.80}; expected {EXPECTED}")
-    if not result:
-        logger.warning("agent returned an empty list: the attempt has no spans from it")
-    out = AgentResult()
-    for index, item in enumerate(result):
-        if isinstance(item, Span | SpanCoreFields) or _is_otel_span(item):
-            out.items.append(item)
-            continue
-        value = _number(item, f" at index {index}")
-        if value is None:
-            raise TypeError(
-                f"agent returned a list with {type(item).__name__} {item!r:.80} at index {index}; expected {EXPECTED}"
-            )
-        if out.reward is not None:
-            raise ValueError(f"agent returned a list with two rewards ({out.reward!r} and {value!r}); return one")
-        out.reward = value
-    return out
-
-
-def _ids(span: Any) -> tuple[str, str]:
-    if isinstance(span, Span):
-        return span.trace_id, span.span_id
-    ctx = span.get_span_context()
-    return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
-
-
-def _fresh(result: AgentResult, trace: AttemptTrace | None) -> tuple[list[Any], list[Any]]:
-    """(traced spans, returned items not traced already): an agent may emit a span and return it too."""
-    traced = trace.readable_spans() if trace is not None else []
-    emitted = trace.emitted() if trace is not None else []
-    seen = {_ids(s) for s in traced}
-    returned = [
-        item
-        for item in result.items
-        if not (item in emitted if isinstance(item, SpanCoreFields) else _ids(item) in seen)
-    ]
-    return traced, returned
-
-
-def _reward_of(item: Any) -> float | None:
-    if isinstance(item, Span | SpanCoreFields):
-        return get_reward_value(item)
-    return get_reward_value(SpanCoreFields(name=item.name, attributes=dict(item.attributes or {})))
-
-
-async def spans_for(
-    store: RedisLightningStore, rollout: AttemptedRollout, result: AgentResult, trace: AttemptTrace | None = None
-) -> list[Span]:
-    """The spans to store for `rollout`'s attempt: what was traced, then what was returned, with sequence ids.
-
-    A returned reward equal to the last one already recorded (emitted and returned) is stored once.
-    """
-    traced, returned = _fresh(result, trace)
-    items = [*traced, *returned]
-    if result.reward is not None:
-        last = next((r for r in map(_reward_of, reversed(items)) if r is not None), None)
-        if last != result.reward:
-            items.append(emit_reward(result.reward, propagate=False))
-    if not items:
-        return []
-    rid, aid = rollout.rollout_id, rollout.attempt.attempt_id
-    needed = sum(1 for s in items if not isinstance(s, Span) or s.sequence_id <= 0)
-    fresh = iter(await _seqs(store, rollout, needed))
-    out = []
-    for item in items:
-        if isinstance(item, Span):
-            out.append(_own_span(item, rollout, fresh))
-        elif isinstance(item, SpanCoreFields):
-            out.append(Span.from_core_fields(item, rollout_id=rid, attempt_id=aid, sequence_id=next(fresh)))
-        else:
-            out.append(span_from_otel(item, rid, aid, next(fresh)))
-    return out
-
-
-def warn_if_no_reward(rollout: AttemptedRollout, spans: Sequence[Span]) -> None:
-    """The silent loss of an agent that neither emits nor returns a reward: say so, naming the rollout."""
-    if find_final_reward(spans) is None:
-        logger.warning(
-            "rollout %s attempt %s ended with no reward (%d spans): call emit_reward(x) in the agent or return x",
-            rollout.rollout_id,
-            rollout.attempt.attempt_id,
-            len(spans),
-        )
-
-
-def _own_span(span: Span, rollout: AttemptedRollout, fresh: Iterator[int]) -> Span:
-    rid, aid = rollout.rollout_id, rollout.attempt.attempt_id
-    if (span.rollout_id, span.attempt_id) not in (("", ""), (rid, aid)):
-        raise ValueError(
-            f"agent returned span {span.span_id} of rollout {span.rollout_id!r} attempt {span.attempt_id!r} "
-            f"while running rollout {rid!r} attempt {aid!r}; leave the ids empty or use these"
-        )
-    seq = span.sequence_id if span.sequence_id > 0 else next(fresh)
-    return span.model_copy(update={"rollout_id": rid, "attempt_id": aid, "sequence_id": seq})
-
-
-async def _seqs(store: RedisLightningStore, rollout: AttemptedRollout, n: int) -> list[int]:
-    if n == 0:
-        return []
-    pairs = [(rollout.rollout_id, rollout.attempt.attempt_id)] * n
-    return list(await store.get_many_span_sequence_ids(pairs))
-
-
-async def failure_spans(
-    store: RedisLightningStore, rollout: AttemptedRollout, exc: BaseException, trace: AttemptTrace | None = None
-) -> list[Span]:
-    """What a failed attempt stores: the spans traced before it failed, then the `agentlightning.exception` span."""
-    return await spans_for(store, rollout, AgentResult(items=[emit_exception(exc, propagate=False)]), trace)
-
-
-def error_record(exc: BaseException, *, max_traceback_chars: int = 4000) -> dict[str, Any]:
-    """Why an attempt ended, for its metadata: exception type, message and a truncated traceback."""
-    stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    if len(stack) > max_traceback_chars:
-        stack = "...\n" + stack[-max_traceback_chars:]
-    return {"type": type(exc).__qualname__, "message": str(exc), "traceback": stack}
 
 
 async def through_oom(op: Callable[[], Awaitable[T]], *, seconds: float) -> T:

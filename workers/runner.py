@@ -20,6 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from lightning_queue.litagent import Hook, LitAgent, RolloutRawResult
+from lightning_queue.litagent import results as agent_results
 from lightning_queue.resilience import Backoff
 from lightning_queue.store import RedisLightningStore
 from lightning_queue.store.leases import Claim
@@ -412,11 +413,11 @@ class Worker:
                     raw = await self._call_agent(run, resources)
                 finally:
                     await self._call_hooks("on_trace_end", tracer=self.tracer, rollout=ar)
-            result = results.check_result(raw)
+            result = agent_results.check_result(raw)
             spans = await self._retry(
-                run, "reserving sequence ids", functools.partial(results.spans_for, self.store, ar, result, trace)
+                run, "reserving sequence ids", functools.partial(agent_results.spans_for, self.store, ar, result, trace)
             )
-            results.warn_if_no_reward(ar, spans)
+            agent_results.warn_if_no_reward(ar, spans)
             return spans, "succeeded", None
         except (_Interrupted, LeaseLost):
             raise
@@ -425,9 +426,9 @@ class Worker:
             logger.warning("%s: %s: %s: %s", run, status, type(exc).__name__, exc)
             # What the agent traced before failing is kept: it says how far it got.
             spans = await self._retry(
-                run, "recording the error", functools.partial(results.failure_spans, self.store, ar, exc, trace)
+                run, "recording the error", functools.partial(agent_results.failure_spans, self.store, ar, exc, trace)
             )
-            return spans, status, {"error": results.error_record(exc)}
+            return spans, status, {"error": agent_results.error_record(exc)}
 
     async def _resources(self, ar: AttemptedRollout) -> NamedResources:
         if ar.resources_id is not None:
@@ -497,7 +498,7 @@ class Worker:
                 logger.error(
                     "%s: its result cannot be stored, failing the attempt: %s: %s", run, type(exc).__name__, exc
                 )
-                status, metadata = "failed", {"error": results.error_record(exc)}
+                status, metadata = "failed", {"error": agent_results.error_record(exc)}
         end = functools.partial(
             self.store.update_attempt,
             ar.rollout_id,

@@ -43,6 +43,11 @@ class WorkerSettings(Settings):
         required=True,
     )
     hooks: tuple[str, ...] = setting((), help="A workers.Hook (repeatable).", option="--hook", metavar="MODULE:ATTR")
+    tracer: str = setting(
+        "",
+        help="The OtelTracer agents run under (an instance or a class); default AgentOpsTracer.",
+        metavar="MODULE:ATTR",
+    )
     namespace: Namespace = setting(DEFAULT_NAMESPACE, help="Run namespace.")
     concurrency: int = setting(
         1, help="Rollouts in flight per process (asyncio tasks; threads for sync agents).", short="-c", ge=1

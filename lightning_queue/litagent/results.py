@@ -1,7 +1,7 @@
-"""What an agent returned, as the spans its attempt stores (the v0.3 result rules), on any `LightningStore`.
+"""Turn what an agent traced and returned into the spans its attempt stores (the v0.3 result rules).
 
-The in-process `LitAgentRunner` uses these; they are the store-agnostic core of `workers/results.py`, which
-adds the Redis-specific retry rules (the worker can move to calling these).
+One implementation for every runtime: the worker (`lq worker`, Trainer workers) and the in-process
+`LitAgentRunner` both call these, on any `LightningStore`; `workers/results.py` adds only the Redis retry rules.
 """
 
 from __future__ import annotations
@@ -9,103 +9,167 @@ from __future__ import annotations
 import inspect
 import logging
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from ..reward import emit_exception, emit_reward
-from ..store.base import LightningStore
-from ..store.otel import span_from_otel
-from ..types import AttemptedRollout, Span, SpanCoreFields
+from lightning_queue.emitter import emit_exception, emit_reward
+from lightning_queue.reward import find_final_reward, get_reward_value
+from lightning_queue.store.base import LightningStore
+from lightning_queue.store.otel import span_from_otel
+from lightning_queue.tracer import AttemptTrace
+from lightning_queue.types import AttemptedRollout, Span, SpanCoreFields
 
 logger = logging.getLogger(__name__)
 
-EXPECTED = "None, a float reward, or a list of Span / SpanCoreFields / OpenTelemetry ReadableSpan"
+EXPECTED = "None, a float reward, or a list of Span / SpanCoreFields / OpenTelemetry ReadableSpan (and one reward)"
 
 
-def _kind(item: object) -> str:
-    if isinstance(item, Span):
-        return "span"
-    if isinstance(item, SpanCoreFields):
-        return "core"
-    if hasattr(item, "get_span_context") and hasattr(item, "name"):
-        return "otel"
-    return type(item).__name__
+@dataclass
+class AgentResult:
+    """What an agent returned: its spans (Span, SpanCoreFields or OTel ReadableSpan) and its reward, if any."""
+
+    items: list[Any] = field(default_factory=list)
+    reward: float | None = None
 
 
-def check_result(result: object) -> tuple[str, list[Any]]:
-    """Classify a result as ("none"|"reward"|"span"|"core"|"otel", items); raise on anything else.
+def _is_otel_span(item: object) -> bool:
+    return hasattr(item, "get_span_context") and hasattr(item, "name") and not isinstance(item, Span)
 
-    A bool or int reward is converted to float (with a warning). A list mixing kinds is a ValueError and
-    any other type a TypeError, naming what was returned.
+
+def _number(value: object, where: str) -> float | None:
+    if isinstance(value, bool | int) and not isinstance(value, float):
+        logger.warning(
+            "agent returned %s %r as its reward%s; converting it to float", type(value).__name__, value, where
+        )
+        return float(value)
+    return value if isinstance(value, float) else None
+
+
+def check_result(result: object) -> AgentResult:
+    """Split a result into spans and a reward; a TypeError (or ValueError) saying what was returned otherwise.
+
+    A float is the reward; a list may mix Span, SpanCoreFields and OpenTelemetry ReadableSpan items
+    with at most one number, the reward.
     """
     if result is None:
-        return "none", []
+        return AgentResult()
     if inspect.isawaitable(result):
         if inspect.iscoroutine(result):
             result.close()
         raise TypeError(f"agent returned an awaitable ({type(result).__name__}); make it async (rollout_async)")
-    if isinstance(result, bool | int):
-        logger.warning("agent returned %s %r as its reward; converting it to float", type(result).__name__, result)
-        result = float(result)
-    if isinstance(result, float):
-        return "reward", [emit_reward(result, propagate=False)]
-    if isinstance(result, list | tuple):
-        if not result:
-            logger.warning("agent returned an empty list: the attempt has no spans from it")
-            return "none", []
-        kinds = {_kind(item) for item in result}
-        if len(kinds) > 1 or not kinds <= {"span", "core", "otel"}:
-            raise ValueError(
-                f"agent returned a list of {', '.join(sorted(kinds))}: expected a list of one kind, "
-                "all Span, all SpanCoreFields or all OpenTelemetry ReadableSpan"
+    reward = _number(result, "")
+    if reward is not None:
+        return AgentResult(reward=reward)
+    if not isinstance(result, list | tuple):
+        raise TypeError(f"agent returned {type(result).__name__} {result!r:.80}; expected {EXPECTED}")
+    if not result:
+        logger.warning("agent returned an empty list: the attempt has no spans from it")
+    out = AgentResult()
+    for index, item in enumerate(result):
+        if isinstance(item, Span | SpanCoreFields) or _is_otel_span(item):
+            out.items.append(item)
+            continue
+        value = _number(item, f" at index {index}")
+        if value is None:
+            raise TypeError(
+                f"agent returned a list with {type(item).__name__} {item!r:.80} at index {index}; expected {EXPECTED}"
             )
-        return kinds.pop(), list(result)
-    raise TypeError(f"agent returned {type(result).__name__} {result!r:.80}; expected {EXPECTED}")
+        if out.reward is not None:
+            raise ValueError(f"agent returned a list with two rewards ({out.reward!r} and {value!r}); return one")
+        out.reward = value
+    return out
+
+
+def _ids(span: Any) -> tuple[str, str]:
+    if isinstance(span, Span):
+        return span.trace_id, span.span_id
+    ctx = span.get_span_context()
+    return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+
+
+def _fresh(result: AgentResult, trace: AttemptTrace | None) -> tuple[list[Any], list[Any]]:
+    """(traced spans, returned items not traced already): an agent may emit a span and return it too."""
+    traced = trace.readable_spans() if trace is not None else []
+    emitted = trace.emitted() if trace is not None else []
+    seen = {_ids(s) for s in traced}
+    returned = [
+        item
+        for item in result.items
+        if not (item in emitted if isinstance(item, SpanCoreFields) else _ids(item) in seen)
+    ]
+    return traced, returned
+
+
+def _reward_of(item: Any) -> float | None:
+    if isinstance(item, Span | SpanCoreFields):
+        return get_reward_value(item)
+    return get_reward_value(SpanCoreFields(name=item.name, attributes=dict(item.attributes or {})))
+
+
+async def spans_for(
+    store: LightningStore, rollout: AttemptedRollout, result: AgentResult, trace: AttemptTrace | None = None
+) -> list[Span]:
+    """The spans to store for `rollout`'s attempt: what was traced, then what was returned, with sequence ids.
+
+    A returned reward equal to the last one already recorded (emitted and returned) is stored once.
+    """
+    traced, returned = _fresh(result, trace)
+    items = [*traced, *returned]
+    if result.reward is not None:
+        last = next((r for r in map(_reward_of, reversed(items)) if r is not None), None)
+        if last != result.reward:
+            items.append(emit_reward(result.reward, propagate=False))
+    if not items:
+        return []
+    rid, aid = rollout.rollout_id, rollout.attempt.attempt_id
+    needed = sum(1 for s in items if not isinstance(s, Span) or s.sequence_id <= 0)
+    fresh = iter(await _seqs(store, rollout, needed))
+    out = []
+    for item in items:
+        if isinstance(item, Span):
+            out.append(_own_span(item, rollout, fresh))
+        elif isinstance(item, SpanCoreFields):
+            out.append(Span.from_core_fields(item, rollout_id=rid, attempt_id=aid, sequence_id=next(fresh)))
+        else:
+            out.append(span_from_otel(item, rid, aid, next(fresh)))
+    return out
+
+
+def warn_if_no_reward(rollout: AttemptedRollout, spans: Sequence[Span]) -> None:
+    """The silent loss of an agent that neither emits nor returns a reward: say so, naming the rollout."""
+    if find_final_reward(spans) is None:
+        logger.warning(
+            "rollout %s attempt %s ended with no reward (%d spans): call emit_reward(x) in the agent or return x",
+            rollout.rollout_id,
+            rollout.attempt.attempt_id,
+            len(spans),
+        )
+
+
+def _own_span(span: Span, rollout: AttemptedRollout, fresh: Iterator[int]) -> Span:
+    rid, aid = rollout.rollout_id, rollout.attempt.attempt_id
+    if (span.rollout_id, span.attempt_id) not in (("", ""), (rid, aid)):
+        raise ValueError(
+            f"agent returned span {span.span_id} of rollout {span.rollout_id!r} attempt {span.attempt_id!r} "
+            f"while running rollout {rid!r} attempt {aid!r}; leave the ids empty or use these"
+        )
+    seq = span.sequence_id if span.sequence_id > 0 else next(fresh)
+    return span.model_copy(update={"rollout_id": rid, "attempt_id": aid, "sequence_id": seq})
 
 
 async def _seqs(store: LightningStore, rollout: AttemptedRollout, n: int) -> list[int]:
     if n == 0:
         return []
-    return list(await store.get_many_span_sequence_ids([(rollout.rollout_id, rollout.attempt.attempt_id)] * n))
+    pairs = [(rollout.rollout_id, rollout.attempt.attempt_id)] * n
+    return list(await store.get_many_span_sequence_ids(pairs))
 
 
-def _own_spans(spans: Sequence[Span], rollout: AttemptedRollout, seqs: list[int]) -> list[Span]:
-    rid, aid = rollout.rollout_id, rollout.attempt.attempt_id
-    fresh = iter(seqs)
-    out = []
-    for span in spans:
-        if (span.rollout_id, span.attempt_id) not in (("", ""), (rid, aid)):
-            raise ValueError(
-                f"agent returned span {span.span_id} of rollout {span.rollout_id!r} attempt {span.attempt_id!r} "
-                f"while running rollout {rid!r} attempt {aid!r}; leave the ids empty or use these"
-            )
-        seq = span.sequence_id if span.sequence_id > 0 else next(fresh)
-        out.append(span.model_copy(update={"rollout_id": rid, "attempt_id": aid, "sequence_id": seq}))
-    return out
-
-
-async def spans_for(store: LightningStore, rollout: AttemptedRollout, kind: str, items: list[Any]) -> list[Span]:
-    """The spans to store for `rollout`'s attempt, with sequence ids reserved from the store."""
-    if not items:
-        return []
-    rid, aid = rollout.rollout_id, rollout.attempt.attempt_id
-    if kind == "span":
-        return _own_spans(items, rollout, await _seqs(store, rollout, sum(1 for s in items if s.sequence_id <= 0)))
-    seqs = await _seqs(store, rollout, len(items))
-    if kind == "otel":
-        return [span_from_otel(item, rid, aid, seq) for item, seq in zip(items, seqs, strict=True)]
-    return [
-        Span.from_core_fields(core, rollout_id=rid, attempt_id=aid, sequence_id=seq)
-        for core, seq in zip(items, seqs, strict=True)
-    ]
-
-
-async def exception_span(store: LightningStore, rollout: AttemptedRollout, exc: BaseException) -> Span:
-    """The `agentlightning.exception` span recording why an attempt ended."""
-    [seq] = await _seqs(store, rollout, 1)
-    return Span.from_core_fields(
-        emit_exception(exc), rollout_id=rollout.rollout_id, attempt_id=rollout.attempt.attempt_id, sequence_id=seq
-    )
+async def failure_spans(
+    store: LightningStore, rollout: AttemptedRollout, exc: BaseException, trace: AttemptTrace | None = None
+) -> list[Span]:
+    """What a failed attempt stores: the spans traced before it failed, then the `agentlightning.exception` span."""
+    return await spans_for(store, rollout, AgentResult(items=[emit_exception(exc, propagate=False)]), trace)
 
 
 def error_record(exc: BaseException, *, max_traceback_chars: int = 4000) -> dict[str, Any]:

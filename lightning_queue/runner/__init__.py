@@ -1,5 +1,5 @@
 """Running an agent in this process (`agentlightning.runner`): `LitAgentRunner` for debugging on any store."""
 
-from .agent import LitAgentRunner, RunnerTracer, StopEvent
+from .agent import LitAgentRunner, StopEvent
 
-__all__ = ["LitAgentRunner", "RunnerTracer", "StopEvent"]
+__all__ = ["LitAgentRunner", "StopEvent"]

@@ -14,12 +14,13 @@ import logging
 import random
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractAsyncContextManager, contextmanager
+from contextlib import contextmanager
 from typing import Any, Generic, Protocol, TypeVar
 
 from ..litagent import LitAgent, RolloutRawResult, results
 from ..reward import find_final_reward
 from ..store.base import LightningStore
+from ..tracer import AgentOpsTracer, AttemptTrace, OtelTracer
 from ..types import UNSET, AttemptedRollout, AttemptStatus, Hook, NamedResources, Rollout, RolloutMode, Span
 
 logger = logging.getLogger(__name__)
@@ -27,18 +28,8 @@ logger = logging.getLogger(__name__)
 T_task = TypeVar("T_task")
 
 
-class RunnerTracer(Protocol):
-    """What the runner asks of a tracer (Agent-Lightning's `Tracer` lifecycle); spans it records it stores itself."""
-
-    def init(self) -> None: ...
-
-    def init_worker(self, worker_id: int, store: LightningStore) -> None: ...
-
-    def trace_context(self, *, name: str, rollout_id: str, attempt_id: str) -> AbstractAsyncContextManager[Any]: ...
-
-    def teardown_worker(self, worker_id: int) -> None: ...
-
-    def teardown(self) -> None: ...
+def trace_of(traces: list[AttemptTrace]) -> AttemptTrace | None:
+    return traces[0] if traces else None
 
 
 class StopEvent(Protocol):
@@ -51,15 +42,17 @@ class LitAgentRunner(Generic[T_task]):
     """Runs one `LitAgent` in-process against a store: `step(task)` for one task, `iter()` to drain the queue.
 
     Args:
-        tracer: optional; called around each rollout as Agent-Lightning's runner does (`init`, `init_worker`,
-            `trace_context`, `teardown_worker`, `teardown`); it stores the spans it records. Hooks receive it.
+        tracer: an `OtelTracer` (default `AgentOpsTracer()`, as the worker's): its lifecycle is called as
+            Agent-Lightning's runner does (`init`, `init_worker`, one trace per rollout, `teardown_worker`,
+            `teardown`); what it traced plus what the agent returned become the attempt's spans by the same
+            rules as under `lq worker` (`lightning_queue.litagent.results`). Hooks receive it.
         max_rollouts: how many rollouts `iter()` runs before returning (None: until its event is set).
         poll_interval: seconds `iter()` waits, ± `interval_jitter`, when the queue is empty.
     """
 
     def __init__(
         self,
-        tracer: RunnerTracer | None = None,
+        tracer: OtelTracer | None = None,
         max_rollouts: int | None = None,
         poll_interval: float = 5.0,
         interval_jitter: float = 0.5,
@@ -70,7 +63,9 @@ class LitAgentRunner(Generic[T_task]):
             raise ValueError(
                 f"poll_interval must be positive and interval_jitter >= 0, got {poll_interval!r}, {interval_jitter!r}"
             )
-        self._tracer = tracer
+        if tracer is not None and not isinstance(tracer, OtelTracer):
+            raise TypeError(f"tracer must be an OtelTracer or AgentOpsTracer, got {tracer!r:.100}")
+        self._tracer: OtelTracer = tracer if tracer is not None else AgentOpsTracer()
         self._max_rollouts = max_rollouts
         self._poll_interval = poll_interval
         self._interval_jitter = interval_jitter
@@ -94,8 +89,7 @@ class LitAgentRunner(Generic[T_task]):
         self._agent = agent
         agent.set_runner(self)
         self._hooks = list(hooks or ())
-        if self._tracer is not None:
-            self._tracer.init()
+        self._tracer.init()
 
     def init_worker(self, worker_id: int, store: LightningStore, **kwargs: Any) -> None:
         """Bind the store; `worker_id` names this runner in the store as `Worker-<id>`."""
@@ -103,20 +97,17 @@ class LitAgentRunner(Generic[T_task]):
             raise TypeError(f"store must be a LightningStore, got {store!r:.100}")
         self._store = store
         self.worker_id = worker_id
-        if self._tracer is not None:
-            self._tracer.init_worker(worker_id, store)
+        self._tracer.init_worker(worker_id, store)
 
     def teardown_worker(self, worker_id: int, *args: Any, **kwargs: Any) -> None:
         self.worker_id = None
-        if self._tracer is not None:
-            self._tracer.teardown_worker(worker_id)
+        self._tracer.teardown_worker(worker_id)
 
     def teardown(self, *args: Any, **kwargs: Any) -> None:
         self._agent = None
         self._store = None
         self._hooks = []
-        if self._tracer is not None:
-            self._tracer.teardown()
+        self._tracer.teardown()
 
     @contextmanager
     def run_context(
@@ -149,7 +140,7 @@ class LitAgentRunner(Generic[T_task]):
                     logger.exception("runner teardown failed")
 
     @property
-    def tracer(self) -> RunnerTracer | None:
+    def tracer(self) -> OtelTracer:
         return self._tracer
 
     def get_agent(self) -> LitAgent[T_task]:
@@ -250,15 +241,12 @@ class LitAgentRunner(Generic[T_task]):
             except Exception:
                 logger.exception("%s: hook %s.%s raised; ignored", self.get_worker_id(), type(hook).__name__, name)
 
-    async def _traced_call(self, rollout: AttemptedRollout, resources: NamedResources) -> RolloutRawResult:
+    async def _traced_call(
+        self, rollout: AttemptedRollout, resources: NamedResources, traces: list[AttemptTrace]
+    ) -> RolloutRawResult:
         rid, aid = rollout.rollout_id, rollout.attempt.attempt_id
-        if self._tracer is None:
-            await self._hook("on_trace_start", tracer=None, rollout=rollout)
-            try:
-                return await self._call_agent(rollout, resources)
-            finally:
-                await self._hook("on_trace_end", tracer=None, rollout=rollout)
-        async with self._tracer.trace_context(name=rid, rollout_id=rid, attempt_id=aid):
+        with self._tracer.attempt_trace(rid, rollout_id=rid, attempt_id=aid) as trace:
+            traces.append(trace)
             await self._hook("on_trace_start", tracer=self._tracer, rollout=rollout)
             try:
                 return await self._call_agent(rollout, resources)
@@ -274,16 +262,17 @@ class LitAgentRunner(Generic[T_task]):
         status: AttemptStatus = "succeeded"
         metadata: dict[str, Any] | None = None
         error: Exception | None = None
+        traces: list[AttemptTrace] = []  # the attempt's trace, once it is open
         await self._hook("on_rollout_start", rollout=rollout)
         try:
             resources = await self._resources(rollout)
-            raw = await self._traced_call(rollout, resources)
-            kind, items = results.check_result(raw)
-            spans = await results.spans_for(store, rollout, kind, items)
+            raw = await self._traced_call(rollout, resources, traces)
+            spans = await results.spans_for(store, rollout, results.check_result(raw), trace_of(traces))
+            results.warn_if_no_reward(rollout, spans)
         except Exception as exc:
             logger.warning("%s: rollout %s failed: %s: %s", self.get_worker_id(), rid, type(exc).__name__, exc)
             error, status, metadata = exc, "failed", {"error": results.error_record(exc)}
-            spans = [await results.exception_span(store, rollout, exc)]
+            spans = await results.failure_spans(store, rollout, exc, trace_of(traces))
         await self._hook("on_rollout_end", rollout=rollout, spans=spans)
         try:
             if spans:
@@ -295,13 +284,6 @@ class LitAgentRunner(Generic[T_task]):
             error, status, metadata = exc, "failed", {"error": results.error_record(exc)}
         await store.update_attempt(rid, aid, status=status, metadata=UNSET if metadata is None else metadata)
         stored = await store.query_spans(rid, aid)
-        reward = find_final_reward(stored.items)
-        if reward is None and status == "succeeded":
-            logger.warning(
-                "%s: rollout %s succeeded with no reward: the agent neither returned one nor emitted one",
-                self.get_worker_id(),
-                rid,
-            )
         logger.info(
             "%s: rollout %s %s in %.2fs with %d span(s), final reward %s",
             self.get_worker_id(),
@@ -309,7 +291,7 @@ class LitAgentRunner(Generic[T_task]):
             status,
             time.monotonic() - started,
             len(stored.items),
-            reward,
+            find_final_reward(stored.items),
         )
         if error is not None and raise_errors:
             raise error

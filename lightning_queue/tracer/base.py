@@ -28,6 +28,14 @@ class Tracer(ABC):
 
     worker_id: int | str | None = None
 
+    def init(self, *args: Any, **kwargs: Any) -> None:
+        """Agent-Lightning's process-wide setup call, made once before any worker; nothing is needed here."""
+        self.worker_id = None
+
+    def teardown(self, *args: Any, **kwargs: Any) -> None:
+        """Agent-Lightning's process-wide cleanup call, made once after the last worker."""
+        self.worker_id = None
+
     def init_worker(self, worker_id: int | str, store: Any = None) -> None:
         """Remember which worker runs this tracer (the worker stores the spans, not the tracer)."""
         self.worker_id = worker_id

@@ -2,7 +2,7 @@
 
 Its keywords are Agent-Lightning v0.3's (`n_runners`, `strategy`, `tracer`, `runner`, `port`, `hooks`,
 `max_rollouts`, and components given as instances, classes, import strings or dicts) plus this
-runtime's worker settings; docs/trainer-compat-notes.md says what each maps to here.
+runtime's worker settings; docs/porting-from-agent-lightning.md (Trainer section) says what each maps to here.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from ..options import describe
 from ..store.base import LightningStore
 from ..store.redis import RedisLightningStore
 from ..store.settings import fresh_namespace
+from ..tracer import OtelTracer
 from ..types import NamedResources
 from .components import build_component, load_symbol
 from .strategy import ExecutionStrategy, resolve_strategy
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # Agent-Lightning's default adapter, by name: it lives in lightning_queue.adapter once ported. Until
-# then the proxy-span triplet adapter stands in (see docs/trainer-compat-notes.md).
+# then the proxy-span triplet adapter stands in (see docs/porting-from-agent-lightning.md).
 DEFAULT_ADAPTER = "lightning_queue.adapter.TracerTraceToTriplet"
 FALLBACK_ADAPTER = "lightning_queue.adapter.LlmProxyTraceToTriplet"
 # Base classes of components other packages define, by name, so the Trainer does not import them early.
@@ -151,7 +152,8 @@ class Trainer:
             purged when `fit`/`dev` ends unless `keep=True`.
         llm_proxy: an `LLMProxy` the algorithm may start through `@with_llm_proxy`.
         adapter: a `TraceAdapter` handed to the algorithm; default `TracerTraceToTriplet`.
-        tracer: kept as `trainer.tracer` (the workers install their own per-attempt tracer).
+        tracer: an `OtelTracer` (spec) the worker processes trace agents with (forked: the object;
+            started by name: its `module:attr`); default their `AgentOpsTracer()`. Kept as `trainer.tracer`.
         runner: a `LitAgentRunner` (spec); its `max_rollouts` and `tracer` apply to the workers.
         strategy: `"shm"`, `"cs"`, an `ExecutionStrategy` or a dict; see `strategy.py` for the mapping.
         port: Agent-Lightning's store-server port; accepted, but the store here is Redis (no effect).
@@ -328,12 +330,12 @@ class Trainer:
         if algorithm is None and not runner_only:
             raise ValueError("Trainer.fit_async needs an algorithm")
         # Every check that can fail does so here, before anything starts (no half-started pool).
-        launcher, agent_path, hook_paths = self._plan_workers(agent)
+        launcher, agent_path, hook_paths, tracer_path = self._plan_workers(agent)
         if algorithm is not None:
             self._wire(algorithm, agent)
         try:
             if self.n_runners:
-                self._start_workers(launcher, agent_path, hook_paths)
+                self._start_workers(launcher, agent_path, hook_paths, tracer_path)
             if runner_only or algorithm is None:
                 await self._wait_for_pool()
                 return None
@@ -434,10 +436,10 @@ class Trainer:
         if hasattr(agent, "set_trainer") and not isinstance(agent, str):
             agent.set_trainer(self)
 
-    def _plan_workers(self, agent: Any) -> tuple[Launcher | None, str, tuple[str, ...]]:
-        """How the worker processes get the agent and hooks: by fork (objects) or by `module:attr`."""
+    def _plan_workers(self, agent: Any) -> tuple[Launcher | None, str, tuple[str, ...], str]:
+        """How the worker processes get the agent, hooks and tracer: by fork (objects) or by `module:attr`."""
         from workers.inline import InlineLauncher, can_fork
-        from workers.loader import load_agent, load_hook
+        from workers.loader import load_agent, load_hook, load_tracer
 
         if not self.n_runners:
             objects = [h for h in self.hooks if isinstance(h, Hook)]
@@ -447,7 +449,12 @@ class Trainer:
                     "(n_runners=0 or role='algorithm'), and external `lq worker` pools take hooks by name "
                     "(lq worker --hook module:attr)"
                 )
-            return None, "", ()
+            return None, "", (), ""
+        if self.tracer is not None and not isinstance(self.tracer, OtelTracer):
+            raise ValueError(
+                f"tracer {self.tracer!r} cannot trace the workers' agents: they run under an OtelTracer "
+                "(AgentOpsTracer by default); give one of those, or a subclass"
+            )
         if not isinstance(self.store, RedisLightningStore) or self.store.url is None:
             raise ValueError(
                 f"worker processes need a RedisLightningStore with a Redis URL, not {self.store!r}; "
@@ -458,21 +465,26 @@ class Trainer:
             agent_obj = load_agent(agent) if isinstance(agent, str) else self._as_agent(agent)
             hooks = [load_hook(h) if isinstance(h, str) else h for h in self.hooks]
             label = agent if isinstance(agent, str) else f"{type(agent).__module__}:{type(agent).__qualname__}"
-            return InlineLauncher(agent_obj, hooks), label, ()
+            return InlineLauncher(agent_obj, hooks, self.tracer), label, (), ""
         agent_path = agent_import_path(agent)
         hook_paths = tuple(import_path(h, "hook") for h in self.hooks)
+        tracer_path = import_path(self.tracer, "tracer") if self.tracer is not None else ""
         # Fail here, with the loader's clear message, not in every child.
         load_agent(agent_path)
         for path in hook_paths:
             load_hook(path)
-        return None, agent_path, hook_paths
+        if tracer_path:
+            load_tracer(tracer_path)
+        return None, agent_path, hook_paths, tracer_path
 
     def _default_start(self, agent: Any, forkable: bool) -> WorkerStart:
-        """`import` when the agent and every hook have a `module:attr` (fresh processes, as `lq worker`), else fork."""
+        """`import` when the agent, every hook and the tracer have a `module:attr` (as `lq worker`), else fork."""
         try:
             import_path(agent, "agent")
             for hook in self.hooks:
                 import_path(hook, "hook")
+            if self.tracer is not None:
+                import_path(self.tracer, "tracer")
         except ValueError:
             return "fork" if forkable else "import"  # without fork, import_path's error says what to do
         return "import"
@@ -490,14 +502,16 @@ class Trainer:
             "with @rollout, or 'module:attr'"
         )
 
-    def _start_workers(self, launcher: Launcher | None, agent_path: str, hook_paths: tuple[str, ...]) -> None:
+    def _start_workers(
+        self, launcher: Launcher | None, agent_path: str, hook_paths: tuple[str, ...], tracer_path: str
+    ) -> None:
         from workers.pool import WorkerPool, exec_worker
 
         if not isinstance(self.store, RedisLightningStore):
             raise ValueError(f"worker processes need a RedisLightningStore, not {self.store!r}")
         url = self.store.url
         settings = self.worker_settings.model_copy(
-            update={"agent": agent_path, "hooks": hook_paths, "namespace": self.store.namespace}
+            update={"agent": agent_path, "hooks": hook_paths, "tracer": tracer_path, "namespace": self.store.namespace}
         )
         self.pool = pool = WorkerPool(
             settings,

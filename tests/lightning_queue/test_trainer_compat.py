@@ -344,18 +344,18 @@ def test_importable_agents_and_hooks_are_imported_by_name_others_are_forked() ->
     from workers.examples import echo
     from workers.inline import InlineLauncher
 
-    launcher, agent_path, hook_paths = Trainer(hooks=[module_hook])._plan_workers(echo)
+    launcher, agent_path, hook_paths, _ = Trainer(hooks=[module_hook])._plan_workers(echo)
     assert launcher is None and agent_path == "workers.examples:echo"
     assert hook_paths == (f"{__name__}:module_hook",)
 
-    launcher, _, hook_paths = Trainer(hooks=[CountingHook()])._plan_workers(echo)
+    launcher, _, hook_paths, _ = Trainer(hooks=[CountingHook()])._plan_workers(echo)
     assert isinstance(launcher, InlineLauncher) and hook_paths == ()
     assert launcher.agent is echo and isinstance(launcher.hooks[0], CountingHook)
 
     class Inline(LitAgentBase[Any]):
         pass
 
-    launcher, _, _ = Trainer()._plan_workers(Inline)
+    launcher, _, _, _ = Trainer()._plan_workers(Inline)
     assert isinstance(launcher, InlineLauncher) and isinstance(launcher.agent, Inline)
 
 

@@ -13,7 +13,7 @@ import opentelemetry.trace as otel
 import pytest
 from openai import AsyncOpenAI
 
-from lightning_queue import RedisLightningStore, RolloutConfig, TraceToMessages, semconv
+from lightning_queue import RedisLightningStore, RolloutConfig, TracerTraceToTriplet, TraceToMessages, semconv
 from lightning_queue.emitter import emit_message, emit_reward
 from lightning_queue.litagent import LitAgent, rollout
 from lightning_queue.reward import find_final_reward, find_reward_spans
@@ -121,7 +121,7 @@ def no_reward(task: Any) -> None:
 async def test_a_rollout_with_no_reward_logs_a_warning_naming_it(
     wstore: RedisLightningStore, observer: RedisLightningStore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="workers.results"):
+    with caplog.at_level(logging.WARNING, logger="lightning_queue.litagent.results"):
         done, spans = await run_one(no_reward, wstore, observer)
     assert done.status == "succeeded" and [s.name for s in spans] == [semconv.SPAN_MESSAGE]
     assert f"rollout {done.rollout_id} attempt {done.attempt.attempt_id} ended with no reward" in caplog.text
@@ -186,20 +186,25 @@ async def test_concurrent_rollouts_in_one_worker_each_get_only_their_own_spans(
         assert sorted(s.sequence_id for s in spans) == [1, 2, 3]
 
 
+def room_selector(model: StandInModelServer) -> LitAgent[Any]:
+    """The room-selector shape: the OpenAI client called directly (no proxy), the reward emitted."""
+
+    @rollout
+    async def agent(task: Any) -> None:
+        client = AsyncOpenAI(base_url=model.url, api_key="none", max_retries=0, timeout=10.0)
+        reply = await client.chat.completions.create(
+            model=model.model, messages=[{"role": "user", "content": f"pick a room for {task}"}]
+        )
+        emit_reward(float("101" in (reply.choices[0].message.content or "")))
+
+    return agent
+
+
 async def test_an_agent_calling_openai_directly_stores_the_conversation(
     wstore: RedisLightningStore, observer: RedisLightningStore
 ) -> None:
     async with StandInModelServer(["the room is 101"]) as model:
-
-        @rollout
-        async def room_selector(task: Any) -> None:
-            client = AsyncOpenAI(base_url=model.url, api_key="none", max_retries=0, timeout=10.0)
-            reply = await client.chat.completions.create(
-                model=model.model, messages=[{"role": "user", "content": f"pick a room for {task}"}]
-            )
-            emit_reward(float("101" in (reply.choices[0].message.content or "")))
-
-        done, spans = await run_one(room_selector, wstore, observer, "the meeting")
+        done, spans = await run_one(room_selector(model), wstore, observer, "the meeting")
     assert done.status == "succeeded" and find_final_reward(spans) == 1.0
     [chat] = [s for s in spans if s.attributes.get("gen_ai.operation.name") == "chat"]
     assert chat.attempt_id == done.attempt.attempt_id and chat.sequence_id == 1
@@ -210,6 +215,8 @@ async def test_an_agent_calling_openai_directly_stores_the_conversation(
     # What prompt optimisation and fine-tuning read:
     [conversation] = TraceToMessages().adapt(spans)
     assert conversation["messages"][-1] == {"role": "assistant", "content": "the room is 101"}
+    [triplet] = TracerTraceToTriplet().adapt(spans)
+    assert "the room is 101" in json.dumps(triplet.response, default=str) and triplet.reward == 1.0
 
 
 class ChartAgent(LitAgent[Any]):

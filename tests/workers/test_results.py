@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from lightning_queue import RedisLightningStore
+from lightning_queue.litagent import results
 from lightning_queue.reward import get_reward_value
 from lightning_queue.types import AttemptedRollout, Span, SpanCoreFields
-from workers import results
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ async def test_float_becomes_one_primary_reward_span_with_the_next_sequence_id(
 async def test_int_and_bool_rewards_are_converted_with_a_warning(
     store: RedisLightningStore, claimed: AttemptedRollout, value: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="workers.results"):
+    with caplog.at_level(logging.WARNING, logger="lightning_queue.litagent.results"):
         [span] = await to_spans(store, claimed, value)
     assert get_reward_value(span) == 1.0
     assert "converting it to float" in caplog.text

@@ -7,10 +7,10 @@ from openai import AsyncOpenAI
 
 from lightning_queue import RedisLightningStore
 from lightning_queue.adapter import TraceToMessages
+from lightning_queue.litagent import results
 from lightning_queue.tracer import AgentOpsTracer
 from lightning_queue.types import AttemptedRollout
 from tests.support.proxy import MODEL
-from workers import results
 
 
 async def test_a_call_seen_by_the_proxy_and_the_instrumented_client_is_one_conversation(

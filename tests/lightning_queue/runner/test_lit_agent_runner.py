@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,6 +15,7 @@ from lightning_queue.litagent import LitAgent, prompt_rollout, rollout
 from lightning_queue.reward import emit_reward, find_final_reward
 from lightning_queue.runner import LitAgentRunner
 from lightning_queue.semconv import SPAN_EXCEPTION
+from lightning_queue.tracer import AttemptTrace, OtelTracer
 from lightning_queue.types import AttemptedRollout, Hook, NamedResources, PromptTemplate, SpanCoreFields
 from tests.support.stores import StoreFactory
 
@@ -81,34 +82,40 @@ class Recorder(Hook):
         self.calls.append(("on_rollout_end", [s.name for s in spans]))
 
 
-class StandInTracer:
-    """Records the lifecycle calls Agent-Lightning's runner makes on its tracer."""
+class StandInTracer(OtelTracer):
+    """An OtelTracer recording the lifecycle calls Agent-Lightning's runner makes on its tracer."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.events: list[tuple[Any, ...]] = []
         self.active: tuple[str, str] | None = None
 
-    def init(self) -> None:
+    def init(self, *args: Any, **kwargs: Any) -> None:
         self.events.append(("init",))
+        super().init()
 
-    def init_worker(self, worker_id: int, store: Any) -> None:
+    def init_worker(self, worker_id: int | str, store: Any = None) -> None:
         self.events.append(("init_worker", worker_id))
+        super().init_worker(worker_id, store)
 
-    @contextlib.asynccontextmanager
-    async def trace_context(self, *, name: str, rollout_id: str, attempt_id: str) -> AsyncIterator[None]:
+    @contextlib.contextmanager
+    def attempt_trace(self, name: str | None = None, *, rollout_id: str, attempt_id: str) -> Iterator[AttemptTrace]:
         self.active = (rollout_id, attempt_id)
         self.events.append(("enter", rollout_id))
         try:
-            yield
+            with super().attempt_trace(name, rollout_id=rollout_id, attempt_id=attempt_id) as trace:
+                yield trace
         finally:
             self.active = None
             self.events.append(("exit", rollout_id))
 
-    def teardown_worker(self, worker_id: int) -> None:
+    def teardown_worker(self, worker_id: int | str) -> None:
         self.events.append(("teardown_worker", worker_id))
+        super().teardown_worker(worker_id)
 
-    def teardown(self) -> None:
+    def teardown(self, *args: Any, **kwargs: Any) -> None:
         self.events.append(("teardown",))
+        super().teardown()
 
 
 async def test_step_runs_the_task_with_the_given_resources_and_stores_its_reward(store) -> None:
@@ -139,7 +146,8 @@ async def test_step_stores_the_spans_an_agent_returns_in_order(store) -> None:
     with runner.run_context(agent=agent, store=store):
         done = await runner.step({"spans": 7}, mode="train")
     spans = (await store.query_spans(done.rollout_id)).items
-    assert [s.name for s in spans] == ["test.step", "agentlightning.annotation"]
+    # As under `lq worker`: the reward traced when emitted comes first, stored once though also returned.
+    assert [s.name for s in spans] == ["agentlightning.annotation", "test.step"]
     assert [s.sequence_id for s in spans] == sorted(s.sequence_id for s in spans)
     assert find_final_reward(spans) == 0.5
 
@@ -204,7 +212,7 @@ async def test_hooks_run_around_the_trace_and_get_the_tracer_and_the_spans(store
         ("on_rollout_start", done.rollout_id),
         ("on_trace_start", tracer),
         ("on_trace_end", tracer),
-        ("on_rollout_end", ["test.step", "agentlightning.annotation"]),
+        ("on_rollout_end", ["agentlightning.annotation", "test.step"]),
     ]
 
 
@@ -281,11 +289,13 @@ async def test_iter_stops_when_its_event_is_set_even_with_an_empty_queue(store) 
 
 async def test_a_rollout_with_no_reward_logs_a_warning_naming_it(store, caplog) -> None:
     runner = LitAgentRunner[dict[str, Any]]()
-    with caplog.at_level(logging.WARNING, logger="lightning_queue.runner"):
+    with caplog.at_level(logging.WARNING, logger="lightning_queue.litagent.results"):
         with runner.run_context(agent=Scripted(), store=store):
             done = await runner.step({"return": None})
     assert done.status == "succeeded"
-    assert f"rollout {done.rollout_id} succeeded with no reward" in caplog.text
+    # The same warning as under `lq worker` (one rule, lightning_queue.litagent.results).
+    [attempt] = await store.query_attempts(done.rollout_id)
+    assert f"rollout {done.rollout_id} attempt {attempt.attempt_id} ended with no reward" in caplog.text
 
 
 async def test_the_runner_refuses_misuse_clearly(make_store: StoreFactory) -> None:
