@@ -205,14 +205,17 @@ async def check_rollout(store: RedisLightningStore, rollout: Any, calls: int, ch
     for old in attempts[:-1]:
         assert old.status in RETRYABLE | {"succeeded", "failed"}, (rid, [a.status for a in attempts])
     spans = list((await store.query_spans(rid)).items)
-    latest_spans = [s for s in spans if s.attempt_id == latest.attempt_id]
+    # The client's side of each call (the worker's openai-v2 tracer) is stored beside the proxy's span.
+    client_spans = [s for s in spans if s.attempt_id == latest.attempt_id and s.name == "chat policy"]
+    latest_spans = [s for s in spans if s.attempt_id == latest.attempt_id and s.name != "chat policy"]
     if rollout.status == "succeeded":
         # Exactly what the latest attempt did: its LLM calls (recorded by the proxy), its mark, its reward.
         assert [s.name for s in latest_spans] == [CALL] * calls + [MARK, "agentlightning.annotation"], rid
         assert latest_spans[calls].attributes["attempt_id"] == latest.attempt_id, rid
-        assert [s.span_id for s in (await store.query_spans(rid, "latest")).items] == [
-            s.span_id for s in latest_spans
-        ], rid
+        assert len(client_spans) == calls, rid
+        assert sorted(s.span_id for s in (await store.query_spans(rid, "latest")).items) == sorted(
+            s.span_id for s in latest_spans + client_spans
+        ), rid
     assert len({s.sequence_id for s in spans}) == len(spans), f"{rid}: a sequence id was issued twice"
     counts = collections.Counter[str]()
     for old, successor in itertools.pairwise(attempts):
