@@ -65,6 +65,12 @@ def _store_server_command() -> click.Command:
     return store_server_command
 
 
+def _export_command() -> click.Command:
+    from .export.cli import export_command
+
+    return export_command
+
+
 # name -> (loader, short help); the help is listed without loading the command.
 LAZY_COMMANDS: dict[str, tuple[Callable[[], click.Command], str]] = {
     "worker": (_worker_command, "Start a pool of worker processes that run an agent."),
@@ -74,6 +80,7 @@ LAZY_COMMANDS: dict[str, tuple[Callable[[], click.Command], str]] = {
     "metrics": (_metrics_command, "Serve the store gauges of a namespace for Prometheus (/metrics)."),
     "serve-model": (_serve_model_command, "Serve a small Hugging Face model over an OpenAI-compatible API."),
     "dashboard": (_dashboard_command, "Serve a read-only web dashboard of a namespace."),
+    "export": (_export_command, "Export finished rollouts, attempts, spans and triplets as Parquet or JSONL."),
     "store-server": (_store_server_command, "Serve the store over Agent-Lightning's HTTP protocol and OTLP."),
 }
 
