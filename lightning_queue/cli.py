@@ -72,7 +72,7 @@ def _export_command() -> click.Command:
 
 
 def _retention_command() -> click.Command:
-    from .store.retention import retention_command
+    from .export.retention_cli import retention_command
 
     return retention_command
 

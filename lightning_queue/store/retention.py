@@ -10,23 +10,16 @@ has `min_age` to see it (keep `min_age` above the longest wait of the namespace'
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable
-from typing import TypeVar
 
-import click
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..options import describe
 from .memory import MemoryInfo
 from .redis import RedisLightningStore
-from .settings import namespace_option, redis_url_option
 
 DEFAULT_MIN_AGE = 600.0
 # Ids looked at per step: one ZRANGE and one or two delete_rollouts script calls, then other clients run.
 STEP = 200
-T = TypeVar("T")
 # `lq status` warns past either mark when no policy is set.
 WARN_FINISHED = 10_000
 WARN_MEMORY_SHARE = 0.5
@@ -35,11 +28,12 @@ WARN_MEMORY_SHARE = 0.5
 class RetentionPolicy(BaseModel):
     """What to delete; at least one of `max_age` / `keep_newest`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     max_age: float | None = Field(None, gt=0, description="Delete rollouts that ended more than this many s ago.")
     keep_newest: int | None = Field(None, ge=0, description="Delete all but the newest N finished rollouts.")
     min_age: float = Field(DEFAULT_MIN_AGE, ge=0, description="Never delete a rollout that ended less than this ago.")
+    archive: str | None = Field(None, min_length=1, description="`lq export` into this directory before deleting.")
 
     @model_validator(mode="after")
     def _some_rule(self) -> RetentionPolicy:
@@ -82,16 +76,28 @@ def retention_warnings(policy: RetentionPolicy | None, memory: MemoryInfo, finis
 
 
 async def apply_step(
-    store: RedisLightningStore, *, now: float | None = None, step: int = STEP, offset: int = 0
+    store: RedisLightningStore,
+    *,
+    now: float | None = None,
+    step: int = STEP,
+    offset: int = 0,
+    archived_before: float | None = None,
 ) -> tuple[int, int]:
     """Judge up to `step` rollouts from rank `offset` of `idx:ended` (oldest first) and delete the condemned.
 
     Returns (deleted, condemned); condemned ones not deleted are those `delete_rollouts` refused (a live
     attempt): they stay in the index, so the next step starts `condemned - deleted` further on.
+    A policy with an `archive` deletes only rollouts that ended before `archived_before` (the export's
+    checkpoint; `lightning_queue.export.archive` runs the export first) and refuses to run without it.
     """
     policy = await read_policy(store)
     if policy is None:
         return 0, 0
+    if policy.archive is not None and archived_before is None:
+        raise ValueError(
+            f"the retention policy of {store.namespace!r} archives to {policy.archive!r}: "
+            "apply it with `lq retention run` (which exports first), not without the archive"
+        )
     now = time.time() if now is None else now
     async with store._redis.pipeline(transaction=False) as pipe:
         pipe.zcard(store.keys.ended_rollouts)
@@ -100,6 +106,8 @@ async def apply_step(
     excess = 0 if policy.keep_newest is None else max(0, int(total) - policy.keep_newest)
     too_old = float("-inf") if policy.max_age is None else now - policy.max_age
     unread = now - policy.min_age
+    if archived_before is not None:
+        unread = min(unread, archived_before)
     # Both rules condemn a prefix of the end-time order, so the first survivor ends the walk.
     condemned = []
     for rank, (member, end_time) in enumerate(window, start=offset):
@@ -110,90 +118,18 @@ async def apply_step(
     return deleted, len(condemned)
 
 
-async def apply(store: RedisLightningStore, *, now: float | None = None, step: int = STEP) -> int:
+async def apply(
+    store: RedisLightningStore,
+    *,
+    now: float | None = None,
+    step: int = STEP,
+    archived_before: float | None = None,
+) -> int:
     """Steps until the policy condemns nothing more; returns the total deleted."""
     deleted = offset = 0
     while True:
-        done, condemned = await apply_step(store, now=now, step=step, offset=offset)
+        done, condemned = await apply_step(store, now=now, step=step, offset=offset, archived_before=archived_before)
         if condemned == 0:
             return deleted
         deleted += done
         offset += condemned - done
-
-
-def _store(redis_url: str | None, namespace: str | None) -> RedisLightningStore:
-    from .connection import resolve_shared_url
-    from .settings import RedisSettings
-
-    settings = RedisSettings.from_env(url=redis_url, namespace=namespace)
-    return RedisLightningStore(resolve_shared_url(settings.url), namespace=settings.namespace)
-
-
-async def _closing(store: RedisLightningStore, work: Awaitable[T]) -> T:
-    try:
-        return await work
-    finally:
-        await store.aclose()
-
-
-@click.group("retention")
-def retention_command() -> None:
-    """Show, set or apply the namespace's retention policy (default: keep everything)."""
-
-
-@retention_command.command("set")
-@redis_url_option
-@namespace_option
-@click.option("--max-age", type=float, default=None, help="Delete finished rollouts older than this many seconds.")
-@click.option("--keep-newest", type=int, default=None, help="Delete all but the newest N finished rollouts.")
-@click.option("--min-age", type=float, default=DEFAULT_MIN_AGE, show_default=True, help="Never delete younger.")
-def set_command(
-    redis_url: str | None, namespace: str | None, max_age: float | None, keep_newest: int | None, min_age: float
-) -> None:
-    """Store a policy; `lq retention run` (or a loop of it) applies it."""
-    try:
-        policy = RetentionPolicy(max_age=max_age, keep_newest=keep_newest, min_age=min_age)
-    except ValidationError as exc:
-        raise click.BadParameter(describe(exc)) from exc
-    store = _store(redis_url, namespace)
-    asyncio.run(_closing(store, write_policy(store, policy)))
-    click.echo(f"retention of {store.namespace}: {policy.model_dump(exclude_none=True)}")
-
-
-@retention_command.command("clear")
-@redis_url_option
-@namespace_option
-def clear_command(redis_url: str | None, namespace: str | None) -> None:
-    """Remove the policy: keep everything."""
-    store = _store(redis_url, namespace)
-    asyncio.run(_closing(store, write_policy(store, None)))
-    click.echo(f"retention of {store.namespace}: keep everything")
-
-
-@retention_command.command("show")
-@redis_url_option
-@namespace_option
-def show_command(redis_url: str | None, namespace: str | None) -> None:
-    """Print the policy."""
-    store = _store(redis_url, namespace)
-    policy = asyncio.run(_closing(store, read_policy(store)))
-    shown = "keep everything" if policy is None else policy.model_dump(exclude_none=True)
-    click.echo(f"retention of {store.namespace}: {shown}")
-
-
-@retention_command.command("run")
-@redis_url_option
-@namespace_option
-@click.option("--every", type=click.FloatRange(min=0.1), default=None, help="Repeat every S seconds (default: once).")
-def run_command(redis_url: str | None, namespace: str | None, every: float | None) -> None:
-    """Apply the policy now in bounded steps (with --every: forever)."""
-
-    async def loop(store: RedisLightningStore) -> None:
-        while True:
-            click.echo(f"retention of {store.namespace}: deleted {await apply(store)} rollout(s)")
-            if every is None:
-                return
-            await asyncio.sleep(every)
-
-    store = _store(redis_url, namespace)
-    asyncio.run(_closing(store, loop(store)))

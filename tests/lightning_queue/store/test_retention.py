@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 
@@ -105,7 +107,7 @@ def test_status_warns_only_when_a_namespace_grows_without_a_policy() -> None:
     assert retention_warnings(RetentionPolicy(keep_newest=1), full, 20_000) == []
 
 
-def test_the_cli_sets_shows_runs_and_clears_on_real_redis(redis_url: str) -> None:
+def test_the_cli_sets_shows_runs_and_clears_on_real_redis(redis_url: str, tmp_path: Path) -> None:
     runner = CliRunner()
     where = ["--redis-url", redis_url, "--namespace", "cli-retention"]
     assert "keep everything" in runner.invoke(main, ["retention", "show", *where]).output
@@ -118,5 +120,9 @@ def test_the_cli_sets_shows_runs_and_clears_on_real_redis(redis_url: str) -> Non
     assert ran.exit_code == 0 and "deleted 0" in ran.output
     status = runner.invoke(main, ["status", *where])
     assert status.exit_code == 0 and "keep_newest" in status.output, status.output
+    archived = runner.invoke(main, ["retention", "set", *where, "--keep-newest", "0", "--archive", str(tmp_path)])
+    assert archived.exit_code == 0 and str(tmp_path) in archived.output
+    ran = runner.invoke(main, ["retention", "run", *where])
+    assert ran.exit_code == 0 and (tmp_path / "manifest.json").exists(), ran.output
     runner.invoke(main, ["retention", "clear", *where])
     assert "keep everything" in runner.invoke(main, ["retention", "show", *where]).output
