@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from ..store import RedisLightningStore
-from ..store.connection import resolve_shared_url
+from ..store.connection import ping_error, redact, resolve_shared_url
 from ..store.settings import RedisSettings, namespace_option, redis_url_option
 from .run import FORMATS, ExportError, ExportResult, export_namespace
 
@@ -58,6 +58,8 @@ def export_command(
     try:
         settings = RedisSettings.from_env(url=redis_url, namespace=namespace)
         url = resolve_shared_url(settings.url)
+        if (error := ping_error(url)) is not None:
+            raise ConnectionError(f"no Redis answers at {redact(url)}: {error}")
         result = asyncio.run(_run(url, settings.namespace, directory, fmt, start, page_size))
     except (ExportError, ValueError, ConnectionError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from ..options import describe
 from ..store import RedisLightningStore
-from ..store.connection import resolve_shared_url
+from ..store.connection import ping_error, redact, resolve_shared_url
 from ..store.retention import DEFAULT_MIN_AGE, RetentionPolicy, read_policy, write_policy
 from ..store.settings import RedisSettings, namespace_option, redis_url_option
 from .archive import archive_and_apply
@@ -26,7 +26,10 @@ T = TypeVar("T")
 
 def _store(redis_url: str | None, namespace: str | None) -> RedisLightningStore:
     settings = RedisSettings.from_env(url=redis_url, namespace=namespace)
-    return RedisLightningStore(resolve_shared_url(settings.url), namespace=settings.namespace)
+    url = resolve_shared_url(settings.url)
+    if (error := ping_error(url)) is not None:
+        raise click.ClickException(f"no Redis answers at {redact(url)}: {error}")
+    return RedisLightningStore(url, namespace=settings.namespace)
 
 
 async def _closing(store: RedisLightningStore, work: Awaitable[T]) -> T:

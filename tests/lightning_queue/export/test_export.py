@@ -182,14 +182,16 @@ def test_since_accepts_iso_and_epoch_and_names_bad_values() -> None:
         parse_since("inf")
 
 
-def test_the_cli_names_a_bad_format_and_a_bad_directory(tmp_path: Path) -> None:
+def test_the_cli_names_a_bad_format_a_bad_directory_and_a_dead_redis(redis_url: str, tmp_path: Path) -> None:
     runner = CliRunner()
     bad_format = runner.invoke(main, ["export", "--format", "csv", str(tmp_path)])
     assert bad_format.exit_code == 2 and "'csv'" in bad_format.output
     afile = tmp_path / "afile"
     afile.write_text("x")
-    bad_dir = runner.invoke(main, ["export", "--redis-url", "redis://127.0.0.1:1/0", str(afile)])
+    bad_dir = runner.invoke(main, ["export", "--redis-url", redis_url, str(afile)])
     assert bad_dir.exit_code == 1 and "not a directory" in bad_dir.output
+    dead = runner.invoke(main, ["export", "--redis-url", "redis://127.0.0.1:1/0", str(tmp_path / "new")])
+    assert dead.exit_code == 1 and "no Redis answers at redis://127.0.0.1:1" in dead.output
 
 
 def test_the_cli_exports_a_real_redis_namespace(redis_url: str, tmp_path: Path) -> None:

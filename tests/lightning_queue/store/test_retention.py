@@ -125,4 +125,6 @@ def test_the_cli_sets_shows_runs_and_clears_on_real_redis(redis_url: str, tmp_pa
     ran = runner.invoke(main, ["retention", "run", *where])
     assert ran.exit_code == 0 and (tmp_path / "manifest.json").exists(), ran.output
     runner.invoke(main, ["retention", "clear", *where])
+    dead = runner.invoke(main, ["retention", "show", "--redis-url", "redis://127.0.0.1:1/0"])
+    assert dead.exit_code == 1 and "no Redis answers" in dead.output
     assert "keep everything" in runner.invoke(main, ["retention", "show", *where]).output
