@@ -212,3 +212,12 @@ def test_the_cli_exports_a_real_redis_namespace(redis_url: str, tmp_path: Path) 
     assert out.exit_code == 0, out.output
     assert "1 rollouts, 1 attempts, 2 spans, 1 triplets" in out.output
     assert len(_read_back(tmp_path, "jsonl")["rollouts"]) == 1
+
+
+async def test_ended_since_pages_the_end_time_index(store: RedisLightningStore) -> None:
+    ids = await _populate(store, 3)
+    everything = await store.ended_since(float("-inf"), 10)
+    assert [rid for rid, _ in everything] == ids
+    assert await store.ended_since(everything[1][1], 1) == [everything[1]]
+    with pytest.raises(ValueError, match="limit must be >= 1, got 0"):
+        await store.ended_since(0.0, 0)
