@@ -65,6 +65,18 @@ def _store_server_command() -> click.Command:
     return store_server_command
 
 
+def _export_command() -> click.Command:
+    from .export.cli import export_command
+
+    return export_command
+
+
+def _retention_command() -> click.Command:
+    from .export.retention_cli import retention_command
+
+    return retention_command
+
+
 # name -> (loader, short help); the help is listed without loading the command.
 LAZY_COMMANDS: dict[str, tuple[Callable[[], click.Command], str]] = {
     "worker": (_worker_command, "Start a pool of worker processes that run an agent."),
@@ -74,6 +86,8 @@ LAZY_COMMANDS: dict[str, tuple[Callable[[], click.Command], str]] = {
     "metrics": (_metrics_command, "Serve the store gauges of a namespace for Prometheus (/metrics)."),
     "serve-model": (_serve_model_command, "Serve a small Hugging Face model over an OpenAI-compatible API."),
     "dashboard": (_dashboard_command, "Serve a read-only web dashboard of a namespace."),
+    "export": (_export_command, "Export finished rollouts, attempts, spans and triplets as Parquet or JSONL."),
+    "retention": (_retention_command, "Show, set or apply the namespace's retention policy (default: keep)."),
     "store-server": (_store_server_command, "Serve the store over Agent-Lightning's HTTP protocol and OTLP."),
 }
 
@@ -112,12 +126,15 @@ def main(log_level: str) -> None:
 
 async def _status(redis_url: str, namespace: str) -> dict[str, Any]:
     from .store import RedisLightningStore
+    from .store.retention import read_policy, retention_warnings
 
     store = RedisLightningStore(redis_url, namespace=namespace, scan_debounce_seconds=3600)
     try:
         memory = await store.memory()
         stats = await store.statistics()
         workers = await store.query_workers(sort_by="worker_id")
+        policy = await read_policy(store)
+        finished = int(await store._redis.zcard(store.keys.ended_rollouts))
         return {
             "redis": repr(store),
             "memory": memory.describe(),
@@ -131,6 +148,8 @@ async def _status(redis_url: str, namespace: str) -> dict[str, Any]:
             "total_attempts": stats["total_attempts"],
             "total_spans": stats["total_spans"],
             "workers": [w.model_dump(mode="json") for w in workers],
+            "retention": None if policy is None else policy.model_dump(exclude_none=True),
+            "warnings": retention_warnings(policy, memory, finished),
         }
     finally:
         await store.aclose()
@@ -145,6 +164,8 @@ def _format_status(report: dict[str, Any]) -> str:
         f"{report['total_spans']} spans",
     ]
     lines += [f"  {status:<10} {count}" for status, count in report["rollouts"].items() if count]
+    lines.append(f"retention   {report['retention'] or 'keep everything'}")
+    lines += [f"WARNING     {w}" for w in report["warnings"]]
     lines.append(f"workers     {len(report['workers'])}")
     for w in report["workers"]:
         stats = w.get("heartbeat_stats") or {}

@@ -66,6 +66,7 @@ class Keys:
         self.workers_index = self.prefix + schema.KEY_WORKERS_INDEX
         self.open_rollouts = self.prefix + schema.KEY_OPEN_INDEX
         self.ended_rollouts = self.prefix + schema.KEY_ENDED_INDEX
+        self.retention = self.prefix + schema.KEY_RETENTION
 
     def rollout(self, rollout_id: str) -> str:
         return f"{self.prefix}{schema.KEY_ROLLOUT}{rollout_id}"

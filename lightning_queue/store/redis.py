@@ -217,6 +217,20 @@ class RedisLightningStore(LightningStore):
             deleted += await self.transitions.delete_rollouts(ids[i : i + DELETE_BATCH])
         return deleted
 
+    async def ended_since(self, end_time: float, limit: int) -> list[tuple[str, float]]:
+        """Up to `limit` (rollout id, end_time) pairs from `idx:ended` with end_time >= `end_time`, oldest first.
+
+        Ties come in Redis's member order; callers that resume inside a tie group skip the ids they saw
+        (export and retention walk the index this way in bounded pages).
+        """
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit!r}")
+        await self._checked()
+        entries = await self._redis.zrangebyscore(
+            self.keys.ended_rollouts, end_time, "+inf", start=0, num=limit, withscores=True
+        )
+        return [(m.decode(errors="replace"), float(score)) for m, score in entries]
+
     # --- watchdog (its schedule lives in watchdog.py) -----------------------------------------------
     async def sweep(self, *, force: bool = True) -> tuple[int, int]:
         """Run the watchdog now: time out / mark unresponsive, reclaim lapsed leases.

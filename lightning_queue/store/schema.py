@@ -34,6 +34,8 @@ KEY_RESOURCES_INDEX = "res:idx"
 KEY_WORKER = "wk:"
 KEY_WORKERS_INDEX = "wk:idx"
 KEY_SWEEP_LOCK = "lock:sweep"
+# The namespace's retention policy (a hash; absent = keep everything, the contract's default).
+KEY_RETENTION = "retention"
 
 # The consumer group every worker reads the queue stream through.
 GROUP = "workers"

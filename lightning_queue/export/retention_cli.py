@@ -1,0 +1,116 @@
+"""`lq retention`: show, set, clear or apply a namespace's retention policy (store/retention.py).
+
+It lives beside `lq export` because `run` archives through the export before it deletes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import TypeVar
+
+import click
+from pydantic import ValidationError
+
+from ..options import describe
+from ..store import RedisLightningStore
+from ..store.connection import ping_error, redact, resolve_shared_url
+from ..store.retention import DEFAULT_MIN_AGE, RetentionPolicy, read_policy, write_policy
+from ..store.settings import RedisSettings, namespace_option, redis_url_option
+from .archive import archive_and_apply
+from .run import ExportError
+
+T = TypeVar("T")
+
+
+def _store(redis_url: str | None, namespace: str | None) -> RedisLightningStore:
+    settings = RedisSettings.from_env(url=redis_url, namespace=namespace)
+    url = resolve_shared_url(settings.url)
+    if (error := ping_error(url)) is not None:
+        raise click.ClickException(f"no Redis answers at {redact(url)}: {error}")
+    return RedisLightningStore(url, namespace=settings.namespace)
+
+
+async def _closing(store: RedisLightningStore, work: Awaitable[T]) -> T:
+    try:
+        return await work
+    finally:
+        await store.aclose()
+
+
+@click.group("retention")
+def retention_command() -> None:
+    """Show, set or apply the namespace's retention policy (default: keep everything)."""
+
+
+@retention_command.command("set")
+@redis_url_option
+@namespace_option
+@click.option("--max-age", type=float, default=None, help="Delete finished rollouts older than this many seconds.")
+@click.option("--keep-newest", type=int, default=None, help="Delete all but the newest N finished rollouts.")
+@click.option("--min-age", type=float, default=DEFAULT_MIN_AGE, show_default=True, help="Never delete younger.")
+@click.option("--archive", type=click.Path(path_type=Path), default=None, help="`lq export` here before deleting.")
+def set_command(
+    redis_url: str | None,
+    namespace: str | None,
+    max_age: float | None,
+    keep_newest: int | None,
+    min_age: float,
+    archive: Path | None,
+) -> None:
+    """Store a policy; `lq retention run` (or `run --every S`) applies it."""
+    try:
+        policy = RetentionPolicy(
+            max_age=max_age,
+            keep_newest=keep_newest,
+            min_age=min_age,
+            archive=None if archive is None else str(archive.resolve()),
+        )
+    except ValidationError as exc:
+        raise click.BadParameter(describe(exc)) from exc
+    store = _store(redis_url, namespace)
+    asyncio.run(_closing(store, write_policy(store, policy)))
+    click.echo(f"retention of {store.namespace}: {policy.model_dump(exclude_none=True)}")
+
+
+@retention_command.command("clear")
+@redis_url_option
+@namespace_option
+def clear_command(redis_url: str | None, namespace: str | None) -> None:
+    """Remove the policy: keep everything."""
+    store = _store(redis_url, namespace)
+    asyncio.run(_closing(store, write_policy(store, None)))
+    click.echo(f"retention of {store.namespace}: keep everything")
+
+
+@retention_command.command("show")
+@redis_url_option
+@namespace_option
+def show_command(redis_url: str | None, namespace: str | None) -> None:
+    """Print the policy."""
+    store = _store(redis_url, namespace)
+    policy = asyncio.run(_closing(store, read_policy(store)))
+    shown = "keep everything" if policy is None else policy.model_dump(exclude_none=True)
+    click.echo(f"retention of {store.namespace}: {shown}")
+
+
+@retention_command.command("run")
+@redis_url_option
+@namespace_option
+@click.option("--every", type=click.FloatRange(min=0.1), default=None, help="Repeat every S seconds (default: once).")
+def run_command(redis_url: str | None, namespace: str | None, every: float | None) -> None:
+    """Apply the policy now in bounded steps, archiving first if it says so (with --every: forever)."""
+
+    async def loop(store: RedisLightningStore) -> None:
+        while True:
+            click.echo(f"retention of {store.namespace}: deleted {await archive_and_apply(store)} rollout(s)")
+            if every is None:
+                return
+            await asyncio.sleep(every)
+
+    store = _store(redis_url, namespace)
+    try:
+        asyncio.run(_closing(store, loop(store)))
+    except (ExportError, ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
