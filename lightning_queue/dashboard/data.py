@@ -17,12 +17,12 @@ from typing import Any, cast
 from .. import semconv
 from ..reward import get_reward_value
 from ..store import RedisLightningStore
-from ..types import ROLLOUT_MODES, ROLLOUT_STATUSES, TERMINAL_STATUSES, Rollout, RolloutStatus, Span
+from ..types import ROLLOUT_MODES, ROLLOUT_STATUSES, TERMINAL_STATUSES, Rollout, RolloutMode, RolloutStatus, Span
 
 logger = logging.getLogger(__name__)
 
 MAX_PAGE = 200
-# A filter the store cannot apply (mode, resources id) is applied to pages of this size, and a request
+# A filter the store cannot apply (resources id; mode with a status) is applied to pages of this size, and a request
 # reads at most SCAN_BUDGET rollouts for it, so a rare value on a huge run costs a bounded amount of work.
 SCAN_CHUNK = 500
 SCAN_BUDGET = 20_000
@@ -175,9 +175,16 @@ class Dashboard:
         if mode is not None and mode not in ROLLOUT_MODES:
             raise ValueError(f"unknown rollout mode {mode!r}; expected one of {', '.join(ROLLOUT_MODES)}")
         status_in = cast(list[RolloutStatus], list(status)) or None
-        if mode is None and resources_id is None:
+        # The store pages a mode alone from its per-mode index; with a status too it would read every
+        # rollout of those statuses, so that case stays with the bounded scan below.
+        if resources_id is None and (mode is None or status_in is None):
             page = await self.store.query_rollouts(
-                status_in=status_in, sort_by="start_time", sort_order="desc", limit=limit, offset=offset
+                status_in=status_in,
+                sort_by="start_time",
+                sort_order="desc",
+                limit=limit,
+                offset=offset,
+                mode=cast(RolloutMode | None, mode),
             )
             items, total, scanned_all = page.items, cast(int | None, page.total), True
         else:

@@ -477,8 +477,13 @@ class RedisLightningStore(LightningStore):
         offset: int = 0,
         status: Sequence[RolloutStatus] | None = None,
         rollout_ids: Sequence[str] | None = None,
+        mode: RolloutMode | None = None,
     ) -> PaginatedResult[Rollout | AttemptedRollout]:
         """Rollouts matching the filters, sorted and paged as the contract says.
+
+        `mode` (this store's own keyword, not the contract's) keeps only rollouts of that mode, whatever
+        `filter_logic` says; alone, unsorted or sorted by `start_time`, it is read from the per-mode index
+        (O(log N + page)); with any other filter or sort it narrows the scan described below.
 
         Cost: O(log N + page) from the sorted-set indexes for no filter or a status filter (one status
         or several, "and" logic), sorted by nothing (creation order), `start_time`, `end_time`
@@ -497,9 +502,16 @@ class RedisLightningStore(LightningStore):
         check_choice("filter_logic", filter_logic, ("and", "or"))
         check_sort(sort_by, sort_order, AttemptedRollout)
         check_paging(limit, offset)
+        if mode is not None:
+            check_choice("mode", mode, ROLLOUT_MODES)
         await self._healthcheck()
         statuses: list[str] | None = None if status_in is None else list(dict.fromkeys(status_in))
-        if rollout_id_in is None and (filter_logic == "and" or statuses is None):
+        if mode is not None:
+            if statuses is None and rollout_id_in is None and rollout_id_contains is None:
+                by_mode = await self._mode_rollouts(mode, sort_by, sort_order, limit, offset)
+                if by_mode is not None:
+                    return by_mode
+        elif rollout_id_in is None and (filter_logic == "and" or statuses is None):
             indexed = await self._indexed_rollouts(statuses, rollout_id_contains, sort_by, sort_order, limit, offset)
             if indexed is not None:
                 return indexed
@@ -521,7 +533,9 @@ class RedisLightningStore(LightningStore):
             verdicts += text_matches(r.rollout_id, None, rollout_id_contains)
             return combine(verdicts, filter_logic)
 
-        found = [r for r in await self._read_rollouts_chunked(candidates) if matches(r)]
+        found = [
+            r for r in await self._read_rollouts_chunked(candidates) if matches(r) and (mode is None or r.mode == mode)
+        ]
         return sort_and_page(found, sort_by=sort_by, sort_order=sort_order, limit=limit, offset=offset)
 
     async def _index_ids(self, keys: Sequence[str]) -> list[str]:
@@ -532,6 +546,31 @@ class RedisLightningStore(LightningStore):
         for i in range(0, len(ids), paging.CHUNK):
             found += await self._read_rollouts(ids[i : i + paging.CHUNK])
         return found
+
+    async def _mode_rollouts(
+        self, mode: str, sort_by: str | None, sort_order: str, limit: int, offset: int
+    ) -> PaginatedResult[Rollout | AttemptedRollout] | None:
+        """The page of one mode's rollouts from its index, or None when it cannot answer (the caller scans)."""
+        if sort_by not in (None, "start_time"):
+            return None
+        keys = self.keys
+        modes = [keys.mode_index(m) for m in (None, *sorted(ROLLOUT_MODES))]
+        sizes = await paging.counts(self._redis, [keys.all_rollouts, *modes])
+        if sizes[0] != sum(sizes[1:]):
+            return None  # rollouts stored before the mode index existed are in none of them
+        desc = sort_order == "desc"
+        segment = paging.Segment((keys.mode_index(mode),), reverse=desc, exact=sort_by is None or not desc)
+        total, windows = await paging.page(self._redis, [segment], limit=limit, offset=offset)
+        items: list[Rollout | AttemptedRollout] = []
+        for window in windows:
+            found = await self._read_rollouts([i for i in window.ids if is_valid_id(i)])
+            if window.exact:
+                items += found
+                continue
+            found.sort(key=lambda r: (r.start_time, r.rollout_id))
+            exact = sort_and_page(found, sort_by=sort_by, sort_order=sort_order, limit=window.take, offset=window.skip)
+            items += exact.items
+        return PaginatedResult(items=items, limit=limit, offset=offset, total=total)
 
     async def _indexed_rollouts(
         self,

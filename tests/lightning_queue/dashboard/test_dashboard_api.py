@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from lightning_queue.dashboard import DashboardSettings, create_app
+from lightning_queue.dashboard import DashboardSettings, create_app, data
 from lightning_queue.reward import emit_reward
 from lightning_queue.types import SpanCoreFields
 
@@ -54,6 +54,18 @@ async def test_rollouts_page_and_filters(store, client):
     assert val["total"] == 4
     none = await (await client.get("/api/rollouts?status=succeeded")).json()
     assert none["items"] == [] and none["total"] == 0
+
+
+@pytest.mark.timeout(30)
+async def test_a_mode_alone_is_paged_by_the_store_and_with_a_status_by_the_bounded_scan(store, client, monkeypatch):
+    monkeypatch.setattr(data, "SCAN_BUDGET", 2)
+    monkeypatch.setattr(data, "SCAN_CHUNK", 1)
+    made = [await store.enqueue_rollout({"i": i}, mode="train" if i % 2 else "val") for i in range(7)]
+    val = await (await client.get("/api/rollouts?mode=val&limit=2&offset=1")).json()
+    assert [r["rollout_id"] for r in val["items"]] == [made[4].rollout_id, made[2].rollout_id]
+    assert val["total"] == 4 and val["exact"] is True
+    queued = await (await client.get("/api/rollouts?mode=val&status=queuing&limit=10")).json()
+    assert queued["total"] is None and queued["exact"] is False  # the scan stopped at its budget
 
 
 @pytest.mark.timeout(30)
