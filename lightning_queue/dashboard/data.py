@@ -230,6 +230,7 @@ class Dashboard:
         if attempt_id is not None:
             spans = await self.store.query_spans(rollout_id, attempt_id, limit=MAX_SPANS)
             spans_total, described = spans.total, [describe_span(s) for s in spans.items]
+            _clear_duplicated_calls(spans.items, described)
         rewards = [d["reward"] for d in described if d["reward"] is not None]
         return {
             "rollout": {
@@ -301,6 +302,17 @@ def _messages(attrs: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
 
 def is_llm_span(span: Span) -> bool:
     return span.name in LLM_SPAN_NAMES or "gen_ai.request.model" in span.attributes
+
+
+def _clear_duplicated_calls(spans: list[Span], described: list[dict[str, Any]]) -> None:
+    """A client's span of a call the proxy also recorded (same `gen_ai.response.id`) lacks no token ids:
+    the proxy's span of that call has them, so it is not flagged."""
+    pairs = list(zip(spans, described, strict=True))
+    with_ids = {s.attributes.get("gen_ai.response.id") for s, d in pairs if d["llm"] and not d["missing_token_ids"]}
+    for span, d in pairs:
+        if d["missing_token_ids"] and span.attributes.get("gen_ai.response.id") in with_ids - {None}:
+            d["missing_token_ids"] = False
+            d["token_ids_on_proxy_span"] = True
 
 
 def describe_span(span: Span) -> dict[str, Any]:

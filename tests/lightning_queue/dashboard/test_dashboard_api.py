@@ -120,3 +120,30 @@ def test_remote_host_needs_a_token():
         DashboardSettings(host="0.0.0.0").check_exposure()
     DashboardSettings(host="0.0.0.0", token="long-enough").check_exposure()
     DashboardSettings(host="::1").check_exposure()
+
+
+@pytest.mark.timeout(30)
+async def test_a_client_span_of_a_call_the_proxy_recorded_with_token_ids_is_not_flagged(store, client):
+    await store.enqueue_rollout({"prompt": "hi"})
+    claimed = await store.dequeue_rollout(worker_id="w1")
+    rid, aid = claimed.rollout_id, claimed.attempt.attempt_id
+    client_side = {"gen_ai.request.model": "policy", "gen_ai.operation.name": "chat"}
+    # The worker's openai-v2 span and the proxy's span of one call share the response id.
+    await store.add_otel_span(
+        rid, aid, SpanCoreFields(name="chat policy", attributes={**client_side, "gen_ai.response.id": "r-1"})
+    )
+    proxied = {
+        "gen_ai.request.model": "policy",
+        "gen_ai.response.id": "r-1",
+        "prompt_token_ids": [1],
+        "response_token_ids": [2],
+    }
+    await store.add_otel_span(rid, aid, SpanCoreFields(name="openai.chat.completion", attributes=proxied))
+    # A call only the client saw, with no token ids anywhere: still flagged.
+    await store.add_otel_span(
+        rid, aid, SpanCoreFields(name="chat policy", attributes={**client_side, "gen_ai.response.id": "r-2"})
+    )
+    detail = await (await client.get(f"/api/rollouts/{rid}")).json()
+    flags = [(s["name"], s["missing_token_ids"]) for s in detail["spans"] if s["llm"]]
+    assert flags == [("chat policy", False), ("openai.chat.completion", False), ("chat policy", True)]
+    assert detail["llm_spans_missing_token_ids"] == 1
