@@ -61,6 +61,12 @@ TOP_LEVEL = [
     "Span",
     "SpanCoreFields",
     "Triplet",
+    "reward",
+    "LightningStoreThreaded",
+    "LightningStoreServer",
+    "ExecutionStrategy",
+    "SharedMemoryExecutionStrategy",
+    "ClientServerExecutionStrategy",
 ]
 
 SUBMODULE_NAMES = [
@@ -86,6 +92,16 @@ SUBMODULE_NAMES = [
     ("algorithm.verl", "VERL"),
     ("adapter", "TracerTraceToTriplet"),
     ("adapter", "TraceToTripletBase"),
+    ("reward", "reward"),
+    ("emitter", "reward"),
+    ("tracer.weave", "WeaveTracer"),
+    ("store", "LightningStoreThreaded"),
+    ("store", "LightningStoreServer"),
+    ("store", "SqliteLightningStore"),
+    ("store", "MongoLightningStore"),
+    ("execution", "ExecutionStrategy"),
+    ("execution", "SharedMemoryExecutionStrategy"),
+    ("execution", "ClientServerExecutionStrategy"),
 ]
 
 
