@@ -14,6 +14,7 @@ from .adapter import (
 from .algorithm import APO, VERL, Algorithm, Baseline, FunctionalAlgorithm, algo, with_llm_proxy, with_store
 from .emitter import emit_annotation, emit_exception, emit_message, emit_object, operation
 from .emitter import reward as _reward_decorator
+from .env_var import LightningEnvVar, resolve_bool_env_var, resolve_int_env_var, resolve_str_env_var
 from .litagent import FunctionalLitAgent, Hook, LitAgent, RolloutRawResult, llm_rollout, prompt_rollout, rollout
 from .llm_proxy import LLMProxy, ModelConfig
 from .logging import configure_logger, setup_logging, setup_module_logging
@@ -121,6 +122,7 @@ __all__ = [
     "Hook",
     "InMemoryLightningStore",
     "LLMProxy",
+    "LightningEnvVar",
     "LightningResourceAttributes",
     "LightningSpanAttributes",
     "LightningStore",
@@ -175,6 +177,9 @@ __all__ = [
     "llm_rollout",
     "operation",
     "prompt_rollout",
+    "resolve_bool_env_var",
+    "resolve_int_env_var",
+    "resolve_str_env_var",
     "reward",
     "rollout",
     "setup_logging",

@@ -157,3 +157,82 @@ def test_the_execution_path_gives_the_trainers_strategies() -> None:
     assert execution.SharedMemoryExecutionStrategy is trainer.SharedMemoryExecutionStrategy
     assert agl.ClientServerExecutionStrategy is trainer.ClientServerExecutionStrategy
     assert isinstance(agl.SharedMemoryExecutionStrategy(n_runners=2), agl.ExecutionStrategy)
+
+
+def test_env_var_resolvers_prefer_the_override_then_the_variable_then_the_fallback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    port = agl.LightningEnvVar.AGL_SERVER_PORT
+    monkeypatch.delenv(port.value, raising=False)
+    assert agl.resolve_int_env_var(port, fallback=4747) == 4747
+    monkeypatch.setenv(port.value, "5000")
+    assert agl.resolve_int_env_var(port, fallback=4747) == 5000
+    assert agl.resolve_int_env_var(port, override=1, fallback=4747) == 1
+    monkeypatch.setenv(port.value, "five")
+    with pytest.raises(ValueError, match="AGL_SERVER_PORT='five' is not an integer"):
+        agl.resolve_int_env_var(port)
+    flag = agl.LightningEnvVar.AGL_MANAGED_STORE
+    monkeypatch.setenv(flag.value, " Off ")
+    assert agl.resolve_bool_env_var(flag, fallback=True) is False
+    monkeypatch.setenv(flag.value, "maybe")
+    with pytest.raises(ValueError, match="AGL_MANAGED_STORE='maybe' is not a boolean"):
+        agl.resolve_bool_env_var(flag)
+    monkeypatch.setenv(agl.LightningEnvVar.AGL_SERVER_HOST.value, "0.0.0.0")
+    assert agl.resolve_str_env_var(agl.LightningEnvVar.AGL_SERVER_HOST, fallback="x") == "0.0.0.0"
+    with pytest.raises(TypeError, match="LightningEnvVar member"):
+        agl.resolve_str_env_var("AGL_SERVER_HOST")  # type: ignore[arg-type]
+
+
+async def test_the_prometheus_metrics_backend_counts_and_observes_with_the_registered_labels() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from lightning_queue.utils.metrics import PrometheusMetricsBackend
+
+    registry = CollectorRegistry()
+    metrics = PrometheusMetricsBackend(registry)
+    metrics.register_counter("agent.calls", ["tool"])
+    metrics.register_counter("agent.calls", ["tool"])  # the same registration again is harmless
+    metrics.register_histogram("agent.latency", buckets=[0.1, 1.0])
+    await metrics.inc_counter("agent.calls", labels={"tool": "search"})
+    await metrics.inc_counter("agent.calls", 2, labels={"tool": "search"})
+    await metrics.observe_histogram("agent.latency", 0.5)
+    assert registry.get_sample_value("agent_calls_total", {"tool": "search"}) == 3.0
+    assert registry.get_sample_value("agent_latency_bucket", {"le": "1.0"}) == 1.0
+    assert registry.get_sample_value("agent_latency_bucket", {"le": "0.1"}) == 0.0
+    with pytest.raises(ValueError, match=r"takes labels \['tool'\], got \['tol'\]"):
+        await metrics.inc_counter("agent.calls", labels={"tol": "x"})
+    with pytest.raises(ValueError, match=r"'agent\.latency' is a histogram, not a counter"):
+        await metrics.inc_counter("agent.latency")
+    with pytest.raises(ValueError, match="'nope' is not registered"):
+        await metrics.observe_histogram("nope", 1.0)
+    with pytest.raises(ValueError, match="already registered as a counter"):
+        metrics.register_histogram("agent.calls", ["tool"])
+    with pytest.raises(ValueError, match="amount must be a number >= 0"):
+        await metrics.inc_counter("agent.calls", -1, labels={"tool": "x"})
+
+
+async def test_the_console_backend_logs_rate_and_percentiles_grouped_by_label_prefix(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+
+    from lightning_queue.utils.metrics import ConsoleMetricsBackend, MultiMetricsBackend, PrometheusMetricsBackend
+
+    console = ConsoleMetricsBackend(window_seconds=100.0, log_interval_seconds=3600.0, group_level=1)
+    metrics = MultiMetricsBackend(
+        [console, PrometheusMetricsBackend(__import__("prometheus_client").CollectorRegistry())]
+    )
+    assert metrics.has_prometheus() and not console.has_prometheus()
+    metrics.register_histogram("latency", ["method", "path"])
+    metrics.register_counter("hits")
+    with caplog.at_level("INFO", logger="lightning_queue.utils.metrics"):
+        for value in range(1, 101):
+            await metrics.observe_histogram("latency", float(value), labels={"method": "GET", "path": f"/{value % 2}"})
+        await metrics.inc_counter("hits", 50)
+    assert len(caplog.records) == 1  # the first event logs; the interval holds the rest back
+    lines = console.snapshot()
+    assert lines[0] == "hits rate=0.500/s"
+    assert lines[1] == "latency{method=GET} rate=1.000/s p50=50 p95=95 p99=99"
+    with pytest.raises(ValueError, match="needs at least one backend"):
+        MultiMetricsBackend([])
+    with pytest.raises(ValueError, match="window_seconds must be > 0"):
+        ConsoleMetricsBackend(window_seconds=0)

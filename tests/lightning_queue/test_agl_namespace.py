@@ -67,6 +67,10 @@ TOP_LEVEL = [
     "ExecutionStrategy",
     "SharedMemoryExecutionStrategy",
     "ClientServerExecutionStrategy",
+    "LightningEnvVar",
+    "resolve_bool_env_var",
+    "resolve_int_env_var",
+    "resolve_str_env_var",
 ]
 
 SUBMODULE_NAMES = [
@@ -102,6 +106,12 @@ SUBMODULE_NAMES = [
     ("execution", "ExecutionStrategy"),
     ("execution", "SharedMemoryExecutionStrategy"),
     ("execution", "ClientServerExecutionStrategy"),
+    ("env_var", "LightningEnvVar"),
+    ("env_var", "resolve_int_env_var"),
+    ("utils.metrics", "MetricsBackend"),
+    ("utils.metrics", "ConsoleMetricsBackend"),
+    ("utils.metrics", "PrometheusMetricsBackend"),
+    ("utils.metrics", "MultiMetricsBackend"),
 ]
 
 
