@@ -63,7 +63,7 @@ def _emit_returned(fn: Callable[..., Any], result: Any) -> None:
     if result is None:
         warnings.warn(f"@reward function {fn.__qualname__} returned None: no reward recorded", stacklevel=3)
         return
-    if isinstance(result, bool) or not isinstance(result, int | float):
+    if not isinstance(result, int | float):  # a bool counts as 0/1, as in emit_reward
         raise TypeError(
             f"@reward function {fn.__qualname__} must return a number, got {type(result).__name__}: {result!r:.100}"
         )

@@ -73,8 +73,14 @@ def test_a_reward_function_returning_a_non_number_is_a_clear_error_and_none_a_wa
 
     with pytest.raises(TypeError, match=r"text must return a number, got str: 'good'"):
         text()
+
+    @reward
+    def solved() -> bool:
+        return True
+
     with pytest.warns(UserWarning, match="nothing returned None"):
         assert nothing() is None
+    assert solved() is True  # a bool is a 0/1 reward, as emit_reward accepts it
 
 
 @pytest.mark.parametrize(
