@@ -13,6 +13,8 @@ from .adapter import (
 )
 from .algorithm import APO, VERL, Algorithm, Baseline, FunctionalAlgorithm, algo, with_llm_proxy, with_store
 from .emitter import emit_annotation, emit_exception, emit_message, emit_object, operation
+from .emitter import reward as _reward_decorator
+from .env_var import LightningEnvVar, resolve_bool_env_var, resolve_int_env_var, resolve_str_env_var
 from .litagent import FunctionalLitAgent, Hook, LitAgent, RolloutRawResult, llm_rollout, prompt_rollout, rollout
 from .llm_proxy import LLMProxy, ModelConfig
 from .logging import configure_logger, setup_logging, setup_module_logging
@@ -36,7 +38,14 @@ from .semconv import (
     LightningResourceAttributes,
     LightningSpanAttributes,
 )
-from .store import InMemoryLightningStore, LightningStore, LightningStoreClient, RedisLightningStore
+from .store import (
+    InMemoryLightningStore,
+    LightningStore,
+    LightningStoreClient,
+    LightningStoreServer,
+    LightningStoreThreaded,
+    RedisLightningStore,
+)
 from .tracer import AgentOpsTracer, OtelTracer, Tracer, get_active_tracer, get_last_trace
 from .types import (
     LLM,
@@ -64,17 +73,24 @@ from .types import (
     Worker,
 )
 
+# v0.3 exports the `@reward` decorator as `agl.reward`. Importing the `lightning_queue.reward`
+# submodule above bound this attribute to the module; rebinding it here keeps `agl.reward` the
+# decorator while `from lightning_queue.reward import ...` still finds the (already loaded) module.
+reward = _reward_decorator
+
 if TYPE_CHECKING:
-    from .trainer import Trainer
+    from .trainer import ClientServerExecutionStrategy, ExecutionStrategy, SharedMemoryExecutionStrategy, Trainer
+
+_TRAINER_NAMES = ("Trainer", "ExecutionStrategy", "SharedMemoryExecutionStrategy", "ClientServerExecutionStrategy")
 
 
 def __getattr__(name: str) -> Any:
     # The Trainer stands above the worker runtime; loading it on first use keeps `import
     # lightning_queue.types` in a worker process from importing the runtime back through this facade.
-    if name == "Trainer":
-        from .trainer import Trainer
+    if name in _TRAINER_NAMES:
+        from . import trainer
 
-        return Trainer
+        return getattr(trainer, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -97,17 +113,22 @@ __all__ = [
     "AttemptStatus",
     "AttemptedRollout",
     "Baseline",
+    "ClientServerExecutionStrategy",
     "Dataset",
     "EnqueueRolloutRequest",
+    "ExecutionStrategy",
     "FunctionalAlgorithm",
     "FunctionalLitAgent",
     "Hook",
     "InMemoryLightningStore",
     "LLMProxy",
+    "LightningEnvVar",
     "LightningResourceAttributes",
     "LightningSpanAttributes",
     "LightningStore",
     "LightningStoreClient",
+    "LightningStoreServer",
+    "LightningStoreThreaded",
     "LitAgent",
     "LitAgentRunner",
     "LlmProxyTraceToTriplet",
@@ -126,6 +147,7 @@ __all__ = [
     "RolloutMode",
     "RolloutRawResult",
     "RolloutStatus",
+    "SharedMemoryExecutionStrategy",
     "Span",
     "SpanCoreFields",
     "TaskInput",
@@ -155,6 +177,10 @@ __all__ = [
     "llm_rollout",
     "operation",
     "prompt_rollout",
+    "resolve_bool_env_var",
+    "resolve_int_env_var",
+    "resolve_str_env_var",
+    "reward",
     "rollout",
     "setup_logging",
     "setup_module_logging",

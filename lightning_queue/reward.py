@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import semconv
-from .emitter import emit_exception, emit_reward
+from .emitter import emit_exception, emit_reward, reward
 from .types import Span, SpanCoreFields
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "get_reward_value",
     "get_rewards_from_span",
     "is_reward_span",
+    "reward",
 ]
 
 

@@ -4,7 +4,7 @@ from .annotation import OperationContext, emit_annotation, operation
 from .exception import emit_exception
 from .message import emit_message, get_message_value
 from .object import emit_object, get_object_value
-from .reward import emit_reward
+from .reward import emit_reward, reward
 from .spans import flatten_attributes
 
 __all__ = [
@@ -18,4 +18,5 @@ __all__ = [
     "get_message_value",
     "get_object_value",
     "operation",
+    "reward",
 ]

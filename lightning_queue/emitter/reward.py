@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import inspect
+import warnings
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 from lightning_queue import semconv
 from lightning_queue.types import SpanCoreFields
@@ -48,3 +52,44 @@ def emit_reward(
     attrs = reward_attributes(reward, primary_key)
     attrs.update(flatten_attributes(attributes or {}))
     return emit_span("emit_reward", semconv.SPAN_ANNOTATION, attrs, propagate=propagate)
+
+
+_Fn = TypeVar("_Fn", bound=Callable[..., Any])
+
+
+def _emit_returned(fn: Callable[..., Any], result: Any) -> None:
+    # v0.3's decorator records a reward-less span when the function returns None or a non-number;
+    # here a None is skipped (there is no reward to learn from) and a non-number is a clear error.
+    if result is None:
+        warnings.warn(f"@reward function {fn.__qualname__} returned None: no reward recorded", stacklevel=3)
+        return
+    if not isinstance(result, int | float):  # a bool counts as 0/1, as in emit_reward
+        raise TypeError(
+            f"@reward function {fn.__qualname__} must return a number, got {type(result).__name__}: {result!r:.100}"
+        )
+    emit_reward(float(result))
+
+
+def reward(fn: _Fn) -> _Fn:
+    """Decorate a function returning a number so that each call records that number as a reward span.
+
+    v0.3's `@agl.reward` (deprecated there in favour of `emit_reward`, which it calls). Sync and async
+    functions both work; the wrapped function still returns its value.
+    """
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def wrapper_async(*args: Any, **kwargs: Any) -> Any:
+            result = await fn(*args, **kwargs)
+            _emit_returned(fn, result)
+            return result
+
+        return cast(_Fn, wrapper_async)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        result = fn(*args, **kwargs)
+        _emit_returned(fn, result)
+        return result
+
+    return cast(_Fn, wrapper)

@@ -26,6 +26,7 @@ class LitAgent(Generic[T]):
 
     def __init__(self) -> None:
         self._runner_ref: weakref.ReferenceType[Any] | None = None
+        self._trainer_ref: weakref.ReferenceType[Any] | None = None
 
     def set_runner(self, runner: Any) -> None:
         self._runner_ref = weakref.ref(runner)
@@ -34,6 +35,34 @@ class LitAgent(Generic[T]):
     def runner(self) -> Any:
         """The worker running this agent (held weakly), or None before it starts."""
         return None if self._runner_ref is None else self._runner_ref()
+
+    def get_runner(self) -> Any:
+        """The worker running this agent; ValueError if none was set or it is gone (v0.3's contract)."""
+        return self._referent(getattr(self, "_runner_ref", None), "runner", "the worker or LitAgentRunner running it")
+
+    def set_trainer(self, trainer: Any) -> None:
+        """Called by `Trainer.fit` / `dev` on the agent object it was given (held weakly).
+
+        The Trainer's worker processes run a copy of the agent (forked or imported), so there the trainer
+        is not set: only the object in the Trainer's own process knows it.
+        """
+        self._trainer_ref = weakref.ref(trainer)
+
+    def get_trainer(self) -> Any:
+        """The Trainer this agent was given to; ValueError if none was set or it is gone (v0.3's contract)."""
+        return self._referent(getattr(self, "_trainer_ref", None), "trainer", "Trainer.fit / Trainer.dev")
+
+    @property
+    def trainer(self) -> Any:
+        return self.get_trainer()
+
+    def _referent(self, ref: weakref.ReferenceType[Any] | None, what: str, setter: str) -> Any:
+        if ref is None:
+            raise ValueError(f"{type(self).__name__} has no {what}: it is set by {setter}")
+        referent = ref()
+        if referent is None:
+            raise ValueError(f"{type(self).__name__}'s {what} no longer exists (it was garbage collected)")
+        return referent
 
     def get_tracer(self) -> Tracer:
         """The tracer of the worker running this agent (or of the rollout traced in this context)."""

@@ -9,6 +9,8 @@ from .in_memory import InMemoryLightningStore
 from .leases import Claim, Leases
 from .memory import EvictingRedisError
 from .redis import RedisLightningStore
+from .threaded import LightningStoreThreaded
+from .unported import LightningStoreServer, MongoLightningStore, SqliteLightningStore, UnportedStoreError
 
 __all__ = [
     "AttemptNotFound",
@@ -19,9 +21,14 @@ __all__ = [
     "Leases",
     "LightningStore",
     "LightningStoreClient",
+    "LightningStoreServer",
+    "LightningStoreThreaded",
+    "MongoLightningStore",
     "NotFound",
     "RedisLightningStore",
     "RolloutNotFound",
+    "SqliteLightningStore",
     "StoreUnavailable",
+    "UnportedStoreError",
     "resolve_url",
 ]

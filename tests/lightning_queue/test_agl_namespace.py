@@ -61,6 +61,16 @@ TOP_LEVEL = [
     "Span",
     "SpanCoreFields",
     "Triplet",
+    "reward",
+    "LightningStoreThreaded",
+    "LightningStoreServer",
+    "ExecutionStrategy",
+    "SharedMemoryExecutionStrategy",
+    "ClientServerExecutionStrategy",
+    "LightningEnvVar",
+    "resolve_bool_env_var",
+    "resolve_int_env_var",
+    "resolve_str_env_var",
 ]
 
 SUBMODULE_NAMES = [
@@ -86,6 +96,22 @@ SUBMODULE_NAMES = [
     ("algorithm.verl", "VERL"),
     ("adapter", "TracerTraceToTriplet"),
     ("adapter", "TraceToTripletBase"),
+    ("reward", "reward"),
+    ("emitter", "reward"),
+    ("tracer.weave", "WeaveTracer"),
+    ("store", "LightningStoreThreaded"),
+    ("store", "LightningStoreServer"),
+    ("store", "SqliteLightningStore"),
+    ("store", "MongoLightningStore"),
+    ("execution", "ExecutionStrategy"),
+    ("execution", "SharedMemoryExecutionStrategy"),
+    ("execution", "ClientServerExecutionStrategy"),
+    ("env_var", "LightningEnvVar"),
+    ("env_var", "resolve_int_env_var"),
+    ("utils.metrics", "MetricsBackend"),
+    ("utils.metrics", "ConsoleMetricsBackend"),
+    ("utils.metrics", "PrometheusMetricsBackend"),
+    ("utils.metrics", "MultiMetricsBackend"),
 ]
 
 
