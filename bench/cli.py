@@ -13,6 +13,8 @@ from typing import Any
 from .stats import machine, write_json
 
 SCENARIOS = ("lifecycle", "wakeup", "memory", "proxy", "scale")
+# Run by name only, not by `all`: it needs the Agent-Lightning virtualenv and a minute even with --quick.
+BY_NAME_ONLY = ("agl-clients",)
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -27,9 +29,17 @@ def _ints(text: str) -> tuple[int, ...]:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description="lightning-queue benchmarks (docs/benchmarks.md)")
-    p.add_argument("scenario", choices=(*SCENARIOS, "all"))
-    p.add_argument("--rollouts", type=int, help="rollouts per lifecycle round (default 2000; 40 with --quick)")
-    p.add_argument("--workers", type=_ints, help="worker process counts K (default 1,2,4,8; 1,2 with --quick)")
+    p.add_argument("scenario", choices=(*SCENARIOS, *BY_NAME_ONLY, "all"))
+    p.add_argument(
+        "--rollouts",
+        type=int,
+        help="rollouts per lifecycle round (default 2000; 40 with --quick); agl-clients: per client (300)",
+    )
+    p.add_argument(
+        "--workers",
+        type=_ints,
+        help="worker process counts K (default 1,2,4,8; 1,2 with --quick); agl-clients: AL client processes (1,4)",
+    )
     p.add_argument("--repeat", type=int, help="repetitions; tables show medians (default 3; 1 with --quick)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of seconds (CI)")
     p.add_argument("--no-baseline", action="store_true", help="skip the Agent-Lightning baseline")
@@ -103,7 +113,25 @@ def _scale(args: argparse.Namespace) -> tuple[dict[str, Any], Callable[[dict[str
     return asyncio.run(scale.run(opts)), scale.render
 
 
-RUNNERS = {"lifecycle": _lifecycle, "wakeup": _wakeup, "memory": _memory, "proxy": _proxy, "scale": _scale}
+def _agl_clients(args: argparse.Namespace) -> tuple[dict[str, Any], Callable[[dict[str, Any]], str]]:
+    from . import agl_clients
+
+    opts = agl_clients.AglClientsOptions(workdir=args.out / "work", baseline_python=args.baseline_python)
+    if args.quick:
+        opts.clients, opts.rollouts = (1,), 20
+    opts.clients = args.workers or opts.clients
+    opts.rollouts = args.rollouts or opts.rollouts
+    return agl_clients.run(opts), agl_clients.render
+
+
+RUNNERS = {
+    "lifecycle": _lifecycle,
+    "wakeup": _wakeup,
+    "memory": _memory,
+    "proxy": _proxy,
+    "scale": _scale,
+    "agl-clients": _agl_clients,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -163,7 +164,8 @@ routes = web.RouteTableDef()
 
 @routes.get(API_PREFIX + "/health")
 async def health(request: web.Request) -> web.Response:
-    return _json({"status": "ok"})
+    # The pid tells which process answered: with --workers N any of N children may, and all must agree.
+    return _json({"status": "ok", "pid": os.getpid()})
 
 
 @routes.get(API_PREFIX + "/statistics")
