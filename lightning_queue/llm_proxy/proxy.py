@@ -20,6 +20,55 @@ from .upstream import UpstreamClient
 logger = logging.getLogger(__name__)
 
 LaunchMode = Literal["thread", "asyncio"]
+# Agent-Lightning's LiteLLM callbacks this proxy always does itself: token ids on every call, and spans.
+BUILT_IN_CALLBACKS = ("return_token_ids", "opentelemetry")
+# ...and its FastAPI middlewares this proxy does itself: /rollout/<id>/attempt/<id> routing, streaming.
+BUILT_IN_MIDDLEWARES = ("rollout_attempt", "stream_conversion")
+
+
+def _check_litellm_keywords(
+    num_retries: int,
+    callbacks: Iterable[Any] | None,
+    litellm_config: Mapping[str, Any] | None,
+    num_workers: int,
+    middlewares: Iterable[Any] | None,
+    launcher_args: Any,
+) -> None:
+    """Agent-Lightning's proxy is LiteLLM; this one is not. Say what each of its knobs means here."""
+    if isinstance(num_retries, bool) or not isinstance(num_retries, int) or num_retries < 0:
+        raise ValueError(f"num_retries must be an integer >= 0, got {num_retries!r}")
+    if num_retries:
+        logger.warning(
+            "LLMProxy(num_retries=%d): this proxy does not retry upstream calls; the OpenAI client "
+            "retries failed calls itself (its max_retries=)",
+            num_retries,
+        )
+    for callback in callbacks or ():
+        if callback not in BUILT_IN_CALLBACKS:
+            raise ValueError(
+                f"LLMProxy(callbacks=...): {callback!r} is a LiteLLM callback and this proxy is not LiteLLM; "
+                f"it always records token ids and spans ({', '.join(BUILT_IN_CALLBACKS)}): drop callbacks="
+            )
+    if litellm_config:
+        raise ValueError(
+            f"LLMProxy(litellm_config=...) has no meaning here (got keys {sorted(litellm_config)}): "
+            "give upstreams as model_list entries (see docs/llm-proxy.md)"
+        )
+    if num_workers != 1:
+        raise ValueError(
+            f"LLMProxy(num_workers={num_workers!r}): this proxy is one asyncio server; run several "
+            "`lq proxy` processes behind a load balancer to scale it"
+        )
+    for middleware in middlewares or ():
+        if middleware not in BUILT_IN_MIDDLEWARES:
+            raise ValueError(
+                f"LLMProxy(middlewares=...): {middleware!r} is a FastAPI middleware and this proxy is aiohttp; "
+                f"it always routes by rollout/attempt and converts streams ({', '.join(BUILT_IN_MIDDLEWARES)})"
+            )
+    if launcher_args is not None:
+        raise ValueError("LLMProxy(launcher_args=...): give host=, port= and launch_mode= instead")
+
+
 ModelList = Iterable[UpstreamModel | Mapping[str, Any]]
 _ANY_ADDRESS = ("0.0.0.0", "", "::")
 
@@ -58,19 +107,31 @@ class LLMProxy:
     def __init__(
         self,
         port: int | None = None,
-        host: str | None = default("host"),
         model_list: ModelList | None = None,
         store: LightningStore | None = None,
+        host: str | None = default("host"),
         *,
         auth_token: str | None = None,
-        launch_mode: LaunchMode = "thread",
+        launch_mode: LaunchMode | Literal["mp"] = "thread",
         max_body_bytes: int = default("max_body_bytes"),
         max_upstream_connections: int = 1024,
         limits: ServerLimits | None = None,
         allow_unattributed: bool = False,
+        num_retries: int = 0,
+        callbacks: Iterable[Any] | None = None,
+        litellm_config: Mapping[str, Any] | None = None,
+        num_workers: int = 1,
+        middlewares: Iterable[Any] | None = None,
+        launcher_args: Any = None,
     ) -> None:
+        # Agent-Lightning v0.3's positional order (port, model_list, store, host) and keywords, so ported
+        # code runs; LiteLLM-only knobs are refused or explained, never silently dropped.
+        _check_litellm_keywords(num_retries, callbacks, litellm_config, num_workers, middlewares, launcher_args)
+        if launch_mode == "mp":
+            # v0.3's default: a server process. A thread serves the same endpoint without pickling the store.
+            launch_mode = "thread"
         if launch_mode not in ("thread", "asyncio"):
-            raise ValueError(f"launch_mode must be 'thread' or 'asyncio', got {launch_mode!r}")
+            raise ValueError(f"launch_mode must be 'thread', 'asyncio' or 'mp', got {launch_mode!r}")
         if port is not None and not 0 <= port < 65536:
             raise ValueError(f"port must be in 0..65535 (0 or None = a free port), got {port!r}")
         self.port = port or None
