@@ -54,6 +54,6 @@ def dashboard_command(redis_url: str | None, namespace: str, **values: Any) -> N
     try:
         asyncio.run(_serve(settings, url, redis.namespace))
     except KeyboardInterrupt:
-        pass
+        click.echo("lq dashboard: stopped", err=True)  # Ctrl-C is how it is meant to end: no traceback
     except OSError as exc:  # the port is taken, the address is not ours
         raise click.ClickException(f"cannot listen on {settings.host}:{settings.port}: {exc}") from exc
