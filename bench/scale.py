@@ -3,11 +3,11 @@
 For each N, a fresh redis-server is filled with N rollouts the way a run leaves them: enqueued in
 batches of 100 (one script call each, so 100 share a start_time), claimed, and ended 80 % succeeded,
 10 % failed, 10 % still queued (a warm-up batch of 100 more is stored first, before the memory
-baseline); one more rollout carries a long trace, and N/10 resources snapshots are stored (an async
-RL run publishes one per policy version). Then each listed call runs
-`--repeat` times (after one warm-up) and its p50/p99 are reported, with Redis memory per rollout
-(`used_memory` delta over N). The ratios column divides each call's p50 at the largest N by its p50
-at the smallest: O(log N + page) calls stay near 1, O(N) calls grow with N.
+baseline); one more rollout carries a long trace (every 10th span a "tool", the others "llm"),
+and N/10 resources snapshots are stored (an async RL run publishes one per policy version). Then each
+listed call runs `--repeat` times (after one warm-up) and its p50/p99 are reported, with Redis memory
+per rollout (`used_memory` delta over N). The ratios column divides each call's p50 at the largest N by
+its p50 at the smallest: O(log N + page) calls stay near 1, O(N) calls grow with N.
 """
 
 from __future__ import annotations
@@ -81,7 +81,13 @@ async def _long_trace(store: Any) -> str:
     for first in range(0, TRACE_SPANS, 200):
         await store.add_many_spans(
             [
-                Span.from_attributes(attributes=TRACE_ATTRS, rollout_id=rid, attempt_id=aid, sequence_id=s, name="llm")
+                Span.from_attributes(
+                    attributes=TRACE_ATTRS,
+                    rollout_id=rid,
+                    attempt_id=aid,
+                    sequence_id=s,
+                    name="tool" if s % 10 == 0 else "llm",
+                )
                 for s in range(first + 1, first + 201)
             ]
         )
@@ -126,7 +132,10 @@ def _calls(store: Any, ids: list[str], trace: str) -> dict[str, Callable[[], Awa
         "sort mode limit=10": lambda: q(sort_by="mode", limit=10),
         "status=succeeded sort end_time limit=10": lambda: q(status_in=["succeeded"], sort_by="end_time", limit=10),
         f"query_spans {TRACE_SPANS}-span trace limit=10": lambda: store.query_spans(trace, limit=10, offset=500),
-        f"query_spans {TRACE_SPANS} spans name=llm limit=10": lambda: store.query_spans(trace, name="llm", limit=10),
+        f"query_spans {TRACE_SPANS} spans name=tool limit=10": lambda: store.query_spans(trace, name="tool", limit=10),
+        f"query_spans {TRACE_SPANS} spans sort name limit=10": lambda: store.query_spans(
+            trace, sort_by="name", limit=10
+        ),
         "query_resources limit=10": lambda: store.query_resources(limit=10),
         "query_resources update_time desc limit=10": lambda: store.query_resources(
             sort_by="update_time", sort_order="desc", limit=10

@@ -341,3 +341,22 @@ async def test_a_filtered_span_query_reads_the_trace_in_bounded_chunks(
     page = await store.query_spans(rid, name_contains="", sort_by="name", limit=3)
     assert page.total == total
     assert asked and all(kind == "hscan" and n == 7 for kind, n in asked), asked
+
+
+@pytest.mark.parametrize("drop_order_index", [False, True])
+async def test_a_span_whose_stored_name_validation_converts_is_filtered_on_the_validated_name(
+    store: RedisLightningStore, make_span: Any, drop_order_index: bool
+) -> None:
+    """The filter's shortcut reads plain str fields unvalidated; a name stored as bytes is left to validation."""
+    started = await store.start_rollout("t")
+    rid, aid = started.rollout_id, started.attempt.attempt_id
+    await store.add_many_spans([make_span(rid, aid, n, name="llm", span_id=f"sp-{n}") for n in (1, 2)])
+    stored = make_span(rid, aid, 3, name="llm", span_id="sp-3").model_dump()
+    await store.add_span(make_span(rid, aid, 3, name="other", span_id="sp-3"))
+    stored["name"] = b"llm"  # msgpack bin; Span validation decodes it to "llm"
+    await store._redis.hset(store.keys.spans(rid), f"{aid}:sp-3", codec.pack(stored))
+    if drop_order_index:
+        await store._redis.delete(store.keys.span_order(rid, aid))
+    page = await store.query_spans(rid, name="llm")
+    assert [s.span_id for s in page.items] == ["sp-1", "sp-2", "sp-3"] and page.total == 3
+    assert (await store.query_spans(rid, name="other")).total == 0
