@@ -920,7 +920,7 @@ class RedisLightningStore(LightningStore):
         return codec.resources_from_fields(codec.pairs(reply), key=self.keys.resources(resources_id))
 
     async def get_resources_by_id(self, resources_id: str) -> ResourcesUpdate | None:
-        if not is_valid_id(resources_id):
+        if not is_valid_id(resources_id, "resources_id"):
             return None
         key = self.keys.resources(resources_id)
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -958,7 +958,7 @@ class RedisLightningStore(LightningStore):
         check_sort(sort_by, sort_order, ResourcesUpdate)
         check_paging(limit, offset)
         if resources_id is not None:
-            wanted = is_valid_id(resources_id) and combine(
+            wanted = is_valid_id(resources_id, "resources_id") and combine(
                 text_matches(resources_id, None, resources_id_contains), "and"
             )
             found = await self._resources_of([resources_id]) if wanted else []
@@ -1315,7 +1315,7 @@ class RedisLightningStore(LightningStore):
         return found
 
     async def get_worker_by_id(self, worker_id: str) -> Worker | None:
-        if not is_valid_id(worker_id):
+        if not is_valid_id(worker_id, "worker_id"):
             return None
         found = await self._workers([worker_id], listing=False)
         return found[0] if found else None
