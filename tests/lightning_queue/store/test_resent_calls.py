@@ -49,3 +49,41 @@ async def test_a_claim_sent_again_after_its_attempt_ended_claims_nothing(make_st
     assert await store.transitions.claim(consumer="w1", worker_id="w1", entries=[read]) == []
     refreshed = await store.get_rollout_by_id(rollout.rollout_id)
     assert refreshed is not None and refreshed.status == "succeeded"
+
+
+async def test_an_enqueue_sent_again_after_its_rollout_was_claimed_and_finished_changes_nothing(
+    make_store: StoreFactory,
+) -> None:
+    store = make_store()
+    new = store._new_rollout("task", None, None, RETRY_UNRESPONSIVE, None)
+    await store.transitions.create([new])
+    [claim] = await store.claim(consumer="w1", worker_id="w1", count=1, block_ms=10)
+    await store.update_attempt(new.rollout_id, claim.rollout.attempt.attempt_id, status="succeeded")
+
+    [again] = await store.transitions.create([new])
+    # Before: the rollout was written afresh, `queuing` again with its attempt count reset, and run twice.
+    assert codec.pairs(again[0])["status"] == b"succeeded"
+    refreshed = await store.get_rollout_by_id(new.rollout_id)
+    assert refreshed is not None and refreshed.status == "succeeded"
+    assert await store.query_rollouts(status_in=["queuing"]) == []
+    assert await store.queue_depth() == 0 and await store.pending_entries() == 0
+
+
+async def test_a_start_rollout_sent_again_makes_one_attempt(make_store: StoreFactory) -> None:
+    store = make_store()
+    new = store._new_rollout("task", None, None, None, None)
+    [first] = await store.transitions.create([new], start=True, attempt_id="at-start", worker_id="w1")
+    [again] = await store.transitions.create([new], start=True, attempt_id="at-start", worker_id="w1")
+    assert codec.pairs(again[1]) == codec.pairs(first[1])
+    assert [(a.attempt_id, a.sequence_id) for a in await store.query_attempts(new.rollout_id)] == [("at-start", 1)]
+
+
+async def test_a_start_attempt_sent_again_makes_one_attempt(make_store: StoreFactory) -> None:
+    store = make_store()
+    rollout = await store.enqueue_rollout("task")
+    first = await store.transitions.start_attempt(rollout.rollout_id, "at-extra", "w1")
+    again = await store.transitions.start_attempt(rollout.rollout_id, "at-extra", "w1")
+    assert codec.pairs(again[1]) == codec.pairs(first[1])
+    assert [(a.attempt_id, a.sequence_id) for a in await store.query_attempts(rollout.rollout_id)] == [("at-extra", 1)]
+    stats = await store._redis.hget(store.keys.meta, "attempts")
+    assert int(stats) == 1
