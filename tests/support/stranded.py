@@ -5,10 +5,12 @@ So a run that strands a rollout in CI shows the state the watchdog left alone, n
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from lightning_queue import RedisLightningStore
 from lightning_queue.store.schema import GROUP
+from lightning_queue.types import Rollout
 from lightning_queue.types.core import ROLLOUT_STATUSES
 
 # msgpack blobs: long and unreadable in a failure message.
@@ -57,3 +59,23 @@ async def describe_rollouts(store: RedisLightningStore, rollout_ids: list[str]) 
             if "entry" in attempt:
                 lines.append(f"    entry {await _entry(store, attempt['entry'])}")
     return "\n".join(lines)
+
+
+async def wait_while_progressing(
+    store: RedisLightningStore, rollout_ids: list[str], *, stuck_seconds: float, limit_seconds: float
+) -> list[Rollout]:
+    """The rollouts that ended, waiting while some still end: give up once none has for `stuck_seconds`
+    (or after `limit_seconds`). A fixed deadline either fails a slow run that is still moving or spends
+    the test's time budget on a rollout that will never end, leaving none to say why."""
+    started = last_progress = time.monotonic()
+    finished: dict[str, Rollout] = {}
+    while len(finished) < len(rollout_ids):
+        now = time.monotonic()
+        if now - last_progress > stuck_seconds or now - started > limit_seconds:
+            break
+        left = [rid for rid in rollout_ids if rid not in finished]
+        done = await store.wait_for_rollouts(rollout_ids=left, timeout=1.0)
+        if done:
+            finished.update((r.rollout_id, r) for r in done)
+            last_progress = time.monotonic()
+    return list(finished.values())
