@@ -6,11 +6,12 @@
 local lock_ms, lease_ms, reaper = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 if lock_ms > 0 and not redis.call('SET', P .. KEY_SWEEP_LOCK, NOW, 'NX', 'PX', lock_ms) then return {-1, 0} end
 local now = tonumber(NOW)
+local queue_exists = lease_ms > 0 and redis.call('EXISTS', Q) == 1
+if queue_exists then ensure_group() end
 -- Whether a leased attempt's entry is still pending (the only way a lease can lapse and be reclaimed).
 local function entry_pending(entry)
-  if not entry then return false end
-  local ok, reply = pcall(redis.call, 'XPENDING', Q, GROUP, entry, entry, 1)
-  return ok and #reply > 0
+  if not entry or not queue_exists then return false end
+  return #redis.call('XPENDING', Q, GROUP, entry, entry, 1) > 0
 end
 local verdicts, reclaimed = 0, 0
 for _, rstatus in ipairs(RUNNING_LIST) do
@@ -43,6 +44,7 @@ for _, rstatus in ipairs(RUNNING_LIST) do
     end
   end
 end
+-- Checked again: a requeue above may have made the stream.
 if lease_ms > 0 and redis.call('EXISTS', Q) == 1 then
   ensure_group()
   local cursor = '0-0'
