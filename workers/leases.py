@@ -161,9 +161,11 @@ class LeaseKeeper:
                     next_renew = time.monotonic() + self.renew_seconds
                 if now >= next_sweep and not self._stopping.is_set():
                     await self._sweep(sweeping)
-                    await self._retain(retaining)
                     next_sweep = time.monotonic() + self.sweep_seconds
-                pause = min(next_renew, next_sweep, time.monotonic() + _WATCH_SECONDS) - time.monotonic()
+                if time.monotonic() >= self.retention.next_tick and not self._stopping.is_set():
+                    await self._retain(retaining)
+                wake = min(next_renew, next_sweep, self.retention.next_tick, time.monotonic() + _WATCH_SECONDS)
+                pause = wake - time.monotonic()
                 self._wake.clear()
                 if not self._stopping.is_set():
                     with contextlib.suppress(asyncio.TimeoutError):
@@ -236,6 +238,7 @@ class LeaseKeeper:
         try:
             await self.retention.tick()
         except REDIS_ERRORS as exc:
+            self.retention.next_tick = time.monotonic() + self.sweep_seconds  # retried, not spun on
             health.failed(exc)
         else:
             health.ok()

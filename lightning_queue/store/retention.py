@@ -25,7 +25,7 @@ from .redis import RedisLightningStore
 logger = logging.getLogger(__name__)
 
 DEFAULT_MIN_AGE = 600.0
-DEFAULT_AUTO_EVERY = 10.0
+DEFAULT_AUTO_EVERY = 1.0
 # Ids looked at per step: one ZRANGE and one or two delete_rollouts script calls, then other clients run.
 STEP = 200
 # `lq status` warns past either mark when no policy is set.

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from lightning_queue import RedisLightningStore
-from lightning_queue.store import auto_retention
+from lightning_queue.store import auto_retention, retention
 from lightning_queue.store.auto_retention import AutoRetention
 from lightning_queue.store.retention import RetentionPolicy, write_policy
 
@@ -26,20 +26,41 @@ async def _stored(store: RedisLightningStore) -> int:
     return int(await store._redis.zcard(store.keys.ended_rollouts))
 
 
-async def test_one_step_per_interval_across_processes_each_bounded(make_store: object) -> None:
+async def test_one_tick_per_interval_across_processes_each_bounded(
+    make_store: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first = make_store()  # type: ignore[operator]
     second = make_store(namespace=first.namespace)  # type: ignore[operator]
-    await _ended(first, 5)
+    await _ended(first, 9)
     await write_policy(first, RetentionPolicy(keep_newest=0, min_age=0, auto_every=60))
+    monkeypatch.setattr(auto_retention, "MAX_STEPS", 1)
     a, b = AutoRetention(first, step=2), AutoRetention(second, step=2)
     assert await a.tick() == 2  # won the lock: one step of at most `step` ids
     assert await b.tick() is None  # another process within the interval: no step
     assert await a.tick() is None  # and the winner waits out its interval too
-    assert await _stored(first) == 3
+    assert await _stored(first) == 7
     await first._redis.delete(first.keys.retention_lock)  # the interval is over
-    b._next = float("-inf")
-    assert await b.tick() == 2
+    b.next_tick = float("-inf")
+    monkeypatch.setattr(auto_retention, "MAX_STEPS", 3)
+    assert await b.tick() == 6  # full steps chain, up to MAX_STEPS
     assert await _stored(first) == 1
+
+
+async def test_a_tick_stops_chaining_once_a_step_comes_back_short(
+    store: RedisLightningStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _ended(store, 3)
+    await write_policy(store, RetentionPolicy(keep_newest=0, min_age=0))
+    calls = []
+    original = retention.apply_step
+
+    async def counted(*args: object, **kwargs: object) -> tuple[int, int]:
+        calls.append(kwargs["offset"])
+        return await original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(auto_retention, "apply_step", counted)
+    assert await AutoRetention(store, step=2).tick() == 3
+    assert calls == [0, 0]  # 2 (full), then 1 (short): done
 
 
 async def test_no_policy_or_auto_every_zero_deletes_nothing_until_a_policy_is_set(
@@ -65,7 +86,7 @@ async def test_an_archiving_policy_is_left_to_lq_retention_run_and_said_once(
     runner = AutoRetention(store)
     with caplog.at_level(logging.WARNING, logger="lightning_queue.store.auto_retention"):
         for _ in range(3):
-            runner._next = float("-inf")
+            runner.next_tick = float("-inf")
             assert await runner.tick() is None
     assert caplog.text.count("lq retention run --every") == 1
     assert await _stored(store) == 2
