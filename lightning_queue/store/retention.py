@@ -28,6 +28,9 @@ DEFAULT_MIN_AGE = 600.0
 DEFAULT_AUTO_EVERY = 1.0
 # Ids looked at per step: one ZRANGE and one or two delete_rollouts script calls, then other clients run.
 STEP = 200
+# A step trims the done stream's entries older than this, at most DONE_TRIM_LIMIT of them.
+DONE_KEPT_SECONDS = 10.0
+DONE_TRIM_LIMIT = 10 * STEP
 # `lq status` warns past either mark when no policy is set.
 WARN_FINISHED = 10_000
 WARN_MEMORY_SHARE = 0.5
@@ -148,7 +151,11 @@ async def apply_step(
         pipe.zrange(store.keys.ended_rollouts, offset, offset + step - 1, withscores=True)
         # Marks older than min_age protect nothing any more.
         pipe.zremrangebyscore(store.keys.reads, "-inf", f"({unread}")
-        total, window, _ = await pipe.execute()
+        # Wake-ups older than DONE_KEPT_SECONDS wake nobody in time (a waiter reads statuses every second);
+        # without this the done stream would grow to its MAXLEN cap while the rollouts it names are gone.
+        done_before = int((time.time() - DONE_KEPT_SECONDS) * 1000)
+        pipe.xtrim(store.keys.done, minid=f"{done_before}-0", approximate=True, limit=DONE_TRIM_LIMIT)
+        total, window, _, _ = await pipe.execute()
     excess = 0 if policy.keep_newest is None else max(0, int(total) - policy.keep_newest)
     too_old = float("-inf") if policy.max_age is None else now - policy.max_age
     over_budget = 0

@@ -270,3 +270,15 @@ async def test_the_delete_script_itself_spares_a_marked_rollout(store: RedisLigh
     await reads.mark(store._redis, store.keys.reads, [rid], marked)
     assert await store.delete_rollouts([rid], spare_read_since=marked) == 0
     assert await store.delete_rollouts([rid], spare_read_since=marked + 1) == 1
+
+
+async def test_a_step_trims_old_wake_ups_but_keeps_recent_ones(store: RedisLightningStore) -> None:
+    await write_policy(store, RetentionPolicy(keep_newest=10, min_age=0))
+    for i in range(300):  # ended long ago: three stream nodes of old entries
+        await store._redis.xadd(store.keys.done, {"rid": f"ro-old{i}", "status": "succeeded"}, id=f"{1000 + i}-0")
+    (recent,) = await _ended(store, 1)
+    assert await store._redis.xlen(store.keys.done) == 301
+    await apply_step(store)
+    left = await store._redis.xrange(store.keys.done)
+    assert len(left) <= 101  # whole nodes go (approximate trim); at most one partial node of old ones stays
+    assert left[-1][1][b"rid"] == recent.encode()
