@@ -9,8 +9,8 @@ namespace's policy is `max_age = window_s`, `min_age`, `auto_every`; the workers
 lease) + min_age + auto_every after it ends. The run lasts `windows` such windows after a warm-up of
 one, sampling `used_memory` (less client buffers) and the stored counts every `sample_s`; the steady
 part's min / max / mean memory and the ± band (largest distance from the mean over the mean) are
-reported. `unread_lost` counts rollouts whose wait or read came back without them: retention must
-make it 0.
+reported. `deleted_unread` counts rollouts a wait returned but whose spans were gone when read less
+than `min_age` later: retention must make it 0 (`read_late`: gone, but read later than that).
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ from .workload import SPANS_PER_ROLLOUT
 class SteadyOptions:
     window_s: float = 10.0
     windows: float = 10.0
-    rate: float = 150.0
-    batch: int = 15
-    min_age: float = 1.0
+    rate: float = 80.0
+    batch: int = 8
+    min_age: float = 2.0
     auto_every: float = 0.5
     processes: int = 2
     concurrency: int = 16
@@ -56,14 +56,26 @@ class _Algorithm:
 
     def __init__(self, store: Any, opts: SteadyOptions) -> None:
         self.store, self.opts = store, opts
-        self.enqueued = self.read = self.unread_lost = 0
+        self.enqueued = self.read = self.unfinished = self.deleted_unread = self.read_late = 0
+        self.max_read_delay = 0.0
         self.tasks: set[asyncio.Task[None]] = set()
 
+    async def _read_one(self, rollout_id: str, returned: float) -> None:
+        page = await self.store.query_spans(rollout_id, "latest")
+        delay = time.monotonic() - returned
+        self.max_read_delay = max(self.max_read_delay, delay)
+        if len(page.items) == SPANS_PER_ROLLOUT:
+            self.read += 1
+        elif delay <= self.opts.min_age:
+            self.deleted_unread += 1  # gone although read within min_age of the wait: retention's fault
+        else:
+            self.read_late += 1  # a reader slower than min_age: outside what retention promises
+
     async def _read(self, ids: list[str]) -> None:
-        done = await self.store.wait_for_rollouts(rollout_ids=ids, timeout=60)
-        spans = await asyncio.gather(*(self.store.query_spans(r.rollout_id, "latest") for r in done))
-        self.read += sum(1 for page in spans if len(page.items) == SPANS_PER_ROLLOUT)
-        self.unread_lost += len(ids) - sum(1 for page in spans if len(page.items) == SPANS_PER_ROLLOUT)
+        done = await self.store.wait_for_rollouts(rollout_ids=ids, timeout=120)
+        returned = time.monotonic()
+        self.unfinished += len(ids) - len(done)
+        await asyncio.gather(*(self._read_one(r.rollout_id, returned) for r in done))
 
     async def run(self, until: float) -> None:
         from lightning_queue.types import EnqueueRolloutRequest
@@ -148,7 +160,10 @@ async def _measure(url: str, opts: SteadyOptions) -> dict[str, Any]:
             "rate_offered": opts.rate,
             "enqueued": algorithm.enqueued,
             "read": algorithm.read,
-            "unread_lost": algorithm.unread_lost,
+            "unfinished": algorithm.unfinished,
+            "deleted_unread": algorithm.deleted_unread,
+            "read_late": algorithm.read_late,
+            "max_read_delay_s": algorithm.max_read_delay,
             "rollouts_per_s": algorithm.read / duration,
             "empty_used_bytes": empty,
             "used_bytes": _band([s["used"] for s in steady]),
@@ -173,7 +188,9 @@ def render(result: dict[str, Any]) -> str:
         f"Steady state: {result['enqueued']} rollouts at {result['rate_offered']:.0f}/s offered over "
         f"{result['duration_s']:.0f} s = {result['duration_s'] / result['retention_window_s']:.1f} x the retention "
         f"window of {result['retention_window_s']:.1f} s (policy {result['policy']}); steady part from "
-        f"{result['steady_from_s']:.1f} s; unread rollouts lost: {result['unread_lost']}"
+        f"{result['steady_from_s']:.1f} s; read {result['read']}, deleted unread {result['deleted_unread']}, "
+        f"read later than min_age {result['read_late']} (slowest read {result['max_read_delay_s']:.2f} s after "
+        f"its wait), unfinished at a 120 s wait {result['unfinished']}"
     )
     mib = 1 << 20
     body = [

