@@ -49,7 +49,7 @@ def retention_command() -> None:
 @namespace_option
 @field_option(RetentionPolicy, "max_age")
 @field_option(RetentionPolicy, "keep_newest")
-@field_option(RetentionPolicy, "max_memory")
+@field_option(RetentionPolicy, "memory_budget")
 @field_option(RetentionPolicy, "min_age")
 @field_option(RetentionPolicy, "auto_every")
 @click.option(
@@ -63,7 +63,7 @@ def set_command(
     namespace: str | None,
     max_age: float | None,
     keep_newest: int | None,
-    max_memory: int | None,
+    memory_budget: int | None,
     min_age: float,
     auto_every: float,
     archive: Path | None,
@@ -73,7 +73,7 @@ def set_command(
         policy = RetentionPolicy(
             max_age=max_age,
             keep_newest=keep_newest,
-            max_memory=max_memory,
+            memory_budget=memory_budget,
             min_age=min_age,
             auto_every=auto_every,
             archive=None if archive is None else str(archive.resolve()),

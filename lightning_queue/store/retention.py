@@ -3,7 +3,7 @@
 The contract keeps everything, and so does a namespace without a policy. A policy (a hash at
 `retention`, so every process reads the same one) deletes terminal rollouts, oldest end_time first
 from `idx:ended`, that ended more than `max_age` seconds ago, or are beyond the `keep_newest` newest,
-or while Redis `used_memory` is above `max_memory` bytes, through `delete_rollouts` (which never
+or while Redis `used_memory` is above `memory_budget` bytes, through `delete_rollouts` (which never
 deletes a rollout that is not terminal or has a live attempt). Unread rollouts are spared: one that
 ended less than `min_age` seconds ago, and one a `wait_for_rollouts` call holds or returned less than
 `min_age` ago (its read mark, store/reads.py). Steps run from `lq retention run` and, every
@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MIN_AGE = 600.0
 DEFAULT_AUTO_EVERY = 1.0
+MIN_AUTO_EVERY = 0.1
 # Ids looked at per step: one ZRANGE and one or two delete_rollouts script calls, then other clients run.
 STEP = 200
 # A step trims the done stream's entries older than this, at most DONE_TRIM_LIMIT of them.
@@ -38,16 +39,16 @@ _warned_unmeasured = False
 
 
 class RetentionPolicy(BaseModel):
-    """What to delete; at least one of `max_age` / `keep_newest` / `max_memory`."""
+    """What to delete; at least one of `max_age` / `keep_newest` / `memory_budget`."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     max_age: float | None = setting(None, gt=0, help="Delete finished rollouts that ended more than this many s ago.")
     keep_newest: int | None = setting(None, ge=0, help="Delete all but the newest N finished rollouts.")
-    max_memory: int | None = setting(
+    memory_budget: int | None = setting(
         None,
         gt=0,
-        option="--max-memory-mb",
+        option="--memory-budget-mb",
         scale=1 << 20,
         help="Delete finished rollouts, oldest first, while the Redis server's used_memory is above this (MiB).",
     )
@@ -57,7 +58,8 @@ class RetentionPolicy(BaseModel):
     auto_every: float = setting(
         DEFAULT_AUTO_EVERY,
         ge=0,
-        help="Workers apply one step at most this often (s), one process at a time; 0: only `lq retention run`.",
+        help="Workers apply it this often (s; up to 5 steps of 200 rollouts), one process at a time; "
+        "0: only `lq retention run`.",
     )
     archive: str | None = setting(
         None, min_length=1, help="`lq export` into this directory before deleting (`lq retention run` only)."
@@ -65,8 +67,11 @@ class RetentionPolicy(BaseModel):
 
     @model_validator(mode="after")
     def _some_rule(self) -> RetentionPolicy:
-        if self.max_age is None and self.keep_newest is None and self.max_memory is None:
-            raise ValueError("a retention policy needs --max-age, --keep-newest or --max-memory-mb (or several)")
+        if self.max_age is None and self.keep_newest is None and self.memory_budget is None:
+            raise ValueError("a retention policy needs --max-age, --keep-newest or --memory-budget-mb (or several)")
+        if 0 < self.auto_every < MIN_AUTO_EVERY:
+            # Each tick costs every worker a wake-up and a lock attempt.
+            raise ValueError(f"auto_every must be 0 (off) or at least {MIN_AUTO_EVERY} s, got {self.auto_every!r}")
         return self
 
 
@@ -99,7 +104,7 @@ def retention_warnings(policy: RetentionPolicy | None, memory: MemoryInfo, finis
         return []
     return [
         f"{finished} finished rollouts are kept forever (memory: {memory.describe()}): "
-        "set a policy with `lq retention set --max-age S`, `--keep-newest N` or `--max-memory-mb M` "
+        "set a policy with `lq retention set --max-age S`, `--keep-newest N` or `--memory-budget-mb M` "
         "(export first: `lq export`, or add `--archive DIR`)"
     ]
 
@@ -112,7 +117,7 @@ async def _memory_excess(store: RedisLightningStore, budget: int) -> tuple[int, 
         if not _warned_unmeasured:
             _warned_unmeasured = True
             logger.warning(
-                "retention of %r: Redis does not report used_memory, so its max_memory rule cannot apply",
+                "retention of %r: Redis does not report used_memory, so its memory_budget rule cannot apply",
                 store.namespace,
             )
         return None
@@ -159,7 +164,7 @@ async def apply_step(
     excess = 0 if policy.keep_newest is None else max(0, int(total) - policy.keep_newest)
     too_old = float("-inf") if policy.max_age is None else now - policy.max_age
     over_budget = 0
-    if policy.max_memory is not None and total and (measured := await _memory_excess(store, policy.max_memory)):
+    if policy.memory_budget is not None and total and (measured := await _memory_excess(store, policy.memory_budget)):
         used, over = measured
         # used / total overstates a rollout's size (it counts the whole server): the step undershoots
         # and the next one measures again, rather than deleting past the budget.

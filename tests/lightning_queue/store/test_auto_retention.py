@@ -73,7 +73,7 @@ async def test_no_policy_or_auto_every_zero_deletes_nothing_until_a_policy_is_se
     await write_policy(store, RetentionPolicy(keep_newest=0, min_age=0, auto_every=0))
     assert await runner.tick() is None
     assert await _stored(store) == 3
-    await write_policy(store, RetentionPolicy(keep_newest=1, min_age=0, auto_every=0.001))
+    await write_policy(store, RetentionPolicy(keep_newest=1, min_age=0, auto_every=0.1))
     assert await runner.tick() == 2  # a policy set later is picked up at the next check
     assert await _stored(store) == 1
 
@@ -82,7 +82,7 @@ async def test_an_archiving_policy_is_left_to_lq_retention_run_and_said_once(
     store: RedisLightningStore, caplog: pytest.LogCaptureFixture, tmp_path: object
 ) -> None:
     await _ended(store, 2)
-    await write_policy(store, RetentionPolicy(keep_newest=0, min_age=0, auto_every=0.001, archive=str(tmp_path)))
+    await write_policy(store, RetentionPolicy(keep_newest=0, min_age=0, auto_every=0.1, archive=str(tmp_path)))
     runner = AutoRetention(store)
     with caplog.at_level(logging.WARNING, logger="lightning_queue.store.auto_retention"):
         for _ in range(3):

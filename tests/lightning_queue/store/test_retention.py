@@ -91,12 +91,17 @@ async def test_live_rollouts_survive_and_do_not_block_the_rest(store: RedisLight
 
 
 def test_policies_are_checked() -> None:
-    with pytest.raises(ValueError, match="--max-age, --keep-newest or --max-memory-mb"):
+    with pytest.raises(ValueError, match="--max-age, --keep-newest or --memory-budget-mb"):
         RetentionPolicy()
     with pytest.raises(ValueError, match="max_age"):
         RetentionPolicy(max_age=-1)
     with pytest.raises(ValueError, match="keep_newest"):
         RetentionPolicy(keep_newest=-3)
+    with pytest.raises(ValueError, match=r"auto_every must be 0 \(off\) or at least 0\.1 s, got 0\.001"):
+        RetentionPolicy(keep_newest=3, auto_every=0.001)
+    with pytest.raises(ValueError, match="memory_budget"):
+        RetentionPolicy(memory_budget=0)
+    assert RetentionPolicy(keep_newest=3, auto_every=0).auto_every == 0
 
 
 async def test_a_policy_round_trips_and_clears(store: RedisLightningStore) -> None:
@@ -120,7 +125,7 @@ def test_the_cli_sets_shows_runs_and_clears_on_real_redis(redis_url: str, tmp_pa
     where = ["--redis-url", redis_url, "--namespace", "cli-retention"]
     assert "keep everything" in runner.invoke(main, ["retention", "show", *where]).output
     bad = runner.invoke(main, ["retention", "set", *where])
-    assert bad.exit_code == 2 and "--max-age, --keep-newest or --max-memory-mb" in bad.output
+    assert bad.exit_code == 2 and "--max-age, --keep-newest or --memory-budget-mb" in bad.output
     out = runner.invoke(main, ["retention", "set", *where, "--keep-newest", "5", "--min-age", "0"])
     assert out.exit_code == 0, out.output
     assert "'keep_newest': 5" in runner.invoke(main, ["retention", "show", *where]).output
@@ -151,7 +156,7 @@ class CountingMemory:
         return MemoryInfo("noeviction", self.base + self.each * ended, 0)
 
 
-async def test_max_memory_deletes_oldest_first_down_to_the_budget_and_never_past_it(
+async def test_memory_budget_deletes_oldest_first_down_to_the_budget_and_never_past_it(
     store: RedisLightningStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ids = await _ended(store, 8)
@@ -159,7 +164,7 @@ async def test_max_memory_deletes_oldest_first_down_to_the_budget_and_never_past
     queued = await store.enqueue_rollout("queued")
     memory = CountingMemory(store, base=1_000_000, each=10_000)
     monkeypatch.setattr(retention, "read_memory_info", memory)
-    await write_policy(store, RetentionPolicy(max_memory=1_000_000 + 3 * 10_000, min_age=0))
+    await write_policy(store, RetentionPolicy(memory_budget=1_000_000 + 3 * 10_000, min_age=0))
     # used/total overstates a rollout's share: each step deletes too few, never too many, and measures again.
     assert await apply_step(store, now=1e12) == (1, 1)
     assert await apply(store, now=1e12) == 4
@@ -173,17 +178,17 @@ async def test_max_memory_deletes_oldest_first_down_to_the_budget_and_never_past
     assert memory.readings == readings + 1
 
 
-async def test_max_memory_keeps_unread_rollouts_even_over_budget(
+async def test_memory_budget_keeps_unread_rollouts_even_over_budget(
     store: RedisLightningStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ids = await _ended(store, 3)
     monkeypatch.setattr(retention, "read_memory_info", CountingMemory(store, base=10**9, each=1))
-    await write_policy(store, RetentionPolicy(max_memory=1, min_age=600))
+    await write_policy(store, RetentionPolicy(memory_budget=1, min_age=600))
     assert await apply(store, now=1001.5 + 600) == 2  # the one that ended at 1002 is younger than min_age
     assert await _left(store, ids) == ids[2:]
 
 
-async def test_max_memory_without_a_used_memory_reading_deletes_nothing_and_says_so(
+async def test_memory_budget_without_a_used_memory_reading_deletes_nothing_and_says_so(
     store: RedisLightningStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     ids = await _ended(store, 3)
@@ -193,14 +198,14 @@ async def test_max_memory_without_a_used_memory_reading_deletes_nothing_and_says
 
     monkeypatch.setattr(retention, "read_memory_info", refused)
     monkeypatch.setattr(retention, "_warned_unmeasured", False)
-    await write_policy(store, RetentionPolicy(max_memory=1, keep_newest=2, min_age=0))
+    await write_policy(store, RetentionPolicy(memory_budget=1, keep_newest=2, min_age=0))
     with caplog.at_level(logging.WARNING, logger="lightning_queue.store.retention"):
         assert await apply(store, now=1e12) == 1  # keep_newest still applies
     assert "does not report used_memory" in caplog.text
     assert await _left(store, ids) == ids[1:]
 
 
-async def test_max_memory_on_a_real_redis_ends_under_the_budget_keeping_the_newest(redis_url: str) -> None:
+async def test_memory_budget_on_a_real_redis_ends_under_the_budget_keeping_the_newest(redis_url: str) -> None:
     store = RedisLightningStore(redis_url, namespace="retention-memory")
     try:
         await store.purge()
@@ -217,7 +222,7 @@ async def test_max_memory_on_a_real_redis_ends_under_the_budget_keeping_the_newe
             ids.append(started.rollout_id)
         used = int((await store._redis.info("memory"))["used_memory"])
         budget = used - 6 * 100_000
-        await write_policy(store, RetentionPolicy(max_memory=budget, min_age=0))
+        await write_policy(store, RetentionPolicy(memory_budget=budget, min_age=0))
         deleted = await apply(store)
         assert int((await store._redis.info("memory"))["used_memory"]) <= budget
         assert 6 <= deleted < 20
