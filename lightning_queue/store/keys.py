@@ -76,6 +76,8 @@ class Keys:
         self.open_rollouts = self.prefix + schema.KEY_OPEN_INDEX
         self.ended_rollouts = self.prefix + schema.KEY_ENDED_INDEX
         self.retention = self.prefix + schema.KEY_RETENTION
+        self.retention_lock = self.prefix + schema.KEY_RETENTION_LOCK
+        self.reads = self.prefix + schema.KEY_READS
 
     def rollout(self, rollout_id: str) -> str:
         return f"{self.prefix}{schema.KEY_ROLLOUT}{rollout_id}"

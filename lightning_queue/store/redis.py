@@ -42,7 +42,7 @@ from ..types import (
     WorkerStatus,
 )
 from ..types.resources import ResourceUnion
-from . import codec, paging
+from . import codec, paging, reads
 from .base import LightningStore
 from .connection import PerLoop, make_client, redact, resolve_url
 from .errors import AttemptNotFound, RolloutNotFound
@@ -204,20 +204,21 @@ class RedisLightningStore(LightningStore):
             deleted += int(await self._redis.unlink(*batch))
         return deleted
 
-    async def delete_rollouts(self, rollout_ids: Sequence[str]) -> int:
+    async def delete_rollouts(self, rollout_ids: Sequence[str], *, spare_read_since: float | None = None) -> int:
         """Delete terminal rollouts with their attempts, spans and index entries; returns how many.
 
         A rollout that is not terminal (queued, running...), has a live attempt (a rollout set terminal
         by hand while its worker still runs it) or does not exist is left alone, so a caller cannot
-        delete live work by mistake. Ids go DELETE_BATCH per script call: each call is
-        short, and other clients run between them. Retention (issue 15 part 2) is built on this step;
+        delete live work by mistake; with `spare_read_since`, so is one whose read mark (store/reads.py:
+        a wait holds it, or handed it over) is at or after that time. Ids go DELETE_BATCH per script
+        call: each call is short, and other clients run between them. Retention is built on this step;
         the store never calls it by itself (the contract keeps everything).
         """
         ids = [check_id("rollout_id", r) for r in dict.fromkeys(rollout_ids)]
         await self._checked()
         deleted = 0
         for i in range(0, len(ids), DELETE_BATCH):
-            deleted += await self.transitions.delete_rollouts(ids[i : i + DELETE_BATCH])
+            deleted += await self.transitions.delete_rollouts(ids[i : i + DELETE_BATCH], spare_read_since)
         return deleted
 
     async def ended_since(self, end_time: float, limit: int) -> list[tuple[str, float]]:
@@ -699,6 +700,7 @@ class RedisLightningStore(LightningStore):
         if not ids:
             return []
         feed = self._loop_client().done_feed(self.keys.done)
+        held = reads.WaitMark(self._redis, self.keys.reads, ids)
         woken = asyncio.Event()
         subscribed = False
         statuses: list[str | None] | None = None
@@ -712,6 +714,7 @@ class RedisLightningStore(LightningStore):
                         await feed.subscribe(ids, woken)
                         subscribed = True
                     await self._healthcheck()
+                    await held.hold()  # retention spares what a wait holds; marked before the read: no race
                     # Read after subscribing: a completion is either in this read or wakes us later.
                     statuses = await self._statuses(ids, reported)
                     outage.over()

@@ -39,6 +39,10 @@ KEY_WORKERS_INDEX = "wk:idx"
 KEY_SWEEP_LOCK = "lock:sweep"
 # The namespace's retention policy (a hash; absent = keep everything, the contract's default).
 KEY_RETENTION = "retention"
+# Spaces automatic retention steps across processes (a string with PX, like the sweep lock).
+KEY_RETENTION_LOCK = "lock:retention"
+# Read marks: rollout id -> until when a wait holds it (reads.py); retention spares marked rollouts.
+KEY_READS = "reads"
 
 # The consumer group every worker reads the queue stream through.
 GROUP = "workers"
@@ -80,6 +84,7 @@ LUA_STRINGS = {
     "KEY_WORKER": KEY_WORKER,
     "KEY_WORKERS_INDEX": KEY_WORKERS_INDEX,
     "KEY_SWEEP_LOCK": KEY_SWEEP_LOCK,
+    "KEY_READS": KEY_READS,
     "GROUP": GROUP,
     "ERR_NO_ROLLOUT": ERR_NO_ROLLOUT,
     "ERR_NO_ATTEMPT": ERR_NO_ATTEMPT,
