@@ -104,6 +104,11 @@ def _float(fields: dict[str, Any], name: str) -> float | None:
     return None if value is None else float(value)
 
 
+def _int(fields: dict[str, Any], name: str) -> int | None:
+    value = fields.get(name)
+    return None if value is None else int(value)
+
+
 @names_key
 def attempt_from_fields(fields: dict[str, Any], *, key: str) -> Attempt:
     metadata = fields.get("metadata")
@@ -117,6 +122,7 @@ def attempt_from_fields(fields: dict[str, Any], *, key: str) -> Attempt:
         worker_id=text(fields, "worker_id"),
         last_heartbeat_time=_float(fields, "last_heartbeat_time"),
         metadata=None if metadata is None else unpack(metadata, key=key),
+        policy_version=_int(fields, "policy_version"),
     )
 
 
@@ -163,6 +169,7 @@ def resources_from_fields(fields: dict[str, Any], *, key: str) -> ResourcesUpdat
         update_time=float(fields["update_time"]),
         version=int(fields["version"]),
         resources=unpack(fields["resources"], key=key),
+        policy_version=_int(fields, "policy_version"),
     )
 
 

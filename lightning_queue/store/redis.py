@@ -41,7 +41,7 @@ from ..types import (
     WorkerStatus,
 )
 from ..types.resources import ResourceUnion
-from . import codec, paging
+from . import codec, paging, pause
 from .base import LightningStore
 from .connection import PerLoop, make_client, redact, resolve_url
 from .errors import AttemptNotFound, RolloutNotFound
@@ -147,6 +147,7 @@ class RedisLightningStore(LightningStore):
         self.transitions = Transitions(self.keys, self._script)
         # The worker lease API (claim / renew / release): the runtime uses it, the contract does not.
         self.leases = Leases(self)
+        self.pausing = pause.ClaimsPause(self)
         self.watchdog = Watchdog(self)
 
     def __repr__(self) -> str:
@@ -860,6 +861,26 @@ class RedisLightningStore(LightningStore):
 
     async def release(self, rollout_id: str, attempt_id: str, metadata: dict[str, Any] | None = None) -> bool:
         return await self.leases.release(rollout_id, attempt_id, metadata)
+
+    # --- policy versions and the claims pause (issue 17); the pause lives in pause.py -------------
+    async def policy_version(self) -> int:
+        await self._checked()
+        return int(await self._redis.get(self.keys.policy_version) or 0)
+
+    async def pause_claims(self, ttl: float = pause.DEFAULT_PAUSE_TTL, *, holder: str | None = None) -> str:
+        return await self.pausing.pause(ttl, holder=holder)
+
+    async def renew_pause(self, holder: str, ttl: float = pause.DEFAULT_PAUSE_TTL) -> bool:
+        return await self.pausing.renew(holder, ttl)
+
+    async def resume_claims(self, holder: str | None = None) -> bool:
+        return await self.pausing.resume(holder)
+
+    async def claims_paused(self) -> bool:
+        return (await self.pausing.status()).paused
+
+    async def pause_status(self) -> pause.PauseStatus:
+        return await self.pausing.status()
 
     async def queue_depth(self) -> int:
         """Entries in the stream that no worker has read yet."""

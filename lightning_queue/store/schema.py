@@ -36,11 +36,23 @@ KEY_WORKERS_INDEX = "wk:idx"
 KEY_SWEEP_LOCK = "lock:sweep"
 # The namespace's retention policy (a hash; absent = keep everything, the contract's default).
 KEY_RETENTION = "retention"
+# Issue 17. The policy version: a counter every resources update raises by one (0 = no update yet).
+KEY_POLICY_VERSION = "policy:version"
+# The claims pause: a string holding its holder's token, with a TTL so a crashed holder cannot stop the
+# namespace for good; the holder key (no TTL) outlives it, so the first claim after an expiry can tell.
+KEY_PAUSE = "claims:pause"
+KEY_PAUSE_HOLDER = "claims:holder"
+# Wake-ups of gated workers (resume, version bumps, slots given back): a short stream they XREAD BLOCK on.
+KEY_GATE = "gate"
+# The staleness bound (a hash; absent = no bound, today's behaviour).
+KEY_STALENESS = "staleness"
 
 # The consumer group every worker reads the queue stream through.
 GROUP = "workers"
 # The done stream (completions wake waiters) is trimmed to about this many entries.
 DONE_MAXLEN = 100_000
+# The gate stream only wakes waiters; a few entries are enough.
+GATE_MAXLEN = 100
 
 # Status sets, derived from the contract's literals (in their declared order, for Lua's ipairs).
 TERMINAL_ROLLOUT = tuple(s for s in ROLLOUT_STATUSES if s in TERMINAL_STATUSES)
@@ -76,12 +88,17 @@ LUA_STRINGS = {
     "KEY_WORKER": KEY_WORKER,
     "KEY_WORKERS_INDEX": KEY_WORKERS_INDEX,
     "KEY_SWEEP_LOCK": KEY_SWEEP_LOCK,
+    "KEY_POLICY_VERSION": KEY_POLICY_VERSION,
+    "KEY_PAUSE": KEY_PAUSE,
+    "KEY_PAUSE_HOLDER": KEY_PAUSE_HOLDER,
+    "KEY_GATE": KEY_GATE,
+    "KEY_STALENESS": KEY_STALENESS,
     "GROUP": GROUP,
     "ERR_NO_ROLLOUT": ERR_NO_ROLLOUT,
     "ERR_NO_ATTEMPT": ERR_NO_ATTEMPT,
     "ERR_NO_ATTEMPTS": ERR_NO_ATTEMPTS,
 }
-LUA_NUMBERS = {"DONE_MAXLEN": DONE_MAXLEN}
+LUA_NUMBERS = {"DONE_MAXLEN": DONE_MAXLEN, "GATE_MAXLEN": GATE_MAXLEN}
 # Each set twice: a lookup table (`TERMINAL[s]`) and a list (`ipairs(TERMINAL_LIST)`).
 LUA_SETS = {
     "TERMINAL": TERMINAL_ROLLOUT,

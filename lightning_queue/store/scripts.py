@@ -21,6 +21,7 @@ SCRIPT_NAMES = (
     "update_resources",
     "release",
     "delete_rollouts",
+    "pause",
 )
 
 

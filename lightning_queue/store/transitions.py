@@ -245,6 +245,10 @@ class Transitions:
         """False if the attempt had already ended or is unknown."""
         return bool(await self._call("release", rollout_id, attempt_id, b"" if metadata is None else metadata))
 
+    async def pause(self, op: str, holder: str, ttl_ms: int) -> list[Any]:
+        """The claims pause (pause.lua): `op` is pause, renew, resume or status; see the script for replies."""
+        return list(await self._call("pause", op, holder, ttl_ms))
+
     async def delete_rollouts(self, rollout_ids: Sequence[str]) -> int:
         """How many of `rollout_ids` were terminal and are now gone with their attempts and spans."""
         return int(await self._call("delete_rollouts", *rollout_ids))

@@ -92,12 +92,28 @@ local function sync_worker(wid, rid, aid, astatus)
   else worker_busy(wid, rid, aid) end
 end
 
+-- Wake the workers waiting on the gate stream (they XREAD BLOCK on it while claims are gated).
+local function wake_gate(kind, value)
+  redis.call('XADD', P .. KEY_GATE, 'MAXLEN', '~', GATE_MAXLEN, '*', 'kind', kind, 'value', value)
+end
+
+-- The policy version an attempt of `rid` runs under: its pinned resources' (the pin follows updates of
+-- that id), else the latest resources'; nil when there are none (or they predate policy versions).
+local function rollout_policy_version(rid)
+  local res = redis.call('HGET', rkey(rid), 'resources_id')
+  if not res then res = redis.call('ZREVRANGE', P .. KEY_RESOURCES_INDEX, 0, 0)[1] end
+  if not res then return nil end
+  return redis.call('HGET', P .. KEY_RESOURCES .. res, 'policy_version')
+end
+
 local function new_attempt(rid, aid, wid, entry, consumer)
   local rk = rkey(rid)
   local n = redis.call('HINCRBY', rk, 'nattempts', 1)
   local ak = akey(rid, aid)
   redis.call('HSET', ak, 'rollout_id', rid, 'attempt_id', aid, 'sequence_id', n, 'start_time', NOW,
     'status', 'preparing')
+  local pv = rollout_policy_version(rid)
+  if pv then redis.call('HSET', ak, 'policy_version', pv) end
   if wid ~= '' then redis.call('HSET', ak, 'worker_id', wid) end
   -- `leased` outlives the entry: it tells a late span that this attempt's liveness was its lease.
   if entry ~= '' then redis.call('HSET', ak, 'entry', entry, 'consumer', consumer, 'leased', '1') end
