@@ -153,3 +153,16 @@ async def test_an_orphaned_held_entry_is_queued_afresh_once_the_gate_is_open(mak
     assert await held_ids(store) == []
     [claim] = await store.claim(consumer="w2", count=1, block_ms=200)
     assert claim.rollout.rollout_id == rollout.rollout_id
+
+
+async def test_a_gated_worker_survives_its_redis_coming_back_empty(store: RedisLightningStore) -> None:
+    await store.enqueue_rollout({"i": 0})
+    await store.pause_claims(30)
+    assert await store.claim(consumer="w1", count=1, block_ms=20) == []  # w1 now serves held entries first
+
+    await store.purge()  # as a Redis restarted without persistence: no stream, no group, no pause
+
+    assert await store.claim(consumer="w1", count=1, block_ms=20) == []
+    rollout = await store.enqueue_rollout({"i": 1})
+    [claim] = await store.claim(consumer="w1", count=1, block_ms=500)
+    assert claim.rollout.rollout_id == rollout.rollout_id
