@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from ..types import (
@@ -24,6 +25,9 @@ from ..types import (
     Worker,
     WorkerStatus,
 )
+from . import pause
+from .errors import NotSupported
+from .staleness import StalenessBound, StalePolicy
 
 
 class LightningStore:
@@ -193,6 +197,46 @@ class LightningStore:
         offset: int = 0,
     ) -> PaginatedResult[ResourcesUpdate]:
         raise NotImplementedError
+
+    # --- policy versions and the claims pause (issue 17; not in the v0.3 contract) ----------------
+    # Only stores on the namespace's Redis have them; others raise NotSupported (a NotImplementedError
+    # naming the store class), so an algorithm that needs a weight-sync barrier fails at once, not silently.
+    async def policy_version(self) -> int:
+        """The namespace's policy version: how many resources updates it has had (0 = none yet)."""
+        raise NotSupported(self, "policy_version()")
+
+    async def pause_claims(self, ttl: float = 60.0, *, holder: str | None = None) -> str:
+        """Stop workers claiming rollouts for `ttl` seconds unless renewed; returns the holder token."""
+        raise NotSupported(self, "pause_claims()")
+
+    async def renew_pause(self, holder: str, ttl: float = 60.0) -> bool:
+        """Extend `holder`'s pause to `ttl` seconds from now; False if it no longer holds it."""
+        raise NotSupported(self, "renew_pause()")
+
+    async def resume_claims(self, holder: str | None = None) -> bool:
+        """End `holder`'s pause (None: whoever holds it); False if there was no such pause."""
+        raise NotSupported(self, "resume_claims()")
+
+    async def claims_paused(self) -> bool:
+        raise NotSupported(self, "claims_paused()")
+
+    def claims_pause(self, ttl: float = 60.0, *, holder: str | None = None) -> AbstractAsyncContextManager[str]:
+        """`async with store.claims_pause(ttl): ...` pauses for the block (renewed in the background)."""
+        return pause.hold(self, ttl, holder=holder)
+
+    async def set_staleness(
+        self,
+        max_staleness: int | None,
+        batch_size: int | None = None,
+        *,
+        modes: Iterable[str | None] = ("train",),
+        stale_policy: StalePolicy = "repin",
+    ) -> StalenessBound | None:
+        """Bound staleness at claim time (the count rule is in store/staleness.py); None removes the bound."""
+        raise NotSupported(self, "set_staleness()")
+
+    async def get_staleness(self) -> StalenessBound | None:
+        raise NotSupported(self, "get_staleness()")
 
     # --- spans ----------------------------------------------------------------------------------
     async def add_span(self, span: Span) -> Span | None:

@@ -94,6 +94,11 @@ def hash_fields(reply: Any, *, key: str) -> dict[str, Any]:
     return {k.decode(errors="replace"): v for k, v in reply.items()}
 
 
+def decoded(value: Any) -> str:
+    """A script's string reply (bytes from redis-py) as str."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
 def text(fields: dict[str, Any], name: str) -> str | None:
     value = fields.get(name)
     return None if value is None else value.decode() if isinstance(value, bytes) else str(value)
@@ -102,6 +107,11 @@ def text(fields: dict[str, Any], name: str) -> str | None:
 def _float(fields: dict[str, Any], name: str) -> float | None:
     value = fields.get(name)
     return None if value is None else float(value)
+
+
+def _int(fields: dict[str, Any], name: str) -> int | None:
+    value = fields.get(name)
+    return None if value is None else int(value)
 
 
 @names_key
@@ -117,6 +127,7 @@ def attempt_from_fields(fields: dict[str, Any], *, key: str) -> Attempt:
         worker_id=text(fields, "worker_id"),
         last_heartbeat_time=_float(fields, "last_heartbeat_time"),
         metadata=None if metadata is None else unpack(metadata, key=key),
+        policy_version=_int(fields, "policy_version"),
     )
 
 
@@ -163,6 +174,7 @@ def resources_from_fields(fields: dict[str, Any], *, key: str) -> ResourcesUpdat
         update_time=float(fields["update_time"]),
         version=int(fields["version"]),
         resources=unpack(fields["resources"], key=key),
+        policy_version=_int(fields, "policy_version"),
     )
 
 

@@ -19,6 +19,20 @@ class AttemptNotFound(NotFound):
     """The rollout exists, but not this attempt (or it has no attempts yet, for "latest")."""
 
 
+class NotSupported(NotImplementedError):
+    """A store without the runtime features of issue 17 (policy versions, claims pause, staleness)."""
+
+    def __init__(self, store: object, feature: str) -> None:
+        super().__init__(
+            f"{type(store).__name__} does not support {feature}; use RedisLightningStore (or "
+            "InMemoryLightningStore) on the namespace's Redis"
+        )
+
+
+class PauseHeld(RuntimeError):
+    """Claims are already paused by another holder (issue 17): one weight sync at a time."""
+
+
 def from_reply(exc: ResponseError) -> Exception:
     """The exception a script's error reply stands for; the reply itself if it carries no code of ours."""
     code, _, rest = str(exc).partition(" ")

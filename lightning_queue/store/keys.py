@@ -78,6 +78,11 @@ class Keys:
         self.retention = self.prefix + schema.KEY_RETENTION
         self.retention_lock = self.prefix + schema.KEY_RETENTION_LOCK
         self.reads = self.prefix + schema.KEY_READS
+        self.policy_version = self.prefix + schema.KEY_POLICY_VERSION
+        self.pause = self.prefix + schema.KEY_PAUSE
+        self.pause_holder = self.prefix + schema.KEY_PAUSE_HOLDER
+        self.gate = self.prefix + schema.KEY_GATE
+        self.staleness = self.prefix + schema.KEY_STALENESS
 
     def rollout(self, rollout_id: str) -> str:
         return f"{self.prefix}{schema.KEY_ROLLOUT}{rollout_id}"

@@ -43,11 +43,28 @@ KEY_RETENTION = "retention"
 KEY_RETENTION_LOCK = "lock:retention"
 # Read marks: rollout id -> until when a wait holds it (reads.py); retention spares marked rollouts.
 KEY_READS = "reads"
+# Issue 17. The policy version: a counter every resources update raises by one (0 = no update yet).
+KEY_POLICY_VERSION = "policy:version"
+# The claims pause: a string holding its holder's token, with a TTL so a crashed holder cannot stop the
+# namespace for good; the holder key (no TTL) outlives it, so the first claim after an expiry can tell.
+KEY_PAUSE = "claims:pause"
+KEY_PAUSE_HOLDER = "claims:holder"
+# Wake-ups of gated workers (resume, version bumps, slots given back): a short stream they XREAD BLOCK on.
+KEY_GATE = "gate"
+# The staleness bound (a hash; absent = no bound, today's behaviour).
+KEY_STALENESS = "staleness"
 
 # The consumer group every worker reads the queue stream through.
 GROUP = "workers"
+# Entries the claim gate refused (issue 17) stay pending under this consumer until it opens; no worker
+# can be named so (':' is not allowed in ids), and the watchdog gives them back to it, not to the queue tail.
+HELD_CONSUMER = ":held"
+# A claim looks at most this many held entries (oldest first) for ones it may take.
+HELD_SCAN = 64
 # The done stream (completions wake waiters) is trimmed to about this many entries.
 DONE_MAXLEN = 100_000
+# The gate stream only wakes waiters; a few entries are enough.
+GATE_MAXLEN = 100
 
 # Status sets, derived from the contract's literals (in their declared order, for Lua's ipairs).
 TERMINAL_ROLLOUT = tuple(s for s in ROLLOUT_STATUSES if s in TERMINAL_STATUSES)
@@ -85,12 +102,18 @@ LUA_STRINGS = {
     "KEY_WORKERS_INDEX": KEY_WORKERS_INDEX,
     "KEY_SWEEP_LOCK": KEY_SWEEP_LOCK,
     "KEY_READS": KEY_READS,
+    "KEY_POLICY_VERSION": KEY_POLICY_VERSION,
+    "KEY_PAUSE": KEY_PAUSE,
+    "KEY_PAUSE_HOLDER": KEY_PAUSE_HOLDER,
+    "KEY_GATE": KEY_GATE,
+    "KEY_STALENESS": KEY_STALENESS,
     "GROUP": GROUP,
+    "HELD_CONSUMER": HELD_CONSUMER,
     "ERR_NO_ROLLOUT": ERR_NO_ROLLOUT,
     "ERR_NO_ATTEMPT": ERR_NO_ATTEMPT,
     "ERR_NO_ATTEMPTS": ERR_NO_ATTEMPTS,
 }
-LUA_NUMBERS = {"DONE_MAXLEN": DONE_MAXLEN}
+LUA_NUMBERS = {"DONE_MAXLEN": DONE_MAXLEN, "GATE_MAXLEN": GATE_MAXLEN, "HELD_SCAN": HELD_SCAN}
 # Each set twice: a lookup table (`TERMINAL[s]`) and a list (`ipairs(TERMINAL_LIST)`).
 LUA_SETS = {
     "TERMINAL": TERMINAL_ROLLOUT,

@@ -21,6 +21,8 @@ SCRIPT_NAMES = (
     "update_resources",
     "release",
     "delete_rollouts",
+    "pause",
+    "staleness",
 )
 
 

@@ -102,6 +102,8 @@ class Attempt(BaseModel):
     worker_id: str | None = None
     last_heartbeat_time: float | None = None
     metadata: dict[str, Any] | None = None
+    # Issue 17: the namespace's policy version of the resources this attempt runs under (None: none yet).
+    policy_version: int | None = None
 
 
 class AttemptedRollout(Rollout):
@@ -142,6 +144,8 @@ class ResourcesUpdate(BaseModel):
     update_time: float
     version: int
     resources: NamedResources
+    # Issue 17: the namespace-wide counter this update raised (`version` stays per resources id).
+    policy_version: int | None = None
 
 
 T = TypeVar("T")
