@@ -22,8 +22,8 @@ async def test_a_claim_sent_twice_hands_back_the_same_attempt_and_keeps_its_leas
     rollout = await store.enqueue_rollout("task", config=RETRY_UNRESPONSIVE)
     [[_stream, [(entry, _fields)]]] = await store._redis.xreadgroup("workers", "w1", {store.keys.queue: ">"}, count=1)
     read = StreamEntry(entry_id=entry.decode(), rollout_id=rollout.rollout_id, attempt_id="at-once")
-    first = await store.transitions.claim(consumer="w1", worker_id="w1", entries=[read])
-    again = await store.transitions.claim(consumer="w1", worker_id="w1", entries=[read])
+    first = (await store.transitions.claim(consumer="w1", worker_id="w1", entries=[read])).claims
+    again = (await store.transitions.claim(consumer="w1", worker_id="w1", entries=[read])).claims
 
     # Before: the second run found the rollout `preparing`, acked and deleted the entry and returned
     # nothing, leaving an attempt no worker ran, renewed or could lose.
@@ -44,9 +44,9 @@ async def test_a_claim_sent_again_after_its_attempt_ended_claims_nothing(make_st
     rollout = await store.enqueue_rollout("task", config=RETRY_UNRESPONSIVE)
     [[_stream, [(entry, _fields)]]] = await store._redis.xreadgroup("workers", "w1", {store.keys.queue: ">"}, count=1)
     read = StreamEntry(entry_id=entry.decode(), rollout_id=rollout.rollout_id, attempt_id="at-once")
-    assert len(await store.transitions.claim(consumer="w1", worker_id="w1", entries=[read])) == 1
+    assert len((await store.transitions.claim(consumer="w1", worker_id="w1", entries=[read])).claims) == 1
     await store.update_attempt(rollout.rollout_id, "at-once", status="succeeded")
-    assert await store.transitions.claim(consumer="w1", worker_id="w1", entries=[read]) == []
+    assert (await store.transitions.claim(consumer="w1", worker_id="w1", entries=[read])).claims == []
     refreshed = await store.get_rollout_by_id(rollout.rollout_id)
     assert refreshed is not None and refreshed.status == "succeeded"
 
