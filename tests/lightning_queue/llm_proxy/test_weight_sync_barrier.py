@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sys
 import time
 from typing import Any
 
@@ -266,3 +267,39 @@ async def test_a_corrupt_proxy_record_is_reported_naming_its_key(
     await store._redis.zadd(f"{store.keys.prefix}pxidx", {"px-forged": time.time() * 1000 + 60_000})
     with pytest.raises(ValueError, match=re.escape(key)):
         await proxy_statuses(store)
+
+
+_HOLDER_THAT_DIES = """
+import asyncio, os, sys
+from lightning_queue import RedisLightningStore
+
+async def main():
+    store = RedisLightningStore(sys.argv[1], namespace=sys.argv[2])
+    async with store.claims_pause(ttl=1.0):
+        print("paused", flush=True)
+        await asyncio.sleep(0.3)
+        os.kill(os.getpid(), 9)  # dies holding the pause: no resume, no more renewals
+
+asyncio.run(main())
+"""
+
+
+async def test_an_algorithm_killed_while_paused_stops_the_proxy_for_one_ttl_at_most(
+    make_proxy: ProxyFactory, redis_url: str, make_store: Any, attempt: AttemptedRollout
+) -> None:
+    store = make_store()
+    if store.url != redis_url:
+        pytest.skip("a real process crash needs the real redis-server")
+    proxy = await make_proxy(store=store, **FAST)
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _HOLDER_THAT_DIES, redis_url, store.namespace, stdout=asyncio.subprocess.PIPE
+    )
+    assert child.stdout is not None
+    assert (await asyncio.wait_for(child.stdout.readline(), 30)).strip() == b"paused"
+    await until_health(proxy, "claims_paused", 1)
+    assert await asyncio.wait_for(child.wait(), 30) == -9
+    stopped_for = await until_health(proxy, "claims_paused", 0, within=10.0)
+    assert stopped_for < 1.0 + 0.5  # the TTL, a poll and some slack
+    async with client_of(proxy, attempt) as client:
+        reply = await client.chat.completions.create(model=MODEL, messages=HELLO)  # type: ignore[arg-type]
+    assert reply.choices[0].message.content == "You said: hello"
