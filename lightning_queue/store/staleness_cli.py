@@ -31,7 +31,13 @@ def staleness_command() -> None:
     type=click.Choice([*ROLLOUT_MODES, "none"]),
     help="A bounded rollout mode ('none': rollouts without one); repeat for several. Default: train.",
 )
-@click.option("--stale-policy", type=click.Choice(STALE_POLICIES), default="repin", show_default=True)
+@click.option(
+    "--stale-policy",
+    type=click.Choice(STALE_POLICIES),
+    default="repin",
+    show_default=True,
+    help="A rollout pinned to resources more than S versions old: run it on the latest, or fail it.",
+)
 def set_command(
     redis_url: str | None,
     namespace: str | None,
