@@ -50,6 +50,10 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
 )
 # How long shutdown waits for background Redis calls (redis-py's own retries can take seconds).
 _SHUTDOWN_WAIT = 2.0
+# How long a worker with free slots waits for more of its rollouts to end before claiming: rollouts
+# claimed together tend to end together, and one claim (one resources read) then serves them all.
+# Small next to any agent's run and to a claim's own block time.
+_GATHER_SECONDS = 0.002
 _INVALID_ID_CHARS = re.compile(r"[^A-Za-z0-9_.@=+-]")
 
 
@@ -331,6 +335,8 @@ class Worker:
                 self._capacity.clear()
                 await _wait_any(self._capacity, self._stop)
                 continue
+            if self._inflight and self._free < self.concurrency:
+                await self._gather_slots()
             count = self._free if quota is None else min(self._free, quota)
             try:
                 claims = await self.store.leases.claim(
@@ -356,6 +362,15 @@ class Worker:
                     if ar.resources_id not in reads:
                         reads[ar.resources_id] = self._read_resources(ar)
                     self._start(claim, reads[ar.resources_id])
+
+    async def _gather_slots(self) -> None:
+        deadline = time.monotonic() + _GATHER_SECONDS
+        while self._inflight and self._free < self.concurrency and not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._capacity.clear()
+            await _wait_any(self._capacity, self._stop, timeout=left)
 
     def _start(self, claim: Claim, resources: asyncio.Task[ResourcesUpdate | None] | None = None) -> None:
         run = _Running(claim, resources=resources)
@@ -612,8 +627,8 @@ class Worker:
         logger.warning("%s: no longer held by this worker (%s; attempt is %s); result dropped", run, run.lost, status)
 
     async def _keep_busy(self) -> None:
-        # The worker still runs others: the store shows it busy with one of them.
-        run = next(iter(self._inflight.values()))
+        # The worker still runs others: the store shows it busy with the newest, likely the last to end.
+        run = next(reversed(self._inflight.values()))
         ar = run.rollout
         self._busy_with = run.entry_id
         try:
