@@ -49,10 +49,10 @@ async def test_a_noop_rollout_costs_a_bounded_number_of_redis_commands(spare_red
     calls = {name: after[name] - before.get(name, 0) for name in after if after[name] > before.get(name, 0)}
     claims = calls["xreadgroup"]
     per_rollout = sum(calls.values()) / ROLLOUTS
-    # Per rollout: add_spans and the end, one EVALSHA each. Per claim call: the claim script, and at most
-    # about one "still busy" update (when the rollout the store shows it busy with ends before the others).
-    # Slack for the sweeps.
-    assert calls["evalsha"] <= 2 * ROLLOUTS + 2 * claims + 10, calls
+    # Per rollout: add_spans and the end, one EVALSHA each; per claim call the claim script. "Still busy"
+    # updates come only when the rollout the store shows the worker busy with ends before the others (a
+    # few per claim call, 0.15-0.3 per rollout), not after every end (0.9 per rollout when they did).
+    assert calls["evalsha"] <= 2 * ROLLOUTS + claims + ROLLOUTS // 2, calls
     # Sequence ids: one INCRBY per rollout, in the lease check's round trip; no MULTI/INCR per rollout.
     assert calls.get("incrby", 0) <= ROLLOUTS, calls
     assert calls.get("incr", 0) == 0, calls
