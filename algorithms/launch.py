@@ -10,7 +10,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ import click
 
 from lightning_queue import LLMProxy, LlmProxyTraceToTriplet, RedisLightningStore, Trainer
 from lightning_queue.algorithm import Algorithm
+from lightning_queue.store.retention import RetentionPolicy, read_policy, write_policy
 
 from .reloaders import LocalServerReloader, Reloader, VllmReloader
 from .serving import ModelServerProcess, free_port, wait_until_healthy
@@ -29,6 +30,9 @@ POLICY_MODEL = "policy"
 # The built-in sums task (algorithms/tasks.py), by name: what the CLIs run when given no agent.
 BUILTIN_AGENT = "algorithms.tasks:arithmetic_agent"
 BUILTIN_CHECKER = "algorithms.tasks:check"
+# What a ready algorithm's namespace keeps while it trains (unless --keep-data): each batch is read as
+# it finishes (its wait's read marks hold it meanwhile), so older finished rollouts only take memory.
+RUN_RETENTION = RetentionPolicy(keep_newest=5_000, min_age=300)
 
 
 @dataclass
@@ -125,6 +129,8 @@ def run_training(
     upstream = upstream or Upstream()
     store = RedisLightningStore(redis_url, namespace=namespace or f"train-{uuid.uuid4().hex[:8]}")
     try:
+        if not keep_data:
+            asyncio.run(_closing(store, retain_run_data(store)))
         with serving(upstream, model_dir, checkpoint_root) as (url, reloader):
             proxy = LLMProxy(model_list=[upstream.model_entry(url)]) if use_proxy else None
             trainer = Trainer(
@@ -141,6 +147,20 @@ def run_training(
             purge_quietly(store)
     result["namespace"] = store.namespace
     return result
+
+
+async def retain_run_data(store: RedisLightningStore) -> None:
+    """Give the run's namespace RUN_RETENTION, unless it has a policy of its own (the contract keeps all)."""
+    if await read_policy(store) is None:
+        await write_policy(store, RUN_RETENTION)
+        logger.info("namespace %s keeps its newest %d finished rollouts", store.namespace, RUN_RETENTION.keep_newest)
+
+
+async def _closing(store: RedisLightningStore, work: Awaitable[None]) -> None:
+    try:
+        await work
+    finally:
+        await store.aclose()
 
 
 def purge_quietly(store: RedisLightningStore) -> None:

@@ -116,10 +116,15 @@ def _proxy(args: argparse.Namespace) -> tuple[dict[str, Any], Callable[[dict[str
 
 def _scale(args: argparse.Namespace) -> tuple[dict[str, Any], Callable[[dict[str, Any]], str]]:
     from . import scale
+    from .steady import SteadyOptions
 
     opts = scale.ScaleOptions(workdir=args.out / "work")
+    opts.steady = SteadyOptions(workdir=opts.workdir)
     if args.quick:
-        opts.sizes, opts.repeat = (200, 1000), 3
+        opts.sizes, opts.big_sizes, opts.repeat = (200, 1000), (40,), 3
+        opts.steady = SteadyOptions(
+            window_s=1.0, windows=0.5, rate=50, batch=5, processes=1, concurrency=8, workdir=opts.workdir
+        )
     opts.sizes = args.sizes or opts.sizes
     if args.million:
         opts.sizes = (*opts.sizes, 1_000_000)

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 
 from lightning_queue.store import RedisLightningStore
+from lightning_queue.store.auto_retention import AutoRetention
 
 from . import metrics
 from .health import REDIS_ERRORS, Health
@@ -65,6 +66,7 @@ class LeaseKeeper:
         self.on_lost = on_lost
         self.on_failed = on_failed
         self.agent = agent
+        self.retention = AutoRetention(store)
         self._lock = threading.Lock()
         self._renewed: dict[str, float] = {}  # held entry -> when it was last known held (monotonic)
         self._reported: set[str] = set()  # entries reported lost: no longer renewed, their time kept
@@ -147,6 +149,7 @@ class LeaseKeeper:
         self._loop = loop
         renewal = Health(f"worker {self.consumer}: lease renewal", logger)
         sweeping = Health(f"worker {self.consumer}: watchdog sweep", logger)
+        retaining = Health(f"worker {self.consumer}: retention step", logger)
         now = time.monotonic()
         next_renew, next_sweep = now + self.renew_seconds, now + self.sweep_seconds
         try:
@@ -159,7 +162,10 @@ class LeaseKeeper:
                 if now >= next_sweep and not self._stopping.is_set():
                     await self._sweep(sweeping)
                     next_sweep = time.monotonic() + self.sweep_seconds
-                pause = min(next_renew, next_sweep, time.monotonic() + _WATCH_SECONDS) - time.monotonic()
+                if time.monotonic() >= self.retention.next_tick and not self._stopping.is_set():
+                    await self._retain(retaining)
+                wake = min(next_renew, next_sweep, self.retention.next_tick, time.monotonic() + _WATCH_SECONDS)
+                pause = wake - time.monotonic()
                 self._wake.clear()
                 if not self._stopping.is_set():
                     with contextlib.suppress(asyncio.TimeoutError):
@@ -225,6 +231,16 @@ class LeaseKeeper:
             health.failed(exc)
         else:
             metrics.RECLAIMS.inc(reclaimed)
+            health.ok()
+
+    async def _retain(self, health: Health) -> None:
+        # The namespace's retention policy, one bounded step at a time (store/auto_retention.py).
+        try:
+            await self.retention.tick()
+        except REDIS_ERRORS as exc:
+            self.retention.next_tick = time.monotonic() + self.sweep_seconds  # retried, not spun on
+            health.failed(exc)
+        else:
             health.ok()
 
     def _lost(self, entry_id: str, why: str) -> None:

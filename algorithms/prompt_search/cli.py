@@ -24,7 +24,7 @@ from lightning_queue.store.settings import redis_url_option
 from workers.settings import WorkerSettings
 
 from ..evaluation import held_out_table
-from ..launch import POLICY_MODEL, setup_logging
+from ..launch import POLICY_MODEL, retain_run_data, setup_logging
 from .algorithm import PromptSearch, PromptSearchConfig
 from .edits import placeholders
 from .tasks import SEED_TEMPLATE, make_tasks
@@ -162,6 +162,7 @@ async def _search(
         worker_concurrency=concurrency,
     )
     try:
+        await retain_run_data(store)
         result: dict[str, Any] = await trainer.fit_async(
             "algorithms.prompt_search.tasks:sentiment_agent", train, val_dataset=val
         )

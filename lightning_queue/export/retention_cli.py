@@ -13,10 +13,10 @@ from typing import TypeVar
 import click
 from pydantic import ValidationError
 
-from ..options import describe
+from ..options import describe, field_option
 from ..store import RedisLightningStore
 from ..store.connection import ping_error, redact, resolve_shared_url
-from ..store.retention import DEFAULT_MIN_AGE, RetentionPolicy, read_policy, write_policy
+from ..store.retention import RetentionPolicy, read_policy, write_policy
 from ..store.settings import RedisSettings, namespace_option, redis_url_option
 from .archive import archive_and_apply
 from .run import ExportError
@@ -47,24 +47,35 @@ def retention_command() -> None:
 @retention_command.command("set")
 @redis_url_option
 @namespace_option
-@click.option("--max-age", type=float, default=None, help="Delete finished rollouts older than this many seconds.")
-@click.option("--keep-newest", type=int, default=None, help="Delete all but the newest N finished rollouts.")
-@click.option("--min-age", type=float, default=DEFAULT_MIN_AGE, show_default=True, help="Never delete younger.")
-@click.option("--archive", type=click.Path(path_type=Path), default=None, help="`lq export` here before deleting.")
+@field_option(RetentionPolicy, "max_age")
+@field_option(RetentionPolicy, "keep_newest")
+@field_option(RetentionPolicy, "memory_budget")
+@field_option(RetentionPolicy, "min_age")
+@field_option(RetentionPolicy, "auto_every")
+@click.option(
+    "--archive",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help=RetentionPolicy.model_fields["archive"].description,
+)
 def set_command(
     redis_url: str | None,
     namespace: str | None,
     max_age: float | None,
     keep_newest: int | None,
+    memory_budget: int | None,
     min_age: float,
+    auto_every: float,
     archive: Path | None,
 ) -> None:
-    """Store a policy; `lq retention run` (or `run --every S`) applies it."""
+    """Store a policy; workers apply it every --auto-every s, `lq retention run` now (archiving ones: only run)."""
     try:
         policy = RetentionPolicy(
             max_age=max_age,
             keep_newest=keep_newest,
+            memory_budget=memory_budget,
             min_age=min_age,
+            auto_every=auto_every,
             archive=None if archive is None else str(archive.resolve()),
         )
     except ValidationError as exc:

@@ -30,8 +30,14 @@ def new_resources_id() -> str:
     return "rs-" + generate_id(12)
 
 
-def is_valid_id(value: object) -> bool:
-    return isinstance(value, str) and _ID.fullmatch(value) is not None
+# Ids that would spell another key of the namespace: `res:idx` and `wk:idx` are the indexes themselves.
+RESERVED_IDS = {"resources_id": frozenset({"idx"}), "worker_id": frozenset({"idx"})}
+
+
+def is_valid_id(value: object, kind: str | None = None) -> bool:
+    if not isinstance(value, str) or _ID.fullmatch(value) is None:
+        return False
+    return kind is None or value not in RESERVED_IDS.get(kind, ())
 
 
 def check_id(kind: str, value: object) -> str:
@@ -43,6 +49,8 @@ def check_id(kind: str, value: object) -> str:
             f"invalid {kind} {value[:100]!r}{'...' if len(value) > 100 else ''}: "
             "use 1-128 characters from A-Z a-z 0-9 _ . @ = + -"
         )
+    if value in RESERVED_IDS.get(kind, ()):
+        raise ValueError(f"invalid {kind} {value!r}: it is reserved (the name of the namespace's index key)")
     return value
 
 
@@ -63,10 +71,13 @@ class Keys:
         self.meta = self.prefix + schema.KEY_META
         self.all_rollouts = self.prefix + schema.KEY_ALL_ROLLOUTS
         self.resources_index = self.prefix + schema.KEY_RESOURCES_INDEX
+        self.resources_created = self.prefix + schema.KEY_RESOURCES_CREATED
         self.workers_index = self.prefix + schema.KEY_WORKERS_INDEX
         self.open_rollouts = self.prefix + schema.KEY_OPEN_INDEX
         self.ended_rollouts = self.prefix + schema.KEY_ENDED_INDEX
         self.retention = self.prefix + schema.KEY_RETENTION
+        self.retention_lock = self.prefix + schema.KEY_RETENTION_LOCK
+        self.reads = self.prefix + schema.KEY_READS
 
     def rollout(self, rollout_id: str) -> str:
         return f"{self.prefix}{schema.KEY_ROLLOUT}{rollout_id}"

@@ -30,12 +30,19 @@ KEY_ATTEMPTS = "ats:"
 KEY_SPANS = "sp:"
 KEY_SEQUENCE = "seq:"
 KEY_RESOURCES = "res:"
+# Resources ids by update_time (get_latest_resources reads its top) and by create_time (the
+# listing's default order). The second name has a ':' after "res", so no resources id can spell it.
 KEY_RESOURCES_INDEX = "res:idx"
+KEY_RESOURCES_CREATED = "idx:res:created"
 KEY_WORKER = "wk:"
 KEY_WORKERS_INDEX = "wk:idx"
 KEY_SWEEP_LOCK = "lock:sweep"
 # The namespace's retention policy (a hash; absent = keep everything, the contract's default).
 KEY_RETENTION = "retention"
+# Spaces automatic retention steps across processes (a string with PX, like the sweep lock).
+KEY_RETENTION_LOCK = "lock:retention"
+# Read marks: rollout id -> until when a wait holds it (reads.py); retention spares marked rollouts.
+KEY_READS = "reads"
 
 # The consumer group every worker reads the queue stream through.
 GROUP = "workers"
@@ -73,9 +80,11 @@ LUA_STRINGS = {
     "KEY_SEQUENCE": KEY_SEQUENCE,
     "KEY_RESOURCES": KEY_RESOURCES,
     "KEY_RESOURCES_INDEX": KEY_RESOURCES_INDEX,
+    "KEY_RESOURCES_CREATED": KEY_RESOURCES_CREATED,
     "KEY_WORKER": KEY_WORKER,
     "KEY_WORKERS_INDEX": KEY_WORKERS_INDEX,
     "KEY_SWEEP_LOCK": KEY_SWEEP_LOCK,
+    "KEY_READS": KEY_READS,
     "GROUP": GROUP,
     "ERR_NO_ROLLOUT": ERR_NO_ROLLOUT,
     "ERR_NO_ATTEMPT": ERR_NO_ATTEMPT,

@@ -245,6 +245,7 @@ class Transitions:
         """False if the attempt had already ended or is unknown."""
         return bool(await self._call("release", rollout_id, attempt_id, b"" if metadata is None else metadata))
 
-    async def delete_rollouts(self, rollout_ids: Sequence[str]) -> int:
-        """How many of `rollout_ids` were terminal and are now gone with their attempts and spans."""
-        return int(await self._call("delete_rollouts", *rollout_ids))
+    async def delete_rollouts(self, rollout_ids: Sequence[str], spare_read_since: float | None = None) -> int:
+        """How many of `rollout_ids` were terminal (and unmarked since `spare_read_since`) and are now gone."""
+        spare = "" if spare_read_since is None else _f(spare_read_since)
+        return int(await self._call("delete_rollouts", spare, *rollout_ids))

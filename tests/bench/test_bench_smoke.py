@@ -112,6 +112,25 @@ def test_scale_reports_every_call_at_every_size_with_ratios(quick_all: dict[str,
             assert positive(summary["p50"]) and summary["p99"] >= summary["p50"], name
     assert set(result["ratios"]["p50"]) == set(result["rows"][0]["calls_ms"])
     assert all(positive(v) for v in result["ratios"]["p50"].values())
+    for row in [*result["rows"], *result["big_span_rows"]]:
+        # A retention step deleted something and was timed (the waits' read marks were cleared first).
+        assert row["retention"]["steps"] >= 1 and positive(row["retention"]["step_ms_p50"])
+    (big,) = result["big_span_rows"]
+    assert big["span"] == "10k tokens" and big["by_status"]["succeeded"] == big["rollouts"] + scale.BATCH // 10
+    # 10,000 token ids are ~30 KB of msgpack: a rollout cannot be stored in less.
+    assert big["bytes_per_rollout"] > 20_000
+
+
+@pytest.mark.slow
+def test_scale_steady_state_keeps_memory_bounded_and_loses_no_unread_rollout(quick_all: dict[str, Any]) -> None:
+    steady = quick_all["scenarios"]["scale"]["steady"]
+    assert steady["deleted_unread"] == 0 and steady["read"] > 0.9 * steady["enqueued"]
+    assert steady["duration_s"] >= steady["retention_window_s"] * 1.5 * 0.9
+    samples = steady["samples"]
+    assert samples and samples[-1]["t"] > steady["steady_from_s"]
+    # Retention deleted: far fewer stored than finished by the end (a run without it keeps them all).
+    assert samples[-1]["stored"] < 0.9 * steady["read"]
+    assert steady["used_bytes"]["min"] <= steady["used_bytes"]["mean"] <= steady["used_bytes"]["max"]
 
 
 @pytest.mark.slow

@@ -158,6 +158,12 @@ local function claim_entry(entry, rid, aid, consumer, wid, leased)
   -- only for entries still pending, and restarts the lease clock of those.
   if leased and #redis.call('XCLAIM', Q, GROUP, consumer, 0, entry, 'JUSTID') == 0 then return nil end
   local rk = rkey(rid)
+  -- The same claim again: the client resent it after losing the reply (redis-py retries on a dropped
+  -- connection). Attempt ids are fresh per read, so this attempt on this entry is the one it made;
+  -- dropping the entry as "no longer queued" would leave that attempt leased on an entry nobody holds.
+  if leased and redis.call('HGET', rk, 'latest') == aid and redis.call('HGET', akey(rid, aid), 'entry') == entry then
+    return {redis.call('HGETALL', rk), redis.call('HGETALL', akey(rid, aid))}
+  end
   if redis.call('HGET', rk, 'qentry') == entry then redis.call('HDEL', rk, 'qentry') end
   local status = redis.call('HGET', rk, 'status')
   if not status or not QUEUED[status] then

@@ -6,8 +6,9 @@
 ensure_group()
 local how, wid, aid = ARGV[3], ARGV[4], ARGV[5]
 local latest = redis.call('ZREVRANGE', P .. KEY_RESOURCES_INDEX, 0, 0)[1]
-local out = {}
-for i = 6, #ARGV, 11 do
+
+-- The rollout whose 11 slots start at ARGV[i]; returns its attempt key when `how` is "start".
+local function create(i)
   local rid = ARGV[i]
   local rk = rkey(rid)
   redis.call('HSET', rk, 'rollout_id', rid, 'input', ARGV[i + 1], 'start_time', NOW, 'config', ARGV[i + 5],
@@ -22,12 +23,25 @@ for i = 6, #ARGV, 11 do
   redis.call('ZADD', P .. KEY_ALL_ROLLOUTS, NOW, rid)
   redis.call('ZADD', P .. KEY_OPEN_INDEX, NOW, rid)
   index_mode(rid, nil)
-  local ak = nil
   if how == 'start' then
-    ak = new_attempt(rid, aid, wid, '', '')
+    local ak = new_attempt(rid, aid, wid, '', '')
     set_rollout_status(rid, 'preparing')
+    return ak
+  end
+  set_rollout_status(rid, 'queuing')
+  return nil
+end
+
+local out = {}
+for i = 6, #ARGV, 11 do
+  local rk = rkey(ARGV[i])
+  local ak = nil
+  if redis.call('EXISTS', rk) == 1 then
+    -- Ids are fresh per call, so this is the same create resent after its reply was lost: writing again
+    -- would put back in the queue a rollout that a worker has claimed (or finished) meanwhile.
+    if how == 'start' then ak = akey(ARGV[i], aid) end
   else
-    set_rollout_status(rid, 'queuing')
+    ak = create(i)
   end
   if ak then
     table.insert(out, {redis.call('HGETALL', rk), redis.call('HGETALL', ak)})

@@ -1,13 +1,20 @@
 -- delete_rollouts.lua: remove terminal rollouts with their attempts, spans and every index entry (the
 -- bounded step of retention: the caller passes a few ids per call, so a call never blocks Redis long).
--- ARGV[3..] rollout ids
--- returns the number deleted; a rollout that is missing, not terminal, or has a live attempt is left as it is
+-- ARGV[3] spare rollouts whose read mark (reads.py) is at or after this time ('' = spare none)
+-- ARGV[4..] rollout ids
+-- returns the number deleted; a rollout that is missing, not terminal, has a live attempt or a recent
+-- read mark is left as it is (checked here, so a wait that marks it just before is never raced)
+local spare = ARGV[3] ~= '' and tonumber(ARGV[3]) or nil
 local deleted, attempts, spans = 0, 0, 0
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   local rid = ARGV[i]
   local rk = rkey(rid)
   local r = redis.call('HMGET', rk, 'status', 'mode', 'qentry')
   local status = r[1]
+  if status and spare then
+    local read = redis.call('ZSCORE', P .. KEY_READS, rid)
+    if read and tonumber(read) >= spare then status = nil end
+  end
   local aids = {}
   if status and TERMINAL[status] then aids = redis.call('ZRANGE', P .. KEY_ATTEMPTS .. rid, 0, -1) end
   -- A rollout set terminal by hand may still have a live attempt whose worker reports into it.

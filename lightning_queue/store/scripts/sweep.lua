@@ -1,11 +1,18 @@
 -- sweep.lua: the watchdog. Times out and marks unresponsive the latest attempts of preparing/running
--- rollouts (a leased attempt holding no entry counts as silent once a lease passes without a heartbeat),
+-- rollouts (a leased attempt holding no pending entry counts as silent once a lease passes without a heartbeat),
 -- then reclaims stream entries whose holder's lease lapsed (a dead worker's).
 -- ARGV[3] lock ttl ms (0 = no lock)   ARGV[4] lease ms (0 = no reclaim)   ARGV[5] reclaimer consumer
 -- returns {verdicts, reclaimed entries}, or {-1, 0} when another sweep holds the lock
 local lock_ms, lease_ms, reaper = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 if lock_ms > 0 and not redis.call('SET', P .. KEY_SWEEP_LOCK, NOW, 'NX', 'PX', lock_ms) then return {-1, 0} end
 local now = tonumber(NOW)
+local queue_exists = lease_ms > 0 and redis.call('EXISTS', Q) == 1
+if queue_exists then ensure_group() end
+-- Whether a leased attempt's entry is still pending (the only way a lease can lapse and be reclaimed).
+local function entry_pending(entry)
+  if not entry or not queue_exists then return false end
+  return #redis.call('XPENDING', Q, GROUP, entry, entry, 1) > 0
+end
 local verdicts, reclaimed = 0, 0
 for _, rstatus in ipairs(RUNNING_LIST) do
   for _, rid in ipairs(redis.call('ZRANGE', P .. KEY_STATUS_INDEX .. rstatus, 0, -1)) do
@@ -22,9 +29,11 @@ for _, rstatus in ipairs(RUNNING_LIST) do
           verdict = 'timeout'
         elseif unresp and now - tonumber(a[3] or a[2]) > unresp then
           verdict = 'unresponsive'
-        elseif lease_ms > 0 and a[5] == '1' and not a[4] and (now - tonumber(a[3] or a[2])) * 1000 > lease_ms then
-          -- Leased, live again (set so by hand) but holding no entry: nobody renews it, so its last
-          -- heartbeat stands for the lease it can lose.
+        elseif lease_ms > 0 and a[5] == '1' and (now - tonumber(a[3] or a[2])) * 1000 > lease_ms
+            and not entry_pending(a[4]) then
+          -- Leased but holding no entry (live again, set so by hand; or its entry went, as when a resent
+          -- claim dropped it): nobody renews it and XAUTOCLAIM never meets it, so its last heartbeat
+          -- stands for the lease it can lose.
           verdict = 'unresponsive'
         end
         if verdict then
@@ -35,6 +44,7 @@ for _, rstatus in ipairs(RUNNING_LIST) do
     end
   end
 end
+-- Checked again: a requeue above may have made the stream.
 if lease_ms > 0 and redis.call('EXISTS', Q) == 1 then
   ensure_group()
   local cursor = '0-0'

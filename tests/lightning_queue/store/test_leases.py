@@ -217,3 +217,35 @@ async def test_renew_and_reserve_checks_the_lease_and_takes_ids_from_the_rollout
 
     with pytest.raises(ValueError, match="count must be at least 1, got 0"):
         await store.leases.renew_and_reserve("w1", claim.entry_id, rid, 0)
+
+
+async def test_a_leased_attempt_whose_entry_is_gone_is_ended_by_the_sweep(make_store: StoreFactory) -> None:
+    # The state a resent claim used to leave: attempt live and naming its entry, the entry acked and deleted.
+    # Nobody renews it and XAUTOCLAIM never meets it, so only this rule ends it.
+    store = make_store(lease_seconds=0.2)
+    rollout = await store.enqueue_rollout("task", config=RETRY_UNRESPONSIVE)
+    [claim] = await store.claim(consumer="w1", worker_id="w1", count=1, block_ms=10)
+    await store._redis.xack(store.keys.queue, "workers", claim.entry_id)
+    await store._redis.xdel(store.keys.queue, claim.entry_id)
+    assert await store.sweep() == (0, 0)  # within a lease of its start: maybe still running somewhere
+
+    await asyncio.sleep(0.3)
+    assert await store.sweep() == (1, 0)
+    attempt = await store.get_latest_attempt(rollout.rollout_id)
+    assert attempt is not None and attempt.status == "unresponsive"
+    [retry] = await store.claim(consumer="w2", worker_id="w2", count=1, block_ms=10)
+    assert retry.rollout.rollout_id == rollout.rollout_id and retry.rollout.attempt.sequence_id == 2
+    await store.update_attempt(rollout.rollout_id, retry.rollout.attempt.attempt_id, status="succeeded")
+    assert await store.pending_entries() == 0
+
+
+async def test_a_leased_attempt_whose_entry_is_still_pending_is_left_to_its_lease(make_store: StoreFactory) -> None:
+    store = make_store(lease_seconds=0.3)
+    rollout = await store.enqueue_rollout("task", config=RETRY_UNRESPONSIVE)
+    [claim] = await store.claim(consumer="w1", worker_id="w1", count=1, block_ms=10)
+    for _ in range(3):
+        await asyncio.sleep(0.15)
+        assert await store.renew_leases("w1", [claim.entry_id]) == {claim.entry_id}
+        assert await store.sweep() == (0, 0)  # older than a lease and silent, but its entry is held
+    attempt = await store.get_latest_attempt(rollout.rollout_id)
+    assert attempt is not None and attempt.status == "preparing"

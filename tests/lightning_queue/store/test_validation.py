@@ -260,3 +260,20 @@ async def test_a_batch_with_one_record_that_would_not_read_back_stores_none_of_i
     assert (await store.query_rollouts()).total == 0
     assert await store.queue_depth() == 0
     assert (await store.statistics())["total_rollouts"] == 0
+
+
+async def test_ids_that_would_spell_an_index_key_are_refused_by_name(store: RedisLightningStore) -> None:
+    # `res:idx` / `wk:idx` are the resources and workers indexes: these ids would overwrite them.
+    await store.update_resources("policy", {"p": PromptTemplate(template="x", engine="f-string")})
+    with pytest.raises(ValueError, match=r"'idx'.*reserved"):
+        await store.update_resources("idx", {"p": PromptTemplate(template="y", engine="f-string")})
+    with pytest.raises(ValueError, match=r"'idx'.*reserved"):
+        await store.update_worker("idx", {"cpu": 1})
+    with pytest.raises(ValueError, match=r"'idx'.*reserved"):
+        await store.dequeue_rollout(worker_id="idx")
+    assert await store.get_resources_by_id("idx") is None
+    assert await store.get_worker_by_id("idx") is None
+    # The indexes are intact: listings still work.
+    assert [r.resources_id for r in await store.query_resources()] == ["policy"]
+    assert (await store.get_latest_resources()).resources_id == "policy"  # type: ignore[union-attr]
+    assert len(await store.query_workers()) == 0
