@@ -45,6 +45,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-baseline", action="store_true", help="skip the Agent-Lightning baseline")
     p.add_argument("--baseline-python", help="python of a prepared agentlightning==0.3.0 venv")
     p.add_argument("--backends", help="lifecycle backends to run, a subset of lq,al,raw (default all)")
+    p.add_argument(
+        "--reference-tree",
+        type=Path,
+        help="lifecycle: a checkout (e.g. a worktree of main) whose `lq worker` pool runs an extra row, workers-ref",
+    )
     p.add_argument("--batch", type=int, help="rollouts a worker claims per call (default 8)")
     p.add_argument("--wait-slice", type=float, help="seconds per wait_for_rollouts call of the algorithm (0.05)")
     p.add_argument("--sizes", type=_ints, help="scale: stored rollouts N (default 1000,10000,100000; quick 200,1000)")
@@ -65,11 +70,20 @@ def _lifecycle(args: argparse.Namespace) -> tuple[dict[str, Any], Callable[[dict
     opts.baseline_python = args.baseline_python
     if args.backends:
         opts.backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
-        unknown = set(opts.backends) - set(lifecycle.BACKENDS)
+        unknown = set(opts.backends) - set(lifecycle.BACKENDS) - {lifecycle.REFERENCE}
         if unknown:
             raise SystemExit(f"unknown backends {sorted(unknown)}; choose from {', '.join(lifecycle.BACKENDS)}")
     if args.no_baseline:
         opts.backends = tuple(b for b in opts.backends if b != "al")
+    if args.reference_tree is not None:
+        tree = args.reference_tree.resolve()
+        if not (tree / "workers" / "__init__.py").is_file() or not (tree / "bench" / "noop_agent.py").is_file():
+            raise SystemExit(f"--reference-tree {args.reference_tree}: not a lightning-queue checkout with bench/")
+        opts.reference_tree = tree
+        if lifecycle.REFERENCE not in opts.backends:
+            opts.backends = (*opts.backends, lifecycle.REFERENCE)
+    elif lifecycle.REFERENCE in opts.backends:
+        raise SystemExit(f"backend {lifecycle.REFERENCE} needs --reference-tree")
     opts.batch = args.batch or opts.batch
     opts.wait_slice = args.wait_slice or opts.wait_slice
     return asyncio.run(lifecycle.run(opts)), lifecycle.render

@@ -33,12 +33,17 @@ from .worker_pool import LqWorkerPool
 from .workload import algorithm_round
 
 BACKENDS = ("lq", "al", "raw", "workers")
+# Only with `reference_tree`: the `lq worker` pool of another checkout (say, main before a change),
+# interleaved with this tree's in the same run, so both meet the same noise.
+REFERENCE = "workers-ref"
 LABELS = {
     "lq": "lightning-queue",
     "al": "Agent-Lightning 0.3.0",
     "raw": "raw redis-py loop",
     "workers": "lightning-queue, `lq worker` pool",
+    REFERENCE: "`lq worker` pool of the reference tree",
 }
+WORKER_POOLS = ("workers", REFERENCE)
 
 
 @dataclass
@@ -54,6 +59,7 @@ class LifecycleOptions:
     read_concurrency: int = 16  # query_spans calls in flight on the algorithm side
     poll_interval: float = 0.05  # the baseline workers' sleep when the queue is empty
     baseline_python: str | None = None
+    reference_tree: Path | None = None  # a checkout whose `lq worker` runs the `workers-ref` row
     redis_benchmark_requests: int = 50_000
     workdir: Path = field(default_factory=lambda: Path("bench/results/work"))
 
@@ -72,7 +78,7 @@ class Pool:
 
 def _start_pool(group: ChildGroup, backend: str, k: int, opts: LifecycleOptions) -> Pool:
     logs = opts.workdir / "logs"
-    if backend == "workers":
+    if backend in WORKER_POOLS:
         return Pool(backend, [])  # an `lq worker` pool per round: its namespace is a command-line option
     if backend == "al":
         python = baseline_python(opts.baseline_python)
@@ -149,7 +155,7 @@ async def _purge(backend: str, url: str, namespace: str) -> None:
     # Only once the workers stopped: deleting the stream under a blocked XREADGROUP fails it.
     if backend == "raw":
         await raw_loop.purge(url, namespace)
-    elif backend in ("lq", "workers"):
+    elif backend in ("lq", *WORKER_POOLS):
         store = RedisLightningStore(url, namespace=namespace)
         try:
             await store.purge()
@@ -195,14 +201,15 @@ async def _run_round(pool: Pool, k: int, opts: LifecycleOptions, server: RedisSe
         for worker in workers:
             worker.recv(timeout=60)  # {"started": true}
         lq_pool = None
-        if backend == "workers":
-            log = opts.workdir / "logs" / f"lq-worker-k{k}.log"
-            lq_pool = LqWorkerPool(url, namespace, k, opts.batch, log).start()
+        if backend in WORKER_POOLS:
+            log = opts.workdir / "logs" / f"{backend}-k{k}.log"
+            tree = opts.reference_tree if backend == REFERENCE else None
+            lq_pool = LqWorkerPool(url, namespace, k, opts.batch, log, repo_root=tree).start()
         before = _counters(client, redis_pid)
         pool_cpu0 = lq_pool.cpu_seconds() if lq_pool else 0.0
         cpu0 = time.process_time()
         try:
-            if backend in ("lq", "workers"):
+            if backend in ("lq", *WORKER_POOLS):
                 algo = await _lq_algorithm(url, namespace, opts)
             elif backend == "raw":
                 algo = await raw_loop.algorithm(
@@ -359,16 +366,17 @@ def summarize(rows: list[dict[str, Any]], opts: LifecycleOptions) -> dict[str, A
                 entry["redis_commands_per_rollout"] = median(r["redis_commands_per_rollout"] for r in mine)
             summary[f"{backend}/K={k}"] = entry
     ratios: dict[str, Any] = {}
+    pairs = [("lq", "al"), ("lq", "raw"), ("workers", "lq"), ("workers", REFERENCE)]
     for k in opts.workers:
-        for other in ("al", "raw"):
+        for ours_name, other in pairs:
             per_rep = []
             for rep in range(opts.repeat):
-                ours = _rate(rows, "lq", k, rep)
+                ours = _rate(rows, ours_name, k, rep)
                 theirs = _rate(rows, other, k, rep)
                 if ours and theirs:
                     per_rep.append(ours / theirs)
             if per_rep:
-                ratios[f"lq/{other}/K={k}"] = median(per_rep)
+                ratios[f"{ours_name}/{other}/K={k}"] = median(per_rep)
     return {"by_backend": summary, "ratios": ratios}
 
 
@@ -400,7 +408,7 @@ async def run(opts: LifecycleOptions) -> dict[str, Any]:
         benchmark = redis_benchmark(server.port, opts.redis_benchmark_requests) if "raw" in opts.backends else []
     return {
         "scenario": "lifecycle",
-        "options": {k: v for k, v in vars(opts).items() if k != "workdir"},
+        "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(opts).items() if k != "workdir"},
         "rows": rows,
         **summarize(rows, opts),
         "redis_benchmark": benchmark,
@@ -427,6 +435,10 @@ def render(result: dict[str, Any]) -> str:
         heads.append("lq / baseline")
     if "raw" in backends:
         heads.append("lq / raw loop")
+    if "workers" in backends and "lq" in backends:
+        heads.append("`lq worker` / lq")
+    if "workers" in backends and REFERENCE in backends:
+        heads.append("`lq worker` / reference")
     lines = []
     for k in workers:
         line: list[Any] = [k]
@@ -435,6 +447,10 @@ def render(result: dict[str, Any]) -> str:
             line.append(f"{ratios.get(f'lq/al/K={k}', float('nan')):.1f}×")
         if "raw" in backends:
             line.append(f"{100 * ratios.get(f'lq/raw/K={k}', float('nan')):.0f} %")
+        if "workers" in backends and "lq" in backends:
+            line.append(f"{100 * ratios.get(f'workers/lq/K={k}', float('nan')):.0f} %")
+        if "workers" in backends and REFERENCE in backends:
+            line.append(f"{ratios.get(f'workers/{REFERENCE}/K={k}', float('nan')):.2f}×")
         lines.append(line)
     out = [
         f"No-op rollout lifecycle: R={opts['rollouts']}, medians of {opts['repeat']} repetitions "

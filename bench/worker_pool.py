@@ -21,8 +21,16 @@ import redis
 from .children import REPO_ROOT, child_env
 
 
+def repo_root_differs(root: Path) -> bool:
+    return root.resolve() != REPO_ROOT
+
+
 class LqWorkerPool:
-    def __init__(self, url: str, namespace: str, processes: int, concurrency: int, log_path: Path) -> None:
+    def __init__(
+        self, url: str, namespace: str, processes: int, concurrency: int, log_path: Path, repo_root: Path | None = None
+    ) -> None:
+        # Another checkout's `lq worker` (its own lightning_queue, workers and bench.noop_agent), if given.
+        self.repo_root = repo_root or REPO_ROOT
         self.url = url
         self.namespace = namespace
         self.processes = processes
@@ -36,7 +44,8 @@ class LqWorkerPool:
         argv += ["--namespace", self.namespace, "--grace-seconds", "5", "--log-level", "WARNING"]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=child_env(), stdout=log, stderr=log)
+            env = child_env({"PYTHONPATH": str(self.repo_root)} if repo_root_differs(self.repo_root) else None)
+            self.proc = subprocess.Popen(argv, cwd=self.repo_root, env=env, stdout=log, stderr=log)
         client = redis.Redis.from_url(self.url, decode_responses=True)
         try:
             deadline = time.monotonic() + timeout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import copy
 import functools
 import logging
 import os
@@ -25,7 +26,7 @@ from lightning_queue.resilience import Backoff
 from lightning_queue.store import RedisLightningStore
 from lightning_queue.store.leases import Claim
 from lightning_queue.tracer import AgentOpsTracer, AttemptTrace, OtelTracer
-from lightning_queue.types import UNSET, AttemptedRollout, AttemptStatus, NamedResources, Span
+from lightning_queue.types import UNSET, AttemptedRollout, AttemptStatus, NamedResources, ResourcesUpdate, Span
 
 from . import forks, metrics, results
 from .health import REDIS_ERRORS, Health
@@ -49,6 +50,10 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
 )
 # How long shutdown waits for background Redis calls (redis-py's own retries can take seconds).
 _SHUTDOWN_WAIT = 2.0
+# How long a worker with free slots waits for more of its rollouts to end before claiming: rollouts
+# claimed together tend to end together, and one claim (one resources read) then serves them all.
+# Small next to any agent's run and to a claim's own block time.
+_GATHER_SECONDS = 0.002
 _INVALID_ID_CHARS = re.compile(r"[^A-Za-z0-9_.@=+-]")
 
 
@@ -92,6 +97,11 @@ class _Running:
     agent_call: asyncio.Future[Any] | None = None
     thread: concurrent.futures.Future[Any] | None = None
     finishing: bool = False
+    # Whether the lease check folded into the sequence-id reservation found the entry still held.
+    held: bool | None = None
+    # The resources read shared by the rollouts of one claim that name the same resources.
+    resources: asyncio.Task[ResourcesUpdate | None] | None = None
+    ended: AttemptStatus | None = None  # the status this worker ended the attempt with
     lost: str | None = None
     release_reason: str | None = None
 
@@ -184,6 +194,7 @@ class Worker:
         self.totals = WorkerTotals()
         self.state = "starting"
         self._inflight: dict[str, _Running] = {}
+        self._busy_with: str | None = None  # entry of the attempt the store shows this worker busy with
         self._free = concurrency
         self._abandoned_threads = 0
         self._capacity = asyncio.Event()
@@ -324,6 +335,8 @@ class Worker:
                 self._capacity.clear()
                 await _wait_any(self._capacity, self._stop)
                 continue
+            if self._inflight and self._free < self.concurrency:
+                await self._gather_slots()
             count = self._free if quota is None else min(self._free, quota)
             try:
                 claims = await self.store.leases.claim(
@@ -336,15 +349,31 @@ class Worker:
                 await _wait_any(self._stop, timeout=delay)
                 continue
             backoff.reset()
+            if claims:
+                self._busy_with = claims[-1].entry_id  # the claim makes the worker busy with its last rollout
+            # Rollouts claimed together start together: one resources read for those naming the same ones.
+            reads: dict[str | None, asyncio.Task[ResourcesUpdate | None]] = {}
             for claim in claims:
                 if self._stop.is_set():
                     # Claimed while the stop request arrived: give it straight back rather than start it.
                     await self._release(_Running(claim), "the worker was stopping when it claimed")
                 else:
-                    self._start(claim)
+                    ar = claim.rollout
+                    if ar.resources_id not in reads:
+                        reads[ar.resources_id] = self._read_resources(ar)
+                    self._start(claim, reads[ar.resources_id])
 
-    def _start(self, claim: Claim) -> None:
-        run = _Running(claim)
+    async def _gather_slots(self) -> None:
+        deadline = time.monotonic() + _GATHER_SECONDS
+        while self._inflight and self._free < self.concurrency and not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._capacity.clear()
+            await _wait_any(self._capacity, self._stop, timeout=left)
+
+    def _start(self, claim: Claim, resources: asyncio.Task[ResourcesUpdate | None] | None = None) -> None:
+        run = _Running(claim, resources=resources)
         self._free -= 1
         self.totals.claimed += 1
         metrics.rollout_started()
@@ -391,7 +420,9 @@ class Worker:
                 run.thread.add_done_callback(lambda _: loop.call_soon_threadsafe(self._thread_returned))
             else:
                 self._free_slot()
-        if self._inflight:
+        # Ending one attempt marks the worker idle only if it was the one the store has it busy with
+        # (an attempt that timed out or was given up marks it unknown): then point it at another.
+        if self._inflight and (run.ended not in ("succeeded", "failed") or run.entry_id == self._busy_with):
             await self._keep_busy()
 
     def _thread_returned(self) -> None:
@@ -403,7 +434,7 @@ class Worker:
         ar = run.rollout
         trace: AttemptTrace | None = None
         try:
-            resources = await self._retry(run, "reading resources", functools.partial(self._resources, ar))
+            resources = await self._retry(run, "reading resources", self._resources_op(run))
             await self._call_hooks("on_rollout_start", rollout=ar)
             with self.tracer.attempt_trace(
                 f"rollout {ar.rollout_id}", rollout_id=ar.rollout_id, attempt_id=ar.attempt.attempt_id
@@ -414,8 +445,11 @@ class Worker:
                 finally:
                     await self._call_hooks("on_trace_end", tracer=self.tracer, rollout=ar)
             result = agent_results.check_result(raw)
+            reserve = functools.partial(self._renew_and_reserve, run)
             spans = await self._retry(
-                run, "reserving sequence ids", functools.partial(agent_results.spans_for, self.store, ar, result, trace)
+                run,
+                "reserving sequence ids",
+                functools.partial(agent_results.spans_for, self.store, ar, result, trace, reserve),
             )
             agent_results.warn_if_no_reward(ar, spans)
             return spans, "succeeded", None
@@ -426,21 +460,57 @@ class Worker:
             logger.warning("%s: %s: %s: %s", run, status, type(exc).__name__, exc)
             # What the agent traced before failing is kept: it says how far it got.
             spans = await self._retry(
-                run, "recording the error", functools.partial(agent_results.failure_spans, self.store, ar, exc, trace)
+                run,
+                "recording the error",
+                functools.partial(
+                    agent_results.failure_spans,
+                    self.store,
+                    ar,
+                    exc,
+                    trace,
+                    functools.partial(self._renew_and_reserve, run),
+                ),
             )
             return spans, status, {"error": agent_results.error_record(exc)}
 
-    async def _resources(self, ar: AttemptedRollout) -> NamedResources:
+    async def _renew_and_reserve(self, run: _Running, count: int) -> list[int]:
+        # The lease check of `_finish` rides along with the reservation: one round trip, not two.
+        held, ids = await self.store.leases.renew_and_reserve(
+            self.worker_id, run.entry_id, run.rollout.rollout_id, count
+        )
+        run.held = held
+        return ids
+
+    def _read_resources(self, ar: AttemptedRollout) -> asyncio.Task[ResourcesUpdate | None]:
         if ar.resources_id is not None:
-            update = await self.store.get_resources_by_id(ar.resources_id)
-            if update is None:
-                raise ValueError(
-                    f"resources {ar.resources_id!r} of rollout {ar.rollout_id} not found "
-                    f"in namespace {self.store.namespace!r}"
-                )
+            read = self.store.get_resources_by_id(ar.resources_id)
         else:
-            update = await self.store.get_latest_resources()
-        return dict(update.resources) if update is not None else {}
+            read = self.store.get_latest_resources()
+        task = asyncio.ensure_future(read)
+        # Retrieved here too: a read whose rollouts all stopped waiting must not warn "never retrieved".
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return task
+
+    def _resources_op(self, run: _Running) -> Callable[[], Awaitable[NamedResources]]:
+        """Read `run`'s resources: first the read shared with its claim's other rollouts, on a retry its own."""
+        ar = run.rollout
+        shared, run.resources = run.resources, None
+
+        async def op() -> NamedResources:
+            nonlocal shared
+            task, shared = (shared, None) if shared is not None else (self._read_resources(ar), None)
+            update = await asyncio.shield(task)
+            if update is None:
+                if ar.resources_id is not None:
+                    raise ValueError(
+                        f"resources {ar.resources_id!r} of rollout {ar.rollout_id} not found "
+                        f"in namespace {self.store.namespace!r}"
+                    )
+                return {}
+            # Rollouts sharing one read must not see each other's changes to a resource.
+            return copy.deepcopy(dict(update.resources))
+
+        return op
 
     async def _call_agent(self, run: _Running, resources: NamedResources) -> RolloutRawResult:
         ar = run.rollout
@@ -485,10 +555,15 @@ class Worker:
         ar = run.rollout
         run.finishing = True
         # A late result from a reclaimed attempt is dropped here; the store's fencing covers the rest.
-        held = await self._retry(
-            run, "checking the lease", functools.partial(self.store.leases.renew_leases, self.worker_id, [run.entry_id])
-        )
-        if run.entry_id not in held:
+        # The check made with the sequence ids still holds unless a hook ran (and awaited) since.
+        if run.held is None or self.hooks:
+            held = await self._retry(
+                run,
+                "checking the lease",
+                functools.partial(self.store.leases.renew_leases, self.worker_id, [run.entry_id]),
+            )
+            run.held = run.entry_id in held
+        if not run.held:
             raise LeaseLost("its stream entry was reclaimed before the result could be stored")
         if spans:
             try:
@@ -507,6 +582,7 @@ class Worker:
             metadata=UNSET if metadata is None else metadata,
         )
         await self._retry(run, "ending the attempt", lambda: results.through_oom(end, seconds=self.lease_seconds))
+        run.ended = status
         setattr(self.totals, status, getattr(self.totals, status) + 1)
         metrics.rollout_ended(status)
         logger.debug("%s: %s with %d spans", run, status, len(spans))
@@ -551,8 +627,10 @@ class Worker:
         logger.warning("%s: no longer held by this worker (%s; attempt is %s); result dropped", run, run.lost, status)
 
     async def _keep_busy(self) -> None:
-        # Ending one attempt marks the worker idle (the v0.3 worker rule); it still runs others.
-        ar = next(iter(self._inflight.values())).rollout
+        # The worker still runs others: the store shows it busy with the newest, likely the last to end.
+        run = next(reversed(self._inflight.values()))
+        ar = run.rollout
+        self._busy_with = run.entry_id
         try:
             await self.store.update_attempt(ar.rollout_id, ar.attempt.attempt_id, worker_id=self.worker_id)
         except (RedisError, OSError, ValueError) as exc:

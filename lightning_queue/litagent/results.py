@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 import logging
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,9 @@ from lightning_queue.tracer import AttemptTrace
 from lightning_queue.types import AttemptedRollout, Span, SpanCoreFields
 
 logger = logging.getLogger(__name__)
+
+# Reserves n fresh sequence ids of the attempt being stored (a runtime may fold it into a round trip it makes anyway).
+Reserve = Callable[[int], Awaitable[Sequence[int]]]
 
 EXPECTED = "None, a float reward, or a list of Span / SpanCoreFields / OpenTelemetry ReadableSpan (and one reward)"
 
@@ -108,7 +111,11 @@ def _reward_of(item: Any) -> float | None:
 
 
 async def spans_for(
-    store: LightningStore, rollout: AttemptedRollout, result: AgentResult, trace: AttemptTrace | None = None
+    store: LightningStore,
+    rollout: AttemptedRollout,
+    result: AgentResult,
+    trace: AttemptTrace | None = None,
+    reserve: Reserve | None = None,
 ) -> list[Span]:
     """The spans to store for `rollout`'s attempt: what was traced, then what was returned, with sequence ids.
 
@@ -124,7 +131,7 @@ async def spans_for(
         return []
     rid, aid = rollout.rollout_id, rollout.attempt.attempt_id
     needed = sum(1 for s in items if not isinstance(s, Span) or s.sequence_id <= 0)
-    fresh = iter(await _seqs(store, rollout, needed))
+    fresh = iter(await _seqs(store, rollout, needed, reserve))
     out = []
     for item in items:
         if isinstance(item, Span):
@@ -158,18 +165,27 @@ def _own_span(span: Span, rollout: AttemptedRollout, fresh: Iterator[int]) -> Sp
     return span.model_copy(update={"rollout_id": rid, "attempt_id": aid, "sequence_id": seq})
 
 
-async def _seqs(store: LightningStore, rollout: AttemptedRollout, n: int) -> list[int]:
+async def _seqs(store: LightningStore, rollout: AttemptedRollout, n: int, reserve: Reserve | None) -> list[int]:
     if n == 0:
         return []
+    if reserve is not None:
+        ids = list(await reserve(n))
+        if len(ids) != n:
+            raise RuntimeError(f"asked for {n} sequence ids of rollout {rollout.rollout_id}, got {len(ids)}")
+        return ids
     pairs = [(rollout.rollout_id, rollout.attempt.attempt_id)] * n
     return list(await store.get_many_span_sequence_ids(pairs))
 
 
 async def failure_spans(
-    store: LightningStore, rollout: AttemptedRollout, exc: BaseException, trace: AttemptTrace | None = None
+    store: LightningStore,
+    rollout: AttemptedRollout,
+    exc: BaseException,
+    trace: AttemptTrace | None = None,
+    reserve: Reserve | None = None,
 ) -> list[Span]:
     """What a failed attempt stores: the spans traced before it failed, then the `agentlightning.exception` span."""
-    return await spans_for(store, rollout, AgentResult(items=[emit_exception(exc, propagate=False)]), trace)
+    return await spans_for(store, rollout, AgentResult(items=[emit_exception(exc, propagate=False)]), trace, reserve)
 
 
 def error_record(exc: BaseException, *, max_traceback_chars: int = 4000) -> dict[str, Any]:

@@ -126,6 +126,22 @@ class Leases:
         )
         return {h.decode() if isinstance(h, bytes) else str(h) for h in held}
 
+    async def renew_and_reserve(
+        self, consumer: str, entry_id: str, rollout_id: str, count: int
+    ) -> tuple[bool, list[int]]:
+        """One round trip: renew one held entry (True if `consumer` still holds it) and reserve `count`
+        fresh span sequence ids of `rollout_id`, as `get_many_span_sequence_ids` would."""
+        check_id("rollout_id", rollout_id)
+        if count < 1:
+            raise ValueError(f"count must be at least 1, got {count!r}")
+        store = self.store
+        async with store._redis.pipeline(transaction=False) as pipe:
+            pipe.xclaim(store.keys.queue, GROUP, consumer, min_idle_time=0, message_ids=[entry_id], justid=True)
+            pipe.incrby(store.keys.sequence(rollout_id), count)
+            held, top = await pipe.execute()
+        top = int(top)
+        return bool(held), list(range(top - count + 1, top + 1))
+
     async def release(self, rollout_id: str, attempt_id: str, metadata: dict[str, Any] | None = None) -> bool:
         """Give back a live attempt this worker cannot finish: it ends `unresponsive`, its rollout is requeued."""
         check_id("rollout_id", rollout_id)

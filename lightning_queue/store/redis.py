@@ -1132,10 +1132,20 @@ class RedisLightningStore(LightningStore):
             check_id("rollout_id", rollout_id)
         if not rollout_attempt_ids:
             return []
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for rollout_id, _attempt_id in rollout_attempt_ids:
-                pipe.incr(self.keys.sequence(rollout_id))
-            return [int(v) for v in await pipe.execute()]
+        # One INCRBY per rollout (each atomic): its ids are the block below the counter's new value.
+        wanted: dict[str, int] = {}
+        for rollout_id, _attempt_id in rollout_attempt_ids:
+            wanted[rollout_id] = wanted.get(rollout_id, 0) + 1
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for rollout_id, n in wanted.items():
+                pipe.incrby(self.keys.sequence(rollout_id), n)
+            tops = [int(v) for v in await pipe.execute()]
+        next_id = {rid: top - wanted[rid] + 1 for rid, top in zip(wanted, tops, strict=True)}
+        out = []
+        for rollout_id, _attempt_id in rollout_attempt_ids:
+            out.append(next_id[rollout_id])
+            next_id[rollout_id] += 1
+        return out
 
     async def query_spans(
         self,

@@ -103,10 +103,13 @@ local function worker_unknown(wid)
   redis.call('HDEL', wk, 'current_rollout_id', 'current_attempt_id')
 end
 
--- The v0.3 worker rule for an attempt's status.
+-- The v0.3 worker rule for an attempt's status. A worker running several attempts is busy with the one
+-- it claimed last: another of them ending leaves it busy.
 local function sync_worker(wid, rid, aid, astatus)
   if not wid or wid == '' then return end
-  if astatus == 'succeeded' or astatus == 'failed' then worker_idle(wid)
+  if astatus == 'succeeded' or astatus == 'failed' then
+    local current = redis.call('HMGET', wkey(wid), 'current_rollout_id', 'current_attempt_id')
+    if not current[2] or (current[1] == rid and current[2] == aid) then worker_idle(wid) end
   elseif astatus == 'timeout' or astatus == 'unresponsive' then worker_unknown(wid)
   else worker_busy(wid, rid, aid) end
 end

@@ -173,3 +173,21 @@ async def test_dequeue_many_ties_the_worker_to_the_last_claimed_rollout(store: R
         claimed[-1].rollout_id,
         claimed[-1].attempt.attempt_id,
     )
+
+
+async def test_a_worker_stays_busy_until_the_attempt_it_is_busy_with_ends(store: RedisLightningStore) -> None:
+    for index in range(2):
+        await store.enqueue_rollout({"index": index})
+    first, last = await store.dequeue_many_rollouts(limit=2, worker_id="worker-1")
+
+    await store.update_attempt(first.rollout_id, first.attempt.attempt_id, status="succeeded")
+
+    worker = await store.get_worker_by_id("worker-1")
+    assert worker.status == "busy"
+    assert (worker.current_rollout_id, worker.current_attempt_id) == (last.rollout_id, last.attempt.attempt_id)
+
+    await store.update_attempt(last.rollout_id, last.attempt.attempt_id, status="failed")
+
+    worker = await store.get_worker_by_id("worker-1")
+    assert worker.status == "idle"
+    assert (worker.current_rollout_id, worker.current_attempt_id) == (None, None)
