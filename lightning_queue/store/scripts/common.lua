@@ -115,11 +115,11 @@ local function sync_worker(wid, rid, aid, astatus)
 end
 
 -- The policy version an attempt of `rid` runs under: its pinned resources' (the pin follows updates of
--- that id), else the latest resources'; nil when there are none (or they predate policy versions).
+-- that id), else the namespace's latest (the counter: one GET, not an index lookup per claim); nil when
+-- there are none (or they predate policy versions).
 local function rollout_policy_version(rid)
   local res = redis.call('HGET', rkey(rid), 'resources_id')
-  if not res then res = redis.call('ZREVRANGE', P .. KEY_RESOURCES_INDEX, 0, 0)[1] end
-  if not res then return nil end
+  if not res then return redis.call('GET', P .. KEY_POLICY_VERSION) end
   return redis.call('HGET', P .. KEY_RESOURCES .. res, 'policy_version')
 end
 
