@@ -104,7 +104,7 @@ def _memory(args: argparse.Namespace) -> tuple[dict[str, Any], Callable[[dict[st
 
     opts = memory.MemoryOptions(workdir=args.out / "work")
     if args.quick:
-        opts.rollouts, opts.large_rollouts = 40, 10
+        opts.rollouts, opts.large_rollouts = 200, 10
     return asyncio.run(memory.run(opts)), memory.render
 
 
