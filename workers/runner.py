@@ -206,6 +206,8 @@ class Worker:
         self._probe = ProcessProbe()
         self._pid = os.getpid()  # an agent's forked child must not run on as this worker
         self._leases = self._lease_keeper()
+        # A no-op or misconfigured agent misses its reward on every rollout: warn of a few, then summarize.
+        self._no_reward = agent_results.NoRewardWarnings()
 
     def _lease_keeper(self) -> LeaseKeeper:
         return LeaseKeeper(
@@ -282,6 +284,7 @@ class Worker:
             await self._drain()
         finally:
             self.state = "stopped"
+            self._no_reward.flush()
             # The loops end at their next tick; cancelling one inside a Redis call could wedge its client.
             self._closing.set()
             await _settle(background, _SHUTDOWN_WAIT, "background")
@@ -451,7 +454,7 @@ class Worker:
                 "reserving sequence ids",
                 functools.partial(agent_results.spans_for, self.store, ar, result, trace, reserve),
             )
-            agent_results.warn_if_no_reward(ar, spans)
+            agent_results.warn_if_no_reward(ar, spans, self._no_reward)
             return spans, "succeeded", None
         except (_Interrupted, LeaseLost):
             raise

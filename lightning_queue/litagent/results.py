@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -143,15 +144,65 @@ async def spans_for(
     return out
 
 
-def warn_if_no_reward(rollout: AttemptedRollout, spans: Sequence[Span]) -> None:
-    """The silent loss of an agent that neither emits nor returns a reward: say so, naming the rollout."""
-    if find_final_reward(spans) is None:
+def warn_if_no_reward(
+    rollout: AttemptedRollout, spans: Sequence[Span], limiter: NoRewardWarnings | None = None
+) -> None:
+    """The silent loss of an agent that neither emits nor returns a reward: say so, naming the rollout.
+
+    With `limiter`, a runtime running one agent on many rollouts warns of the first few one by one and then
+    counts the rest into a periodic summary (an agent missing its reward misses it on every rollout).
+    """
+    if find_final_reward(spans) is not None:
+        return
+    if limiter is None or limiter.admit(rollout):
         logger.warning(
             "rollout %s attempt %s ended with no reward (%d spans): call emit_reward(x) in the agent or return x",
             rollout.rollout_id,
             rollout.attempt.attempt_id,
             len(spans),
         )
+
+
+class NoRewardWarnings:
+    """Rate limit of one agent's "ended with no reward" warnings: the first `first` rollouts one by one,
+    then one summary every `every` seconds counting the rollouts since (and naming the latest)."""
+
+    def __init__(self, first: int = 5, every: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        if first < 1 or every <= 0:
+            raise ValueError(f"NoRewardWarnings needs first >= 1 and every > 0, got first={first!r} every={every!r}")
+        self.first = first
+        self.every = every
+        self._clock = clock
+        self._seen = 0
+        self._unreported = 0
+        self._latest = ""
+        self._since = 0.0
+
+    def admit(self, rollout: AttemptedRollout) -> bool:
+        """Whether to warn of `rollout` on its own; otherwise it is counted (and the summary logged when due)."""
+        self._seen += 1
+        if self._seen <= self.first:
+            if self._seen == self.first:
+                self._since = self._clock()
+            return True
+        self._unreported += 1
+        self._latest = f"rollout {rollout.rollout_id} attempt {rollout.attempt.attempt_id}"
+        if self._clock() - self._since >= self.every:
+            self.flush()
+        return False
+
+    def flush(self) -> None:
+        """Log the summary of the rollouts counted since the last one, if any (a runtime calls it when it stops)."""
+        if self._unreported:
+            logger.warning(
+                "%d more rollouts ended with no reward in the last %.0fs (latest: %s): "
+                "call emit_reward(x) in the agent or return x",
+                self._unreported,
+                self._clock() - self._since,
+                self._latest,
+            )
+        self._unreported = 0
+        self._since = self._clock()
 
 
 def _own_span(span: Span, rollout: AttemptedRollout, fresh: Iterator[int]) -> Span:

@@ -113,3 +113,55 @@ def test_error_record_has_type_message_and_a_truncated_traceback() -> None:
         record = results.error_record(exc, max_traceback_chars=50)
     assert record["type"] == "KeyError" and "xxxxxxxxxx" in record["message"]
     assert record["traceback"].startswith("...\n") and len(record["traceback"]) <= 54
+
+
+def _attempted(i: int) -> AttemptedRollout:
+    return AttemptedRollout.model_validate(
+        {
+            "rollout_id": f"ro-{i}",
+            "input": {},
+            "start_time": 0.0,
+            "attempt": {"rollout_id": f"ro-{i}", "attempt_id": f"at-{i}", "sequence_id": 1, "start_time": 0.0},
+        }
+    )
+
+
+def test_no_reward_warnings_name_the_first_rollouts_then_summarize_once_a_period(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [100.0]
+    limiter = results.NoRewardWarnings(first=2, every=60.0, clock=lambda: now[0])
+    rewarded = [Span.from_core_fields(SpanCoreFields(name="x"), rollout_id="ro", attempt_id="at", sequence_id=1)]
+    with caplog.at_level(logging.WARNING, logger="lightning_queue.litagent.results"):
+        for i in range(1, 8):
+            results.warn_if_no_reward(_attempted(i), [], limiter)
+            now[0] += 5.0
+        # A rollout with a reward is neither warned of nor counted.
+        results.warn_if_no_reward(_attempted(99), results_with_reward(rewarded), limiter)
+        logged = [r.getMessage() for r in caplog.records]
+        assert [m.split(" ended")[0] for m in logged] == ["rollout ro-1 attempt at-1", "rollout ro-2 attempt at-2"]
+        now[0] = 105.0 + 60.0
+        results.warn_if_no_reward(_attempted(8), [], limiter)
+        results.warn_if_no_reward(_attempted(9), [], limiter)
+        limiter.flush()
+    summaries = [r.getMessage() for r in caplog.records][2:]
+    # Rollouts 3-8 in the first summary (due at rollout 8), rollout 9 in the one a stopping runtime flushes.
+    assert summaries[0].startswith("6 more rollouts ended with no reward in the last 60s (latest: rollout ro-8 ")
+    assert summaries[1].startswith("1 more rollouts ended with no reward in the last 0s (latest: rollout ro-9 ")
+    assert len(summaries) == 2
+
+
+def results_with_reward(spans: list[Span]) -> list[Span]:
+    reward = Span.from_core_fields(
+        SpanCoreFields(name="agentlightning.annotation", attributes={"agentlightning.reward.0.value": 1.0}),
+        rollout_id="ro",
+        attempt_id="at",
+        sequence_id=2,
+    )
+    return [*spans, reward]
+
+
+@pytest.mark.parametrize("first, every", [(0, 60.0), (3, 0.0)])
+def test_no_reward_warnings_refuse_a_limit_that_would_hide_every_warning(first: int, every: float) -> None:
+    with pytest.raises(ValueError, match="first >= 1 and every > 0"):
+        results.NoRewardWarnings(first=first, every=every)
