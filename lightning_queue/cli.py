@@ -77,6 +77,18 @@ def _retention_command() -> click.Command:
     return retention_command
 
 
+def _claims_command() -> click.Command:
+    from .store.claims_cli import claims_command
+
+    return claims_command
+
+
+def _staleness_command() -> click.Command:
+    from .store.staleness_cli import staleness_command
+
+    return staleness_command
+
+
 # name -> (loader, short help); the help is listed without loading the command.
 LAZY_COMMANDS: dict[str, tuple[Callable[[], click.Command], str]] = {
     "worker": (_worker_command, "Start a pool of worker processes that run an agent."),
@@ -89,6 +101,8 @@ LAZY_COMMANDS: dict[str, tuple[Callable[[], click.Command], str]] = {
     "export": (_export_command, "Export finished rollouts, attempts, spans and triplets as Parquet or JSONL."),
     "retention": (_retention_command, "Show, set or apply the namespace's retention policy (default: keep)."),
     "store-server": (_store_server_command, "Serve the store over Agent-Lightning's HTTP protocol and OTLP."),
+    "claims": (_claims_command, "Pause, resume or show the namespace's claims (the barrier of a weight sync)."),
+    "staleness": (_staleness_command, "Set, show or clear the namespace's staleness bound (asynchronous RL)."),
 }
 
 
@@ -126,6 +140,7 @@ def main(log_level: str) -> None:
 
 async def _status(redis_url: str, namespace: str) -> dict[str, Any]:
     from .store import RedisLightningStore
+    from .store.claims_cli import claims_report
     from .store.retention import read_policy, retention_warnings
 
     store = RedisLightningStore(redis_url, namespace=namespace, scan_debounce_seconds=3600)
@@ -150,12 +165,15 @@ async def _status(redis_url: str, namespace: str) -> dict[str, Any]:
             "workers": [w.model_dump(mode="json") for w in workers],
             "retention": None if policy is None else policy.model_dump(exclude_none=True),
             "warnings": retention_warnings(policy, memory, finished),
+            "claims": await claims_report(store),
         }
     finally:
         await store.aclose()
 
 
 def _format_status(report: dict[str, Any]) -> str:
+    from .store.claims_cli import format_claims
+
     lines = [
         f"namespace   {report['namespace']}   ({report['redis']})",
         f"memory      {report['memory']}",
@@ -164,6 +182,7 @@ def _format_status(report: dict[str, Any]) -> str:
         f"{report['total_spans']} spans",
     ]
     lines += [f"  {status:<10} {count}" for status, count in report["rollouts"].items() if count]
+    lines += format_claims(report["claims"])
     lines.append(f"retention   {report['retention'] or 'keep everything'}")
     lines += [f"WARNING     {w}" for w in report["warnings"]]
     lines.append(f"workers     {len(report['workers'])}")

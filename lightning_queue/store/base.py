@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -27,6 +27,7 @@ from ..types import (
 )
 from . import pause
 from .errors import NotSupported
+from .staleness import StalenessBound, StalePolicy
 
 
 class LightningStore:
@@ -222,6 +223,20 @@ class LightningStore:
     def claims_pause(self, ttl: float = 60.0, *, holder: str | None = None) -> AbstractAsyncContextManager[str]:
         """`async with store.claims_pause(ttl): ...` pauses for the block (renewed in the background)."""
         return pause.hold(self, ttl, holder=holder)
+
+    async def set_staleness(
+        self,
+        max_staleness: int | None,
+        batch_size: int | None = None,
+        *,
+        modes: Iterable[str | None] = ("train",),
+        stale_policy: StalePolicy = "repin",
+    ) -> StalenessBound | None:
+        """Bound staleness at claim time (the count rule is in store/staleness.py); None removes the bound."""
+        raise NotSupported(self, "set_staleness()")
+
+    async def get_staleness(self) -> StalenessBound | None:
+        raise NotSupported(self, "get_staleness()")
 
     # --- spans ----------------------------------------------------------------------------------
     async def add_span(self, span: Span) -> Span | None:

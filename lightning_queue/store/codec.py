@@ -94,6 +94,11 @@ def hash_fields(reply: Any, *, key: str) -> dict[str, Any]:
     return {k.decode(errors="replace"): v for k, v in reply.items()}
 
 
+def decoded(value: Any) -> str:
+    """A script's string reply (bytes from redis-py) as str."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
 def text(fields: dict[str, Any], name: str) -> str | None:
     value = fields.get(name)
     return None if value is None else value.decode() if isinstance(value, bytes) else str(value)

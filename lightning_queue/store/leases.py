@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import ResponseError
 
-from . import codec, embedded
+from . import codec, embedded, gate
 from .keys import check_id, new_attempt_id
 from .schema import GROUP
 from .transitions import StreamEntry
@@ -36,6 +36,7 @@ class Leases:
 
     def __init__(self, store: RedisLightningStore) -> None:
         self.store = store
+        self._gates: dict[str, gate.GateView] = {}
 
     async def _read_new(self, consumer: str, count: int, block_ms: int) -> Any:
         store = self.store
@@ -60,24 +61,61 @@ class Leases:
     async def claim(
         self, *, consumer: str, worker_id: str | None = None, count: int = 1, block_ms: int = 1000
     ) -> list[Claim]:
-        """Block up to `block_ms` for new stream entries and claim them; each claim stays leased to `consumer`."""
+        """Block up to `block_ms` for new stream entries and claim them; each claim stays leased to `consumer`.
+
+        Through the claim gate (gate.py): while claims are paused or the staleness bound has no slot, the
+        call waits on the gate stream instead of reading, and returns [] after at most `block_ms`; held
+        entries are claimed before new ones are read.
+        """
         check_id("consumer", consumer)
-        reply = await self._read_new(consumer, count, max(1, block_ms))
+        view = self._gates.setdefault(consumer, gate.GateView())
+        started = time.monotonic()
+        if view.serve_first:
+            reply = await self._claim(consumer, worker_id, [], count, view)
+            if reply:
+                return reply
+            if view.gated:
+                await self._wait_gate(view, block_ms, started)
+                return []
+        reply_entries = await self._read_new(consumer, count, max(1, block_ms))
         entries = [
             StreamEntry(entry_id=entry_id, rollout_id=fields.get(b"rid", b"").decode(), attempt_id=new_attempt_id())
-            for _stream, stream_entries in reply or []
+            for _stream, stream_entries in reply_entries or []
             for entry_id, fields in stream_entries
         ]
         if not entries:
             return []
-        claimed = await self.store.transitions.claim(consumer=consumer, worker_id=worker_id, entries=entries)
+        out = await self._claim(consumer, worker_id, entries, len(entries), view)
+        if not out and view.gated:
+            await self._wait_gate(view, block_ms, started)
+        return out
+
+    async def _claim(
+        self, consumer: str, worker_id: str | None, entries: list[StreamEntry], want: int, view: gate.GateView
+    ) -> list[Claim]:
+        store = self.store
+        reply = await store.transitions.claim(
+            consumer=consumer,
+            worker_id=worker_id,
+            entries=entries,
+            want=want,
+            # Held entries are older than any read one: a claim takes them first, whoever held them.
+            held_attempt_ids=[new_attempt_id() for _ in range(want)],
+        )
+        gate.report(view, reply, store.namespace, f"worker {worker_id or consumer}")
         out = []
-        for pair in claimed:
-            rollout = await self.store._claimed(pair)
+        for pair in reply.claims:
+            rollout = await store._claimed(pair)
             if rollout is not None:
                 entry = codec.pairs(pair[1]).get("entry", b"")
                 out.append(Claim(entry_id=entry.decode(), rollout=rollout))
         return out
+
+    async def _wait_gate(self, view: gate.GateView, block_ms: int, started: float) -> None:
+        left_ms = int(block_ms - (time.monotonic() - started) * 1000)
+        if left_ms > 0:
+            lc = await self.store._checked()
+            await gate.wait(lc.blocking, self.store.keys.gate, view.gate_id, left_ms)
 
     async def renew_leases(self, consumer: str, entry_ids: Sequence[str]) -> set[str]:
         """Reset the idle time of entries `consumer` holds; returns those it still holds."""

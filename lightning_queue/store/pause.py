@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEFAULT_PAUSE_TTL = 60.0
+# A pause is a weight sync's barrier, renewed while it runs; a TTL of a week is already a mistake.
+MAX_PAUSE_TTL = 7 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ def check_ttl(ttl: object) -> int:
     """A pause TTL in seconds as whole milliseconds (at least 1)."""
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not math.isfinite(ttl) or ttl <= 0:
         raise ValueError(f"pause ttl must be a positive number of seconds, got {ttl!r}")
+    if ttl > MAX_PAUSE_TTL:
+        raise ValueError(f"pause ttl must be at most {MAX_PAUSE_TTL:g} seconds (a week), got {ttl!r}")
     return max(1, round(ttl * 1000))
 
 

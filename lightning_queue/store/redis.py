@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -41,7 +41,7 @@ from ..types import (
     WorkerStatus,
 )
 from ..types.resources import ResourceUnion
-from . import codec, paging, pause
+from . import codec, gate, paging, pause, staleness
 from .base import LightningStore
 from .connection import PerLoop, make_client, redact, resolve_url
 from .errors import AttemptNotFound, RolloutNotFound
@@ -59,8 +59,9 @@ from .query import (
     sort_and_page,
     text_matches,
 )
-from .schema import GROUP
+from .schema import GROUP, HELD_CONSUMER
 from .settings import resolve_namespace
+from .staleness import StalenessBound, StalePolicy
 from .transitions import LEAVE, AttemptChanges, Leave, NewRollout, NewSpan, RolloutChanges, ScriptConfig, Transitions
 from .watchdog import Watchdog
 
@@ -148,6 +149,7 @@ class RedisLightningStore(LightningStore):
         # The worker lease API (claim / renew / release): the runtime uses it, the contract does not.
         self.leases = Leases(self)
         self.pausing = pause.ClaimsPause(self)
+        self._dequeue_gate = gate.GateView()
         self.watchdog = Watchdog(self)
 
     def __repr__(self) -> str:
@@ -414,8 +416,9 @@ class RedisLightningStore(LightningStore):
             reply = await self.transitions.dequeue(
                 consumer="api", worker_id=worker_id, attempt_ids=aids, idle_if_empty=not claimed
             )
-            claimed += [r for r in [await self._claimed(pair) for pair in reply] if r is not None]
-            if len(reply) < batch:
+            gate.report(self._dequeue_gate, reply, self.namespace, f"dequeue (worker {worker_id})")
+            claimed += [r for r in [await self._claimed(pair) for pair in reply.claims] if r is not None]
+            if len(reply.claims) < batch:
                 break
         return claimed
 
@@ -881,6 +884,32 @@ class RedisLightningStore(LightningStore):
 
     async def pause_status(self) -> pause.PauseStatus:
         return await self.pausing.status()
+
+    async def set_staleness(
+        self,
+        max_staleness: int | None,
+        batch_size: int | None = None,
+        *,
+        modes: Iterable[str | None] = ("train",),
+        stale_policy: StalePolicy = "repin",
+    ) -> StalenessBound | None:
+        """Bound staleness at claim time (the rule is in staleness.py); `max_staleness=None` removes the bound."""
+        return await staleness.set_bound(self, max_staleness, batch_size, modes=modes, stale_policy=stale_policy)
+
+    async def get_staleness(self) -> StalenessBound | None:
+        return await staleness.read_bound(self)
+
+    async def held_entries(self) -> int:
+        """Queue entries the claim gate refused and holds until it opens (their rollouts are still queued)."""
+        try:
+            info = await self._redis.xpending(self.keys.queue, GROUP)
+        except ResponseError:
+            return 0
+        for consumer in info.get("consumers") or []:
+            name = consumer.get("name")
+            if name in (HELD_CONSUMER, HELD_CONSUMER.encode()):
+                return int(consumer.get("pending", 0))
+        return 0
 
     async def queue_depth(self) -> int:
         """Entries in the stream that no worker has read yet."""

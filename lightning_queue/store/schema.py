@@ -49,6 +49,11 @@ KEY_STALENESS = "staleness"
 
 # The consumer group every worker reads the queue stream through.
 GROUP = "workers"
+# Entries the claim gate refused (issue 17) stay pending under this consumer until it opens; no worker
+# can be named so (':' is not allowed in ids), and the watchdog gives them back to it, not to the queue tail.
+HELD_CONSUMER = ":held"
+# A claim looks at most this many held entries (oldest first) for ones it may take.
+HELD_SCAN = 64
 # The done stream (completions wake waiters) is trimmed to about this many entries.
 DONE_MAXLEN = 100_000
 # The gate stream only wakes waiters; a few entries are enough.
@@ -94,11 +99,12 @@ LUA_STRINGS = {
     "KEY_GATE": KEY_GATE,
     "KEY_STALENESS": KEY_STALENESS,
     "GROUP": GROUP,
+    "HELD_CONSUMER": HELD_CONSUMER,
     "ERR_NO_ROLLOUT": ERR_NO_ROLLOUT,
     "ERR_NO_ATTEMPT": ERR_NO_ATTEMPT,
     "ERR_NO_ATTEMPTS": ERR_NO_ATTEMPTS,
 }
-LUA_NUMBERS = {"DONE_MAXLEN": DONE_MAXLEN, "GATE_MAXLEN": GATE_MAXLEN}
+LUA_NUMBERS = {"DONE_MAXLEN": DONE_MAXLEN, "GATE_MAXLEN": GATE_MAXLEN, "HELD_SCAN": HELD_SCAN}
 # Each set twice: a lookup table (`TERMINAL[s]`) and a list (`ipairs(TERMINAL_LIST)`).
 LUA_SETS = {
     "TERMINAL": TERMINAL_ROLLOUT,

@@ -22,6 +22,7 @@ SCRIPT_NAMES = (
     "release",
     "delete_rollouts",
     "pause",
+    "staleness",
 )
 
 

@@ -151,6 +151,32 @@ class NewSpan:
     blob: bytes
 
 
+@dataclass(frozen=True)
+class GateReply:
+    """A claim script's reply (gate_reply in common.lua): its claims and the state of the claim gate.
+
+    `state` is '' (open), 'paused', 'full' (no slot under the staleness bound for a rollout waiting) or
+    'held' (open, but held entries wait); `gate_id` is the gate stream id to wait for wake-ups after.
+    """
+
+    claims: list[Pair]
+    state: str
+    gate_id: str
+    expired_holder: str | None
+    failed_stale: list[str]
+
+    @classmethod
+    def of(cls, reply: Any) -> GateReply:
+        claims, state, gate_id, expired, failed = reply
+        return cls(
+            claims=list(claims),
+            state=codec.decoded(state),
+            gate_id=codec.decoded(gate_id),
+            expired_holder=codec.decoded(expired) or None,
+            failed_stale=[codec.decoded(r) for r in failed],
+        )
+
+
 class Transitions:
     """The Lua transitions of one namespace. `script(name)` gives the loaded script of the running loop."""
 
@@ -186,17 +212,28 @@ class Transitions:
 
     async def dequeue(
         self, *, consumer: str, worker_id: str | None, attempt_ids: Sequence[str], idle_if_empty: bool
-    ) -> list[Pair]:
-        """Claim up to len(attempt_ids) unclaimed entries, without lease; FIFO."""
+    ) -> GateReply:
+        """Claim up to len(attempt_ids) entries (held ones first), without lease; FIFO."""
         flag = "1" if idle_if_empty else "0"
-        return list(await self._call("dequeue", consumer, worker_id or "", len(attempt_ids), flag, *attempt_ids))
+        reply = await self._call("dequeue", consumer, worker_id or "", len(attempt_ids), flag, *attempt_ids)
+        return GateReply.of(reply)
 
-    async def claim(self, *, consumer: str, worker_id: str | None, entries: Sequence[StreamEntry]) -> list[Pair]:
-        """Claim entries `consumer` read; each attempt keeps its entry leased."""
-        args: list[Any] = []
+    async def claim(
+        self,
+        *,
+        consumer: str,
+        worker_id: str | None,
+        entries: Sequence[StreamEntry],
+        want: int | None = None,
+        held_attempt_ids: Sequence[str] = (),
+    ) -> GateReply:
+        """Claim up to `want` (default: len(entries)) entries for `consumer`: held ones first (each taking
+        one of `held_attempt_ids`), then those it read (`entries`); each attempt keeps its entry leased."""
+        want = len(entries) if want is None else want
+        args: list[Any] = [want, len(held_attempt_ids), *held_attempt_ids]
         for entry in entries:
             args += [entry.entry_id, entry.rollout_id, entry.attempt_id]
-        return list(await self._call("claim", consumer, worker_id or "", *args))
+        return GateReply.of(await self._call("claim", consumer, worker_id or "", *args))
 
     async def start_attempt(self, rollout_id: str, attempt_id: str, worker_id: str | None) -> Pair:
         return list(await self._call("start_attempt", rollout_id, attempt_id, worker_id or ""))
@@ -248,6 +285,12 @@ class Transitions:
     async def pause(self, op: str, holder: str, ttl_ms: int) -> list[Any]:
         """The claims pause (pause.lua): `op` is pause, renew, resume or status; see the script for replies."""
         return list(await self._call("pause", op, holder, ttl_ms))
+
+    async def staleness(self, op: str, *args: Any) -> tuple[dict[str, Any], int]:
+        """The staleness bound (staleness.lua): `op` is set (S, B, modes, policy, gen), clear or get;
+        returns the bound's fields ({} = none) and the policy version."""
+        fields, version = await self._call("staleness", op, *args)
+        return codec.pairs(fields), int(version)
 
     async def delete_rollouts(self, rollout_ids: Sequence[str]) -> int:
         """How many of `rollout_ids` were terminal and are now gone with their attempts and spans."""

@@ -1,10 +1,22 @@
--- claim.lua: claim entries a worker already read with a blocking XREADGROUP.
--- ARGV[3] consumer   ARGV[4] worker id ('' none)   ARGV[5..] triples: entry id, rollout id, fresh attempt id
--- returns {{rollout fields, attempt fields}, ...} for the entries whose rollout was still queued
-local consumer, wid = ARGV[3], ARGV[4]
+-- claim.lua: claim entries a worker already read with a blocking XREADGROUP, through the claim gate.
+-- Held entries go first (they are older); read entries beyond `want` claims, or refused by the gate
+-- (claims paused, no slot under the staleness bound), are held, never lost. With no read entries the call
+-- only serves held ones (what a gated worker does when it wakes).
+-- ARGV[3] consumer   ARGV[4] worker id ('' none)   ARGV[5] want (at most this many claims)
+-- ARGV[6] n, then n fresh attempt ids for held entries   then triples: entry id, rollout id, fresh attempt id
+-- returns {claims, gate state, gate stream id to wait after, expired pause holder or '', rollouts failed as stale}
+--   (see gate_reply in common.lua); each claim is {rollout fields, attempt fields}
+local consumer, wid, want, spare = ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
+local g = new_gate()
 local out = {}
-for i = 5, #ARGV, 3 do
-  local claimed = claim_entry(ARGV[i], ARGV[i + 1], ARGV[i + 2], consumer, wid, true)
-  if claimed then table.insert(out, claimed) end
+serve_held(g, consumer, wid, true, math.min(want, spare), 7, out)
+for i = 7 + spare, #ARGV, 3 do
+  local entry, rid = ARGV[i], ARGV[i + 1]
+  if g.paused or #out >= want then
+    hold_entry(entry, rid)
+  else
+    local claimed = claim_entry(entry, rid, ARGV[i + 2], consumer, wid, true, g)
+    if claimed then table.insert(out, claimed) end
+  end
 end
-return out
+return gate_reply(g, out)

@@ -26,6 +26,24 @@ local function push_queue(rid)
   redis.call('HSET', rk, 'qentry', id)
 end
 
+-- Wake the workers waiting on the gate stream (they XREAD BLOCK on it while claims are gated).
+local function wake_gate(kind, value)
+  redis.call('XADD', P .. KEY_GATE, 'MAXLEN', '~', GATE_MAXLEN, '*', 'kind', kind, 'value', value)
+end
+
+-- Under a staleness bound, a rollout that ends without a usable result gives its slot back, once (its
+-- retries never took another); a slot of an earlier bound (another `gen`) is not this bound's to give.
+local function give_back_slot(rid)
+  local rk = rkey(rid)
+  local gen = redis.call('HGET', rk, 'adm_gen')
+  if not gen then return end
+  redis.call('HDEL', rk, 'adm_gen')
+  if redis.call('HGET', P .. KEY_STALENESS, 'gen') == gen then
+    redis.call('HINCRBY', P .. KEY_STALENESS, 'admitted', -1)
+    wake_gate('slot', rid)
+  end
+end
+
 local function set_rollout_status(rid, new)
   local rk = rkey(rid)
   local old = redis.call('HGET', rk, 'status')
@@ -44,6 +62,7 @@ local function set_rollout_status(rid, new)
     redis.call('ZADD', P .. KEY_ENDED_INDEX, NOW, rid)
     redis.call('ZADD', P .. KEY_END_INDEX .. new, NOW, rid)
     redis.call('XADD', P .. KEY_DONE, 'MAXLEN', '~', DONE_MAXLEN, '*', 'rid', rid, 'status', new)
+    if new ~= 'succeeded' then give_back_slot(rid) end
   end
   if QUEUED[new] then push_queue(rid) end
 end
@@ -90,11 +109,6 @@ local function sync_worker(wid, rid, aid, astatus)
   if astatus == 'succeeded' or astatus == 'failed' then worker_idle(wid)
   elseif astatus == 'timeout' or astatus == 'unresponsive' then worker_unknown(wid)
   else worker_busy(wid, rid, aid) end
-end
-
--- Wake the workers waiting on the gate stream (they XREAD BLOCK on it while claims are gated).
-local function wake_gate(kind, value)
-  redis.call('XADD', P .. KEY_GATE, 'MAXLEN', '~', GATE_MAXLEN, '*', 'kind', kind, 'value', value)
 end
 
 -- The policy version an attempt of `rid` runs under: its pinned resources' (the pin follows updates of
@@ -162,20 +176,102 @@ local function set_attempt_status(rid, aid, astatus)
   end
 end
 
--- Turn one stream entry into attempt k+1, or drop it if its rollout left the queue meanwhile.
+-- The claim gate (issue 17). A claim call builds one gate: the staleness bound, if any, and the policy
+-- version, read once; `full` turns true once a bounded rollout found no slot; `failed` lists the rollouts
+-- failed as stale. `paused` is the claims pause (and the holder of a pause found expired, reported once).
+local function claims_paused()
+  if redis.call('EXISTS', P .. KEY_PAUSE) == 1 then return true, '' end
+  local expired = redis.call('GET', P .. KEY_PAUSE_HOLDER)
+  if expired then
+    redis.call('DEL', P .. KEY_PAUSE_HOLDER)
+    return false, expired
+  end
+  return false, ''
+end
+
+local function staleness_bound()
+  local f = redis.call('HMGET', P .. KEY_STALENESS, 'max_staleness', 'batch_size', 'modes', 'policy', 'base', 'gen',
+    'admitted')
+  if not f[1] then return nil end
+  return {S = tonumber(f[1]), B = tonumber(f[2]), modes = f[3], policy = f[4], base = tonumber(f[5]), gen = f[6],
+    admitted = tonumber(f[7] or '0')}
+end
+
+local function new_gate()
+  local paused, expired = claims_paused()
+  return {paused = paused, expired = expired, bound = staleness_bound(),
+    version = tonumber(redis.call('GET', P .. KEY_POLICY_VERSION) or '0'), full = false, failed = {}}
+end
+
+-- AReaL's count rule: at policy version v, at most (S + (v - base) + 1) * B rollouts of the bounded modes
+-- admitted since the bound was set (a rollout counts once; one that ends without a usable result gives
+-- its slot back). The n-th admitted rollout is consumed by training step ceil(n / B) - 1 (counted from
+-- `base`), so one admitted at version v is at most S versions old when it is trained on.
+local function admission_cap(b, version) return (b.S + (version - b.base) + 1) * b.B end
+
+local function bounded(rid, b)
+  local mode = redis.call('HGET', rkey(rid), 'mode') or NO_MODE
+  return string.find(b.modes, ',' .. mode .. ',', 1, true) ~= nil
+end
+
+-- The gate's verdict on claiming queued rollout `rid` now: 'ok', 'full' (no slot: its entry is held) or
+-- 'stale' (pinned more than S versions behind, under the "fail" policy; "repin" moves it to the latest).
+local function admit(rid, g)
+  local b = g.bound
+  if not b or not bounded(rid, b) then return 'ok' end
+  local rk = rkey(rid)
+  local res = redis.call('HGET', rk, 'resources_id')
+  local pv = res and tonumber(redis.call('HGET', P .. KEY_RESOURCES .. res, 'policy_version') or '')
+  if pv and pv < g.version - b.S then
+    if b.policy == 'fail' then return 'stale' end
+    local latest = redis.call('ZREVRANGE', P .. KEY_RESOURCES_INDEX, 0, 0)[1]
+    redis.call('HSET', rk, 'resources_id', latest, 'repinned_from', res)
+  end
+  if redis.call('HGET', rk, 'adm_gen') == b.gen then return 'ok' end
+  if b.admitted >= admission_cap(b, g.version) then return 'full' end
+  b.admitted = redis.call('HINCRBY', P .. KEY_STALENESS, 'admitted', 1)
+  redis.call('HSET', rk, 'adm_gen', b.gen)
+  g.admitted = b.admitted
+  return 'ok'
+end
+
+-- A refused entry stays pending, under the held consumer, and its rollout stays queued: nothing is lost.
+local function hold_entry(entry, rid)
+  if #redis.call('XCLAIM', Q, GROUP, HELD_CONSUMER, 0, entry, 'JUSTID') > 0 then
+    redis.call('HSET', rkey(rid), 'held', '1')
+  end
+end
+
+-- Turn one stream entry into attempt k+1, or drop it if its rollout left the queue meanwhile; the gate
+-- `g` may hold it instead (no slot) or fail its rollout (stale). Returns the claimed pair, or nil.
 -- With `leased` the entry stays pending under `consumer` until the attempt ends (workers renew it);
 -- without, it is deleted now and the attempt's liveness rests on spans, as in the v0.3 contract.
-local function claim_entry(entry, rid, aid, consumer, wid, leased)
+local function claim_entry(entry, rid, aid, consumer, wid, leased, g)
   -- A worker frozen between its XREADGROUP and this script may find its entry reclaimed meanwhile (the
   -- rollout queued afresh): an attempt on that entry would hold a lease nobody can lose. XCLAIM answers
   -- only for entries still pending, and restarts the lease clock of those.
   if leased and #redis.call('XCLAIM', Q, GROUP, consumer, 0, entry, 'JUSTID') == 0 then return nil end
   local rk = rkey(rid)
-  if redis.call('HGET', rk, 'qentry') == entry then redis.call('HDEL', rk, 'qentry') end
   local status = redis.call('HGET', rk, 'status')
+  local queued_here = redis.call('HGET', rk, 'qentry') == entry
   if not status or not QUEUED[status] then
+    if queued_here then redis.call('HDEL', rk, 'qentry', 'held') end
     redis.call('XACK', Q, GROUP, entry)
     redis.call('XDEL', Q, entry)
+    return nil
+  end
+  local verdict = admit(rid, g)
+  if verdict == 'full' then
+    g.full = true
+    hold_entry(entry, rid)
+    return nil
+  end
+  if queued_here then redis.call('HDEL', rk, 'qentry', 'held') end
+  if verdict == 'stale' then
+    redis.call('XACK', Q, GROUP, entry)
+    redis.call('XDEL', Q, entry)
+    set_rollout_status(rid, 'failed')
+    table.insert(g.failed, rid)
     return nil
   end
   local ak
@@ -185,6 +281,11 @@ local function claim_entry(entry, rid, aid, consumer, wid, leased)
     ak = new_attempt(rid, aid, wid, '', '')
     redis.call('XACK', Q, GROUP, entry)
     redis.call('XDEL', Q, entry)
+  end
+  if g.admitted then
+    -- The audit of the count rule: the count this admission made, at which version.
+    redis.call('HSET', ak, 'admitted_count', g.admitted, 'admitted_at_version', g.version)
+    g.admitted = nil
   end
   set_rollout_status(rid, 'preparing')
   if wid ~= '' then redis.call('HSET', wkey(wid), 'last_dequeue_time', NOW) end
@@ -197,4 +298,42 @@ local function entry_field(fields, name)
     if fields[i] == name then return fields[i + 1] end
   end
   return nil
+end
+
+-- Claim held entries first, oldest first (they were read before anything still unread), into `out`
+-- until it has `want`; the k-th claim in `out` takes the fresh attempt id ARGV[first_aid + k - 1]. Once
+-- the bound is full, held rollouts of bounded modes are passed over; those of other modes may still go.
+-- Returns how many held entries it saw (HELD_SCAN: maybe more).
+local function serve_held(g, consumer, wid, leased, want, first_aid, out)
+  if g.paused or #out >= want then return 0 end
+  local held = redis.call('XPENDING', Q, GROUP, '-', '+', HELD_SCAN, HELD_CONSUMER)
+  for _, p in ipairs(held) do
+    if #out >= want then break end
+    local entry = p[1]
+    local e = redis.call('XRANGE', Q, entry, entry)[1]
+    local rid = e and entry_field(e[2], 'rid')
+    if not rid then
+      redis.call('XACK', Q, GROUP, entry)
+      redis.call('XDEL', Q, entry)
+    elseif not (g.full and g.bound and bounded(rid, g.bound)) then
+      local claimed = claim_entry(entry, rid, ARGV[first_aid + #out], consumer, wid, leased, g)
+      if claimed then table.insert(out, claimed) end
+    end
+  end
+  return #held
+end
+
+-- What a claim call tells its caller about the gate: '' open, 'paused', 'full' (the bound has no slot for
+-- a rollout waiting), 'held' (open, but held entries wait: serve them before reading the queue).
+local function gate_reply(g, out)
+  local state = ''
+  if g.paused then state = 'paused'
+  elseif g.full then state = 'full'
+  elseif #redis.call('XPENDING', Q, GROUP, '-', '+', 1, HELD_CONSUMER) > 0 then state = 'held' end
+  local last = '0-0'
+  if state ~= '' then
+    local newest = redis.call('XREVRANGE', P .. KEY_GATE, '+', '-', 'COUNT', 1)[1]
+    if newest then last = newest[1] end
+  end
+  return {out, state, last, g.expired, g.failed}
 end

@@ -7,6 +7,16 @@ local lock_ms, lease_ms, reaper = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 if lock_ms > 0 and not redis.call('SET', P .. KEY_SWEEP_LOCK, NOW, 'NX', 'PX', lock_ms) then return {-1, 0} end
 local now = tonumber(NOW)
 local verdicts, reclaimed = 0, 0
+local bound, version = nil, nil
+-- Would a claim now refuse queued rollout `rid`? (paused, or no slot for it under the staleness bound)
+local function gate_closed(rid)
+  if redis.call('EXISTS', P .. KEY_PAUSE) == 1 then return true end
+  if version == nil then
+    bound = staleness_bound()
+    version = tonumber(redis.call('GET', P .. KEY_POLICY_VERSION) or '0')
+  end
+  return bound ~= nil and bounded(rid, bound) and bound.admitted >= admission_cap(bound, version)
+end
 for _, rstatus in ipairs(RUNNING_LIST) do
   for _, rid in ipairs(redis.call('ZRANGE', P .. KEY_STATUS_INDEX .. rstatus, 0, -1)) do
     local rk = rkey(rid)
@@ -50,9 +60,15 @@ if lease_ms > 0 and redis.call('EXISTS', Q) == 1 then
         if ak and redis.call('HGET', ak, 'entry') == e[1] and LIVE_ATTEMPT[redis.call('HGET', ak, 'status')] then
           set_attempt_status(rid, aid, 'unresponsive')
           verdicts = verdicts + 1
+        elseif redis.call('HGET', rk, 'qentry') == e[1] and redis.call('HGET', rk, 'held') == '1'
+          and gate_closed(rid) then
+          -- Held by the claim gate, which still refuses it: back to the held consumer, in its place.
+          redis.call('XCLAIM', Q, GROUP, HELD_CONSUMER, 0, e[1], 'JUSTID')
+          e = nil
         elseif redis.call('HGET', rk, 'qentry') == e[1] then
-          -- Read but never claimed (the reader died in between): queue the rollout afresh.
-          redis.call('HDEL', rk, 'qentry')
+          -- Read but never claimed (the reader died in between), or held with no claim serving it for a
+          -- lease though the gate is open (its workers are gone): queue the rollout afresh.
+          redis.call('HDEL', rk, 'qentry', 'held')
           push_queue(rid)
         end
       end

@@ -67,6 +67,12 @@ async def test_bad_ttls_are_refused_naming_the_value(store: RedisLightningStore,
     assert await store.claims_paused() is False
 
 
+async def test_a_ttl_over_a_week_is_refused(store: RedisLightningStore) -> None:
+    with pytest.raises(ValueError, match=r"at most 604800 seconds \(a week\), got 1e\+300"):
+        await store.pause_claims(1e300)
+    assert await store.claims_paused() is False
+
+
 async def test_a_bad_holder_is_refused(store: RedisLightningStore) -> None:
     with pytest.raises(ValueError, match="invalid holder"):
         await store.pause_claims(5, holder="a b")

@@ -188,7 +188,8 @@ async def test_entry_reclaimed_while_its_reader_was_frozen_is_not_claimed_by_it(
 
     # It resumes and claims what it read: nothing, since that entry is no longer its own.
     stale = StreamEntry(entry_id=entry.decode(), rollout_id=rollout.rollout_id, attempt_id="at-stale")
-    assert await store.transitions.claim(consumer="frozen", worker_id="frozen", entries=[stale]) == []
+    reply = await store.transitions.claim(consumer="frozen", worker_id="frozen", entries=[stale])
+    assert reply.claims == []
 
     assert await store.query_attempts(rollout.rollout_id) == []
     [claim] = await store.claim(consumer="w2", count=1, block_ms=10)
