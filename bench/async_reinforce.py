@@ -49,10 +49,13 @@ def run_dir(out: Path, config: str, seed: int) -> Path:
     return out / f"{config.replace(' ', '-').replace('=', '')}-seed-{seed}"
 
 
-def run_all(configs: Sequence[str], seeds: Sequence[int], minutes: float, out: Path) -> None:
+def run_all(configs: Sequence[str], seeds: Sequence[int], minutes: float, out: Path, skip_done: bool) -> None:
     for seed in seeds:
         for config in configs:
             folder = run_dir(out, config, seed)
+            if skip_done and summary(folder) is not None:
+                print(f"{config} seed {seed}: done already ({folder}), skipped", flush=True)
+                continue
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "metrics.jsonl").unlink(missing_ok=True)
             argv = command(config, seed, minutes, folder)
@@ -150,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--configs", default=",".join(CONFIGS), help=f"a subset of {', '.join(CONFIGS)}")
     p.add_argument("--out", type=Path, default=Path("/tmp/i17-bench"), help="runs' folders and the JSON")
     p.add_argument("--table-only", action="store_true", help="only tabulate the runs already in --out")
+    p.add_argument("--skip-done", action="store_true", help="do not run again what finished in --out")
     args = p.parse_args(argv)
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = [c for c in configs if c not in CONFIGS]
@@ -160,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError:
         p.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
     if not args.table_only:
-        run_all(configs, seeds, args.minutes, args.out)
+        run_all(configs, seeds, args.minutes, args.out, args.skip_done)
     text, data = tables(configs, seeds, args.out)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -10,9 +10,9 @@ them idle while the last rollouts of an iteration finish. Here:
   weight sync updates, so a rollout claimed later runs under the newest policy. The producer keeps
   (S + v + 2)·B rollouts enqueued at version v (B = tasks_per_iteration × samples_per_task): one batch
   more than may be admitted, so a worker never waits for an enqueue.
-- **Staleness bound.** The store admits (claims for the first time) at most (S + v + 1)·B rollouts at
-  version v (AReaL's rule), in the claim script (`store.set_staleness`). `StalenessAtEnqueue` is the
-  stand-in when the store lacks it: the producer itself enqueues no more than (S + v + 1)·B.
+- **Staleness bound.** The store admits (claims for the first time) at most (S + v + 1)·B train
+  rollouts by version v (AReaL's rule, v counted from the first train snapshot), in the claim script
+  (`store.set_staleness`); a failed or cancelled rollout gives its slot back.
 - **Consumer.** Each step trains on the first B rollouts to finish, whole groups in the order the
   groups complete (a partial group would lose its baseline). A sample's staleness is the version
   being trained minus the version it was generated under (its triplet's, recorded by the proxy; else
@@ -136,28 +136,6 @@ class Group:
         return [i for i in self.rollout_ids if i not in self.ended]
 
 
-class StalenessAtEnqueue:
-    """Stand-in for the store's claim-time staleness bound: the producer enqueues at most (S + v + 1)·B.
-
-    Claims never exceed enqueues, so the bound holds; it is stricter than the claim-time one only in
-    that no spare batch waits in the queue (the next one is enqueued right after each weight sync).
-    """
-
-    name = "enqueue-time (algorithm's stand-in: the store has no set_staleness)"
-
-    def target(self, max_staleness: int, batch_size: int, steps: int) -> int:
-        return admitted_limit(max_staleness, batch_size, steps)
-
-
-class StalenessAtClaim:
-    """The store's claim-time bound; the producer keeps one batch more enqueued than may be admitted."""
-
-    name = "claim-time (store.set_staleness)"
-
-    def target(self, max_staleness: int, batch_size: int, steps: int) -> int:
-        return admitted_limit(max_staleness, batch_size, steps) + batch_size
-
-
 class AsyncReinforce(Reinforce):
     """REINFORCE whose workers keep rolling out while it trains; samples at most `max_staleness` versions old."""
 
@@ -173,7 +151,6 @@ class AsyncReinforce(Reinforce):
         self.groups: dict[str, Group] = {}  # unconsumed groups by their first rollout id, in enqueue order
         self.completed: list[Group] = []  # complete, unconsumed, in completion order
         self.enqueued = 0
-        self.bound: StalenessAtClaim | StalenessAtEnqueue = StalenessAtEnqueue()
 
     @property
     def batch_size(self) -> int:
@@ -190,8 +167,9 @@ class AsyncReinforce(Reinforce):
         try:
             await store.policy_version()
             await store.claims_paused()
+            await store.get_staleness()
         except NotImplementedError:
-            missing.append("policy versions and pause_claims/resume_claims")
+            missing.append("policy versions, pause_claims/resume_claims and set_staleness")
         if missing:
             raise ValueError(
                 f"--async needs a store with {' and '.join(missing)} (issue 17); {type(store).__name__} lacks "
@@ -206,8 +184,9 @@ class AsyncReinforce(Reinforce):
         cfg, s, b = self.config, self.max_staleness, self.batch_size
         started = time.monotonic()
         version = await self._publish_train(store, llm_proxy)
-        self.bound = await self._bound(store)
-        logger.info("async REINFORCE: S=%d, B=%d, staleness bound %s", s, b, self.bound.name)
+        # Counted from this version: the first train snapshot's.
+        bound = await store.set_staleness(s, b, modes=("train",))
+        logger.info("async REINFORCE: %s", bound.describe() if bound is not None else "no bound")
         batches = batch_iter_over_dataset(train, cfg.tasks_per_iteration, seed=cfg.seed)
         tasks = (task for batch in batches for task in batch)
         staleness: list[int] = []
@@ -218,8 +197,7 @@ class AsyncReinforce(Reinforce):
                 for step in range(cfg.iterations):
                     if self._out_of_time(started, step):
                         break
-                    # After the sync that made `step` updates: enqueueing earlier would, with the
-                    # enqueue-time stand-in, admit a batch more than the current version allows.
+                    # Topped up after each sync; the spare batch queued before it is admitted at once.
                     await self._produce(store, tasks, step)
                     record, versions, stale = await self._step(store, llm_proxy, trainer, step, version)
                     version = record["policy_version_after"]
@@ -234,7 +212,6 @@ class AsyncReinforce(Reinforce):
             "training_seconds": round(time.monotonic() - started, 2),
             "max_staleness": s,
             "batch_size": b,
-            "staleness_bound": self.bound.name,
             "staleness": histogram(staleness),
             "dropped_stale": dropped,
             **cleanup,
@@ -248,17 +225,11 @@ class AsyncReinforce(Reinforce):
             raise RuntimeError(f"{type(store).__name__}.update_resources returned no policy_version")
         return update.policy_version
 
-    async def _bound(self, store: LightningStore) -> StalenessAtClaim | StalenessAtEnqueue:
-        set_staleness = getattr(store, "set_staleness", None)
-        if set_staleness is None:
-            return StalenessAtEnqueue()
-        await set_staleness(self.max_staleness, self.batch_size)
-        return StalenessAtClaim()
-
     async def _produce(self, store: LightningStore, tasks: Iterator[Any], steps: int) -> None:
         """Enqueue groups until the bound's target for `steps` updates done is reached."""
         cfg = self.config
-        target = self.bound.target(self.max_staleness, self.batch_size, steps)
+        # One batch more than the claim-time bound admits: it waits in the queue for the next version.
+        target = admitted_limit(self.max_staleness, self.batch_size, steps) + self.batch_size
         while self.enqueued + cfg.samples_per_task <= target:
             task = next(tasks)
             requests = [
@@ -416,9 +387,7 @@ class AsyncReinforce(Reinforce):
             _, stuck = await asyncio.wait(waiters, timeout=_FINISH_SECONDS)
             for waiter in stuck:
                 waiter.cancel()
-        clear = getattr(store, "clear_staleness", None)
-        if isinstance(self.bound, StalenessAtClaim) and clear is not None:
-            await clear()
+        await store.set_staleness(None)  # the held-out evaluation after must not be gated
         if await store.claims_paused():  # a sync that died between pause and resume, past the context manager
             logger.warning("claims were still paused after training: resuming them")
             await store.resume_claims(None)

@@ -186,7 +186,7 @@ async def test_async_without_the_store_features_is_a_clear_error(tmp_path: Path)
     algorithm = AsyncReinforce(config(tmp_path), RecordingReloader())
     proxy = LLMProxy(model_list=[{"name": "policy", "base_url": "http://127.0.0.1:9/v1"}])
     # run() checks first, before loading the model; the base store has no policy versions or pause.
-    needs = r"--async needs a store with policy versions and pause_claims/resume_claims .*; LightningStore lacks"
+    needs = r"--async needs a store with policy versions, pause_claims/resume_claims and set_staleness .*; Lightn"
     with pytest.raises(ValueError, match=needs):
         await algorithm._check_ready(LightningStore(), proxy)
 
