@@ -93,3 +93,20 @@ class LinkPydanticModel(BaseModel):
 
     key_match: str
     value_match: str
+
+
+# --- policy versions (issue 17): what the proxy stamps on each LLM call's span ------------------------
+# The namespace's policy version when the proxy admitted the call: the weights that answered it, when the
+# algorithm swaps weights inside a claims pause (the weight-sync barrier).
+POLICY_VERSION = "lq.policy.version"
+# The policy version the call's attempt was claimed under (older than POLICY_VERSION when a sync came
+# between the claim and the call).
+ATTEMPT_POLICY_VERSION = "lq.attempt.policy_version"
+# True when the call may have been answered by two weight versions: the namespace's policy version moved
+# while it ran (POLICY_VERSION_AT_END holds the later one), or the upstream's weights version did.
+POLICY_VERSION_CHANGED = "lq.policy.version_changed"
+POLICY_VERSION_AT_END = "lq.policy.version_at_end"
+# The upstream's own weights version, when its replies say it (`lq serve-model`: system_fingerprint
+# "weights-v<n>"); a stream that reported several keeps them all in UPSTREAM_WEIGHTS_VERSIONS.
+UPSTREAM_WEIGHTS_VERSION = "lq.upstream.weights_version"
+UPSTREAM_WEIGHTS_VERSIONS = "lq.upstream.weights_versions"

@@ -22,6 +22,7 @@ from ..types import Span, Triplet
 from ..utils.otel import filter_and_unflatten_attributes
 from .base import TraceToTripletBase
 from .triplet import call_of
+from .versions import version_metadata
 
 DEFAULT_LLM_CALL_MATCH = r"openai\.chat\.completion|^chat( |$)"
 _AGENT_KEYS = ("gen_ai.agent.name", "agent.name")
@@ -38,6 +39,8 @@ class _Call:
     completion: Any = None
     reward: float | None = None
     rewarded: bool = False
+    # The proxy's span of the call, when a client span was seen first (it carries the policy versions).
+    proxy_span: Span | None = None
 
 
 def _messages(span: Span, prefix: str, json_key: str) -> Any:
@@ -59,7 +62,8 @@ def _end(span: Span) -> float:
 
 
 class TracerTraceToTriplet(TraceToTripletBase):
-    """One triplet per LLM call: `prompt={"token_ids", "raw_content"}`, `response={...}`, `reward`, metadata.
+    """One triplet per LLM call: `prompt={"token_ids", "raw_content"}`, `response={...}`, `reward`, metadata
+    (response id, agent name, span id, and the policy versions the proxy recorded for the call).
 
     Args:
         repair_hierarchy: a call with no recorded parent counts as inside the shortest span enclosing it in
@@ -104,6 +108,7 @@ class TracerTraceToTriplet(TraceToTripletBase):
                     "response_id": c.span.attributes.get("gen_ai.response.id"),
                     "agent_name": c.agent,
                     "span_id": c.span.span_id,
+                    **version_metadata(c.span, c.proxy_span),
                 },
             )
             for c in calls
@@ -157,6 +162,7 @@ class TracerTraceToTriplet(TraceToTripletBase):
                 # The same call seen from the client and from the proxy: fill in what the first span lacked.
                 if ids is not None and not known.prompt_ids:
                     known.prompt_ids, known.response_ids = ids.prompt_ids, ids.response_ids
+                known.proxy_span = known.proxy_span or span
                 known.prompt = known.prompt or prompt
                 known.completion = known.completion or completion
                 continue

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..reward import get_reward_value
 from ..types import Span, Triplet
 from .base import TraceToTripletBase
 from .pyrepr import parse_python_literal
+from .versions import version_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,8 @@ class _Call:
     response_id: str | None
     reward: float | None = None
     rewarded: bool = False
+    # The policy versions the span records (the proxy's), as triplet metadata.
+    versions: dict[str, Any] = field(default_factory=dict)
 
 
 def _int_list(value: Any) -> list[int] | None:
@@ -94,11 +97,15 @@ def call_of(span: Span) -> _Call | None:
     if not isinstance(response_id, str):
         key = _provider_key(span, "id")
         response_id = span.attributes.get(key) if key else None
-    return _Call(span.sequence_id, prompt, response, response_id if isinstance(response_id, str) else None)
+    response_id = response_id if isinstance(response_id, str) else None
+    return _Call(span.sequence_id, prompt, response, response_id, versions=version_metadata(span))
 
 
 class LlmProxyTraceToTriplet(TraceToTripletBase):
     """One triplet per LLM call with token ids: `prompt={"token_ids"}`, `response={"token_ids"}`, `reward`.
+
+    `metadata` holds the response id and, for calls the proxy recorded, the policy versions of the call
+    (`policy_version`, `attempt_policy_version`, `policy_version_changed`, `upstream_weights_version`...).
 
     - spans are ordered by (sequence_id, start_time);
     - a call is a span with prompt and response token ids (our proxy's, LiteLLM's `litellm_request`,
@@ -133,7 +140,7 @@ class LlmProxyTraceToTriplet(TraceToTripletBase):
                 prompt={"token_ids": call.prompt_ids},
                 response={"token_ids": call.response_ids},
                 reward=call.reward,
-                metadata={"response_id": call.response_id},
+                metadata={"response_id": call.response_id, **call.versions},
             )
             for call in calls
         ]

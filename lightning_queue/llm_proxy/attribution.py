@@ -2,8 +2,9 @@
 
 Path ids are checked for syntax, then the rollout is read in one round trip: a call is forwarded only
 for the latest attempt of a rollout that is not finished, and only while that attempt has not reported
-its own end. An attempt the store merely gave up on (`unresponsive`, `timeout`) is still the latest one
-and may be finishing (its worker was paused), so its calls are served.
+its own end; the same read gives the attempt's policy version. An attempt the store merely gave up on
+(`unresponsive`, `timeout`) is still the latest one and may be finishing (its worker was paused), so its
+calls are served.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ class AttemptDirectory:
         # (rollout, attempt) -> (expiry, message); a fresh error per refusal, so no traceback piles up.
         self._dead: OrderedDict[tuple[str, str], tuple[float, str]] = OrderedDict()
 
-    async def check(self, rollout_id: str, attempt_id: str) -> None:
+    async def check(self, rollout_id: str, attempt_id: str) -> int | None:
+        """The attempt's policy version (None if it has none) once it is found live; a ProxyError otherwise."""
         # The syntax check comes first: ids reach Redis key names only once they pass it.
         for kind, value in (("rollout", rollout_id), ("attempt", attempt_id)):
             if not is_valid_id(value):
@@ -55,15 +57,15 @@ class AttemptDirectory:
                 raise _dead(cached[1])
             del self._dead[pair]
         verdict = await self._verdict(rollout_id, attempt_id)
-        if verdict is None:
-            return
+        if isinstance(verdict, int) or verdict is None:
+            return verdict
         if verdict.status == 409:
             self._dead[pair] = (time.monotonic() + DEAD_VERDICT_SECONDS, verdict.message)
             if len(self._dead) > self.cache_size:
                 self._dead.popitem(last=False)
         raise verdict
 
-    async def _verdict(self, rollout_id: str, attempt_id: str) -> ProxyError | None:
+    async def _verdict(self, rollout_id: str, attempt_id: str) -> ProxyError | int | None:
         rollout = await self.store.get_rollout_by_id(rollout_id)
         if rollout is None:
             return ProxyError(404, f"rollout {rollout_id!r} does not exist in the proxy's store", "not_found")
@@ -81,4 +83,5 @@ class AttemptDirectory:
             return _dead(
                 f"attempt {attempt_id!r} of rollout {rollout_id!r} is {latest.status}: its calls are no longer served"
             )
-        return None
+        # Read with the liveness check, so stamping the version costs no round trip of its own.
+        return latest.policy_version

@@ -114,6 +114,8 @@ def proxy_command(redis_url: str | None, namespace: str, **fields: Any) -> None:
         max_body_bytes=settings.max_body_bytes,
         limits=settings.limits,
         allow_unattributed=settings.allow_unattributed,
+        pause_retry_after=settings.pause_retry_after,
+        pause_poll=settings.pause_poll,
     )
     try:
         asyncio.run(_serve(proxy))

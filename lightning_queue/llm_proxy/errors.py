@@ -15,12 +15,14 @@ class ProxyError(Exception):
         self.status = status
         self.message = message
         self.error_type = error_type
+        # Sent with the error (e.g. Retry-After of a 503 during a weight sync).
+        self.headers: dict[str, str] = {}
 
     def payload(self) -> dict[str, object]:
         return {"error": {"message": self.message, "type": self.error_type, "code": self.status}}
 
     def response(self, headers: dict[str, str] | None = None) -> web.Response:
-        return web.json_response(self.payload(), status=self.status, headers=headers)
+        return web.json_response(self.payload(), status=self.status, headers={**self.headers, **(headers or {})})
 
     def sse_event(self) -> bytes:
         """The error as a stream event, for failures after the stream has started."""

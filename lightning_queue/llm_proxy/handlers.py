@@ -40,7 +40,13 @@ def _pick_model(state: ProxyState, body: dict[str, Any]) -> UpstreamModel:
 
 
 async def _attribute(
-    request: web.Request, state: ProxyState, kind: CallKind, body: dict[str, Any], attributes: dict[str, Any] | None
+    request: web.Request,
+    state: ProxyState,
+    kind: CallKind,
+    body: dict[str, Any],
+    attributes: dict[str, Any] | None,
+    attempt_version: int | None,
+    policy_version: int | None,
 ) -> CallRecord | None:
     rollout_id = request.match_info.get("rollout_id")
     attempt_id = request.match_info.get("attempt_id")
@@ -61,6 +67,8 @@ async def _attribute(
         start_time=time.time(),
         streamed=body.get("stream") is True,
         request_attrs=attributes,
+        policy_version=policy_version if policy_version is not None else attempt_version,
+        attempt_policy_version=attempt_version,
     )
 
 
@@ -76,13 +84,14 @@ def _refuse_unattributed(request: web.Request, state: ProxyState) -> None:
     )
 
 
-async def check_path_ids(request: web.Request, state: ProxyState) -> None:
+async def check_path_ids(request: web.Request, state: ProxyState) -> int | None:
+    """Refuse ids of dead or unknown attempts; returns the attempt's policy version."""
     rollout_id = request.match_info.get("rollout_id")
     attempt_id = request.match_info.get("attempt_id")
     if rollout_id is None or attempt_id is None:
-        return
+        return None
     try:
-        await state.directory.check(rollout_id, attempt_id)
+        return await state.directory.check(rollout_id, attempt_id)
     except (RedisError, OSError) as exc:
         raise _store_unavailable(exc) from None
 
@@ -162,7 +171,19 @@ async def _call(request: web.Request, kind: CallKind) -> web.StreamResponse:
     attributed = "rollout_id" in request.match_info
     if not attributed and not state.allow_unattributed:
         _refuse_unattributed(request, state)
-    await check_path_ids(request, state)
+    # The version the upstream serves now: read at admission, which a weight-sync pause holds back.
+    policy_version = state.barrier.view.policy_version
+    state.barrier.admit()
+    try:
+        return await _admitted(request, state, kind, attributed, policy_version)
+    finally:
+        state.barrier.leave()
+
+
+async def _admitted(
+    request: web.Request, state: ProxyState, kind: CallKind, attributed: bool, policy_version: int | None
+) -> web.StreamResponse:
+    attempt_version = await check_path_ids(request, state)
     parsed = await read_body(
         request,
         kind,
@@ -177,7 +198,7 @@ async def _call(request: web.Request, kind: CallKind) -> web.StreamResponse:
     CALL_MODEL.set(upstream.name)
     stream = body.get("stream") is True
     upstream_body = {**body, **upstream.extra_body, "model": upstream.model}
-    call = await _attribute(request, state, kind, body, parsed.attributes)
+    call = await _attribute(request, state, kind, body, parsed.attributes, attempt_version, policy_version)
     state.stats.calls += 1
     try:
         async with state.upstream.post(upstream, _UPSTREAM_PATHS[kind], upstream_body, stream=stream) as response:

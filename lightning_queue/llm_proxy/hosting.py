@@ -8,14 +8,18 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from aiohttp import web
 
+from ..store.redis import RedisLightningStore
 from .app import build_app
 from .connections import ConnectionGate, GatedSite
+from .registry import ProxyRegistry
 from .state import ProxyState
 
+T = TypeVar("T")
 # Spare connection slots for bursts of concurrent agents before the kernel refuses new ones.
 _BACKLOG = 2048
 # In-flight calls get this long to finish when the proxy stops; longer ones are cut.
@@ -32,8 +36,17 @@ class ServerRunner:
         self._runner: web.AppRunner | None = None
         self._undo_quiet_accepts: Callable[[], None] | None = None
 
+    def _registry(self) -> ProxyRegistry | None:
+        store = self.state.store
+        if not isinstance(store, RedisLightningStore):
+            return None  # other stores cannot hold the status; drain() still works in-process
+        return ProxyRegistry(store, f"http://{self.host}:{self.port}", self.state.barrier.view.interval)
+
     async def setup(self) -> int:
         await self.state.upstream.start()
+        registry = self._registry()
+        # The pause is read before the first call is accepted: a proxy started during a sync refuses calls.
+        await self.state.barrier.start(registry)
         gate = ConnectionGate(self.state.limits)
         self.state.gate = gate
         runner = web.AppRunner(
@@ -51,11 +64,14 @@ class ServerRunner:
             await site.start()
         except BaseException:
             await runner.cleanup()
+            await self.state.barrier.stop()
             await self.state.upstream.close()
             raise
         self._undo_quiet_accepts = gate.quiet_accept_errors(asyncio.get_running_loop())
         self._runner = runner
-        return int(runner.addresses[0][1])
+        port = int(runner.addresses[0][1])
+        await self.state.barrier.announce(f"http://{self.host}:{port}")
+        return port
 
     async def cleanup(self) -> None:
         if self._undo_quiet_accepts is not None:
@@ -64,6 +80,7 @@ class ServerRunner:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await self.state.barrier.stop()
         await self.state.upstream.close()
 
 
@@ -82,6 +99,10 @@ class LoopHost:
     async def stop(self) -> None:
         self.running = False
         await self.runner.cleanup()
+
+    async def run(self, work: Awaitable[T]) -> T:
+        """Run `work` in the server's loop (this one)."""
+        return await work
 
 
 class ThreadHost:
@@ -127,6 +148,13 @@ class ThreadHost:
             raise
         self._loop, self._thread = loop, thread
         return port
+
+    async def run(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run `work` in the server's loop and await it from the caller's."""
+        if self._loop is None:
+            work.close()
+            raise RuntimeError("the proxy's server thread is not running")
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self._loop))
 
     async def stop(self) -> None:
         if self._loop is None or self._thread is None:

@@ -35,6 +35,18 @@ _HEALTH: dict[str, tuple[str, str, str]] = {
     "evicted_connections": ("lq_proxy_connections_evicted", "counter", "Idle connections closed to make room."),
     "head_timeouts": ("lq_proxy_header_timeouts", "counter", "Connections that sent no request head in time."),
     "open_connections": ("lq_proxy_open_connections", "gauge", "Client connections open now."),
+    "in_flight": (
+        "lq_proxy_calls_admitted_in_flight",
+        "gauge",
+        "Calls admitted and not finished (span stored, answer sent): what a weight-sync drain waits for.",
+    ),
+    "refused_paused": (
+        "lq_proxy_calls_refused_paused",
+        "counter",
+        "Calls answered 503 because claims were paused for a weight sync.",
+    ),
+    "claims_paused": ("lq_proxy_claims_paused", "gauge", "1 while the proxy sees the namespace's claims paused."),
+    "policy_version": ("lq_proxy_policy_version", "gauge", "The namespace's policy version as the proxy last read it."),
 }
 
 

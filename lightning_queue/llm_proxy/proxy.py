@@ -13,7 +13,7 @@ from .config import ModelTable, UpstreamModel, normalize_model_list
 from .hosting import LoopHost, ServerRunner, ThreadHost
 from .limits import ServerLimits
 from .metrics import ProxyMetrics
-from .settings import default
+from .settings import ProxySettings, default
 from .state import ProxyState, ProxyStats
 from .upstream import UpstreamClient
 
@@ -102,6 +102,9 @@ class LLMProxy:
         limits: timeouts and caps of client connections (`ServerLimits`; defaults when None).
         allow_unattributed: serve calls without the rollout/attempt prefix (unrecorded); by default
             they get 404 with the URL to use.
+        pause_retry_after: while the namespace's claims are paused for a weight sync, new calls get 503
+            with `Retry-After` of this many seconds (see docs/llm-proxy.md, "weight-sync barrier").
+        pause_poll: seconds between the proxy's reads of the claims pause and the policy version.
     """
 
     def __init__(
@@ -117,6 +120,8 @@ class LLMProxy:
         max_upstream_connections: int = 1024,
         limits: ServerLimits | None = None,
         allow_unattributed: bool = False,
+        pause_retry_after: float = default("pause_retry_after"),
+        pause_poll: float = default("pause_poll"),
         num_retries: int = 0,
         callbacks: Iterable[Any] | None = None,
         litellm_config: Mapping[str, Any] | None = None,
@@ -144,10 +149,15 @@ class LLMProxy:
         self.max_upstream_connections = max_upstream_connections
         self.limits = limits or ServerLimits()
         self.allow_unattributed = allow_unattributed
+        # The bounds are ProxySettings' (`lq proxy` checks the same values the same way).
+        checked = ProxySettings(pause_retry_after=pause_retry_after, pause_poll=pause_poll)
+        self.pause_retry_after = checked.pause_retry_after
+        self.pause_poll = checked.pause_poll
         self.stats = ProxyStats()
         # Kept across restarts, as the stats are: counters must not go back to 0 while the proxy lives.
         self.metrics = ProxyMetrics()
         self._host: LoopHost | ThreadHost | None = None
+        self._state: ProxyState | None = None
 
     def __repr__(self) -> str:
         names = sorted({m.name for m in self.model_list})
@@ -186,7 +196,10 @@ class LLMProxy:
             limits=self.limits,
             allow_unattributed=self.allow_unattributed,
             metrics=self.metrics,
+            pause_retry_after=self.pause_retry_after,
+            pause_poll=self.pause_poll,
         )
+        self._state = state
         runner = ServerRunner(state, self.host, self.port or 0)
         host: LoopHost | ThreadHost
         if self.launch_mode == "thread":
@@ -209,6 +222,27 @@ class LLMProxy:
         if self.is_running():
             await self.stop()
         await self.start()
+
+    # --- the weight-sync barrier -----------------------------------------------------------------------
+    async def drain(self, timeout: float | None = 60.0) -> float:
+        """Wait until this proxy has no call in flight; returns the seconds waited.
+
+        Needs the namespace's claims paused (`async with store.claims_pause(ttl): await proxy.drain(t)`):
+        the proxy reads the pause afresh, so from then on it answers new calls with 503 + Retry-After and
+        only calls admitted before can be in flight. Raises DrainTimeout (a TimeoutError) naming how many
+        calls were left after `timeout` seconds; those calls keep running.
+        """
+        if self._host is None or self._state is None or not self.is_running():
+            raise RuntimeError(f"{self!r} is not running: there is nothing to drain")
+        return await self._host.run(self._state.barrier.drain(timeout))
+
+    def in_flight(self) -> int:
+        """Calls admitted and not finished yet (what drain() waits for)."""
+        return self._state.barrier.in_flight.count if self._state is not None and self.is_running() else 0
+
+    def policy_version(self) -> int | None:
+        """The namespace's policy version as this proxy last read it (None before a read, or without one)."""
+        return self._state.barrier.view.policy_version if self._state is not None and self.is_running() else None
 
     async def __aenter__(self) -> LLMProxy:
         await self.start()

@@ -96,6 +96,7 @@ class StreamRelay:
         call.end_time = time.time()
         call.status_code = self.response.status
         call.response = self.folded.result()
+        call.fingerprints = list(self.folded.fingerprints)
         if self.failure is not None:
             call.fail(self.failure.error_type, self.failure.message)
         elif self.folded.error is not None:

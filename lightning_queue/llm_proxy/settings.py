@@ -56,6 +56,22 @@ class ProxySettings(Settings):
         False,
         help="Serve calls without the /rollout/<rid>/attempt/<aid> prefix (not recorded); by default they get 404.",
     )
+    pause_retry_after: float = setting(
+        5.0,
+        help="While the namespace's claims are paused for a weight sync, new calls get 503 with Retry-After of "
+        "this many seconds; OpenAI clients wait that long between their retries (2 by default).",
+        gt=0,
+        le=60,
+        allow_inf_nan=False,
+    )
+    pause_poll: float = setting(
+        0.1,
+        help="Seconds between the proxy's reads of the claims pause and the policy version (how soon it sees a "
+        "pause or a resume).",
+        gt=0,
+        le=5,
+        allow_inf_nan=False,
+    )
     limits: ServerLimits = Field(default_factory=ServerLimits, description="Timeouts and caps of client connections.")
 
     @classmethod

@@ -105,6 +105,12 @@ class CallRecord:
     request_attrs: dict[str, Any] | None = None
     # Bytes of the answer as received: a large one is turned into attributes off the event loop.
     response_bytes: int = 0
+    # The namespace's policy version when the call was admitted (its attempt's if the store has none),
+    # and the version its attempt was claimed under.
+    policy_version: int | None = None
+    attempt_policy_version: int | None = None
+    # Each distinct system_fingerprint of a streamed answer, in order (a weights swap mid-stream shows here).
+    fingerprints: list[str] = field(default_factory=list)
 
     def fail(self, error_type: str, message: str) -> None:
         self.error_type = error_type

@@ -126,6 +126,8 @@ class StreamAccumulator:
         self.error: Any = None
         self.chunks = 0
         self._top: dict[str, Any] = {}
+        # Every distinct system_fingerprint, in order: more than one means the upstream changed weights mid-stream.
+        self.fingerprints: list[str] = []
         self._choices: dict[int, _Choice] = {}
 
     def add(self, data: str) -> None:
@@ -141,6 +143,9 @@ class StreamAccumulator:
         self.chunks += 1
         if "error" in chunk:
             self.error = chunk["error"]
+        fingerprint = chunk.get("system_fingerprint")
+        if isinstance(fingerprint, str) and fingerprint not in self.fingerprints:
+            self.fingerprints.append(fingerprint)
         for key in ("id", "model", "created", "system_fingerprint", "usage"):
             if chunk.get(key) is not None:
                 self._top[key] = chunk[key]

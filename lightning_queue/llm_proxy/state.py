@@ -8,12 +8,14 @@ from dataclasses import asdict, dataclass
 
 from ..store.base import LightningStore
 from .attribution import AttemptDirectory
+from .barrier import Barrier
 from .batching import StoreWriter
 from .body import THREAD_BYTES, BodyBytes
 from .config import ModelTable
 from .connections import ConnectionGate, LogLimiter
 from .limits import ServerLimits
 from .metrics import ProxyMetrics
+from .policy_versions import stamp_versions
 from .scrubbing import Scrubber
 from .settings import default
 from .spans import DEFAULT_SPAN_LIMIT, SPAN_OVERHEAD, CallRecord, build_span
@@ -50,11 +52,14 @@ class ProxyState:
         limits: ServerLimits | None = None,
         allow_unattributed: bool = False,
         metrics: ProxyMetrics | None = None,
+        pause_retry_after: float = default("pause_retry_after"),
+        pause_poll: float = default("pause_poll"),
     ) -> None:
         self.models = models
         self.store = store
         self.directory = AttemptDirectory(store)
         self.writer = StoreWriter(store)
+        self.barrier = Barrier(store, retry_after=pause_retry_after, interval=pause_poll)
         self.upstream = upstream
         self.stats = stats
         self.auth_token = auth_token
@@ -80,6 +85,7 @@ class ProxyState:
 
     def health(self) -> dict[str, int]:
         counts = self.stats.as_dict()
+        counts.update(self.barrier.health())
         if self.gate is not None:
             counts.update(
                 open_connections=self.gate.open_connections,
@@ -101,6 +107,7 @@ class ProxyState:
             )
 
     async def record(self, call: CallRecord) -> None:
+        stamp_versions(call, self.barrier.view.policy_version)
         if call.response_bytes >= THREAD_BYTES:
             span = await asyncio.to_thread(build_span, call, self.span_limit)
         else:

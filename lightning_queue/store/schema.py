@@ -46,6 +46,11 @@ KEY_PAUSE_HOLDER = "claims:holder"
 KEY_GATE = "gate"
 # The staleness bound (a hash; absent = no bound, today's behaviour).
 KEY_STALENESS = "staleness"
+# Each running LLM proxy's drain status (msgpack, with a TTL), the proxies by expiry (zset), and the token
+# of the latest drain (llm_proxy/registry.py; Python only, no script reads them).
+KEY_PROXY = "px:"
+KEY_PROXIES_INDEX = "pxidx"
+KEY_DRAIN_REQUEST = "pxdrain"
 
 # The consumer group every worker reads the queue stream through.
 GROUP = "workers"

@@ -111,6 +111,8 @@ class StandInModelServer:
         model: the model name the server reports.
         api_key: when set, requests must send `Authorization: Bearer <api_key>` (else 401).
         token_ids: "requested" (like vLLM: only with `return_token_ids: true`), "always" or "never".
+        system_fingerprint: put in every reply and chunk when set (`lq serve-model` sends "weights-v<n>");
+            read at each chunk, so a test can change it mid-stream to play a weights swap.
     """
 
     def __init__(
@@ -123,8 +125,10 @@ class StandInModelServer:
         token_ids: TokenIdsMode = "requested",
         host: str = "127.0.0.1",
         port: int = 0,
+        system_fingerprint: str | None = None,
     ) -> None:
         self.model = model
+        self.system_fingerprint = system_fingerprint
         self.api_key = api_key
         self.token_ids_mode: TokenIdsMode = token_ids
         self.host = host
@@ -219,6 +223,8 @@ class StandInModelServer:
             "created": int(time.time()),
             "model": self.model,
         }
+        if self.system_fingerprint is not None:
+            envelope["system_fingerprint"] = self.system_fingerprint
         with_ids = self.token_ids_mode == "always" or (
             self.token_ids_mode == "requested" and body.get("return_token_ids") is True
         )
@@ -263,6 +269,8 @@ class StandInModelServer:
                 choice = {**choice, "token_ids": list(token_ids)}
             choices = [{"index": i, "logprobs": None, "finish_reason": None, **choice} for i in range(answer.n)]
             chunk = {**envelope, "choices": choices, **top}
+            if self.system_fingerprint is not None:
+                chunk["system_fingerprint"] = self.system_fingerprint
             await out.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
 
         opening = {"prompt_token_ids": prompt_ids} if ids else {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -32,3 +33,12 @@ def client_of(proxy: LLMProxy, attempt: AttemptedRollout | None = None, **kwargs
         resource = proxy.as_resource(attempt.rollout_id, attempt.attempt.attempt_id)
     kwargs.setdefault("api_key", resource.api_key or "no-key")
     return AsyncOpenAI(base_url=resource.endpoint, max_retries=0, timeout=20.0, **kwargs)
+
+
+async def until_admitted(proxy: LLMProxy, count: int = 1, within: float = 10.0) -> None:
+    """Wait until `count` calls are in flight through `proxy` (admitted by its weight-sync barrier)."""
+    for _ in range(int(within / 0.005)):
+        if proxy.in_flight() >= count:
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"{proxy!r} never had {count} call(s) in flight")

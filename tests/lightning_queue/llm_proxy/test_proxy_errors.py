@@ -195,6 +195,7 @@ async def test_malformed_path_ids_get_404_before_any_key_is_touched(
 
     # aiohttp's router already refuses some (braces); our check refuses the rest; both say not_found.
     assert status == 404 and payload["error"]["type"] == "not_found"
+    await proxy.stop()  # its own status record goes with it
     assert await store.purge() == 0  # nothing was written, not even a sequence counter
 
 
