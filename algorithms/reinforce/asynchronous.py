@@ -20,9 +20,8 @@ them idle while the last rollouts of an iteration finish. Here:
   admitted in bound can still finish late. Failed rollouts count as consumed and wrong, as in the
   synchronous loop. No importance correction: plain REINFORCE on slightly off-policy samples.
 - **Weight sync.** After the step: pause claims, drain the proxy (in-flight LLM calls finish on the
-  old weights, new ones wait), load the checkpoint into the server, publish the snapshot (policy
-  version + 1), resume. `drain_proxy` is the stand-in for a proxy without `drain()`: it skips the
-  drain (see NO_DRAIN). Rollouts already claimed keep running through it: their calls after the sync
+  old weights, new ones get 503 + Retry-After), load the checkpoint into the server, publish the
+  snapshot (policy version + 1), resume. Rollouts already claimed keep running through it: their calls after the sync
   use the new weights, and their triplets say so.
 - **Shutdown** (budget spent, iterations done, or an error): stop producing, cancel what is still
   queued, let the running rollouts finish (bounded, then cancel), lift the staleness bound; claims
@@ -46,6 +45,7 @@ from typing import Any
 
 from lightning_queue import LLMProxy
 from lightning_queue.algorithm import batch_iter_over_dataset
+from lightning_queue.llm_proxy import DrainTimeout
 from lightning_queue.store.base import LightningStore
 from lightning_queue.types import AttemptedRollout, EnqueueRolloutRequest, Rollout, Triplet
 
@@ -78,13 +78,9 @@ def admitted_limit(max_staleness: int, batch_size: int, steps: int) -> int:
 
 def sample_version(triplet: Triplet, attempt_version: int | None) -> int | None:
     """The policy version a call was generated under: the proxy's record on the triplet, else the attempt's."""
-    for key in ("policy_version", "lq.policy.version"):
-        value = triplet.metadata.get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    version = getattr(triplet, "policy_version", None)
-    if isinstance(version, int) and not isinstance(version, bool):
-        return version
+    value = triplet.metadata.get("policy_version")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
     return attempt_version
 
 
@@ -94,28 +90,17 @@ def histogram(staleness: Sequence[int]) -> dict[str, int]:
     return {str(k): counts.get(k, 0) for k in range(max(counts, default=-1) + 1)}
 
 
-NO_DRAIN = (
-    "this LLMProxy has no drain(): weight syncs pause claims and reload without waiting for in-flight LLM "
-    "calls (lq serve-model finishes a running request on the weights it started with), and staleness is "
-    "read from the attempts' policy versions"
-)
-
-
-async def drain_proxy(llm_proxy: LLMProxy | None, timeout: float) -> float | None:
-    """Wait for the proxy's in-flight calls (seconds waited); None if this proxy cannot drain (see NO_DRAIN).
+async def drain_proxy(llm_proxy: LLMProxy, timeout: float) -> float:
+    """Wait for the proxy's in-flight calls; the seconds waited.
 
     A drain that times out is logged and the sync goes on: the calls still running keep the weights
     they started with on `lq serve-model`, so the reload is safe, only their version label is late.
     """
-    drain = getattr(llm_proxy, "drain", None)
-    if drain is None:
-        return None
     try:
-        waited: float = await drain(timeout)
-    except TimeoutError as exc:
+        return await llm_proxy.drain(timeout)
+    except DrainTimeout as exc:
         logger.warning("weight sync: the proxy did not drain within %.0fs (%s); reloading anyway", timeout, exc)
         return timeout
-    return waited
 
 
 @dataclass
@@ -175,8 +160,6 @@ class AsyncReinforce(Reinforce):
                 f"--async needs a store with {' and '.join(missing)} (issue 17); {type(store).__name__} lacks "
                 "them: use RedisLightningStore, or drop --async"
             )
-        if not callable(getattr(llm_proxy, "drain", None)):
-            logger.warning("%s", NO_DRAIN)
 
     async def _train(
         self, store: LightningStore, llm_proxy: LLMProxy | None, trainer: PolicyTrainer, train: list[Any]
@@ -294,7 +277,7 @@ class AsyncReinforce(Reinforce):
         checkpoint = await asyncio.to_thread(trainer.save, Path(cfg.checkpoint_dir) / f"iter-{step + 1}")
         updated = time.monotonic()
         in_flight = await self._count(store, ("preparing", "running"))
-        new_version = await self._sync(store, llm_proxy, checkpoint)
+        new_version, drained = await self._sync(store, llm_proxy, checkpoint)
         train = HeldOut(scored, checked=self.checker is not None)
         record = {
             "iteration": step + 1,
@@ -313,6 +296,7 @@ class AsyncReinforce(Reinforce):
             "rollout_seconds": round(waited - started, 2),
             "update_seconds": round(updated - waited, 2),
             "sync_seconds": round(time.monotonic() - updated, 2),
+            "drain_seconds": round(drained, 2),
             "checkpoint": str(checkpoint),
         }
         return record, staleness, stale
@@ -347,12 +331,16 @@ class AsyncReinforce(Reinforce):
                         staleness.append(version - made)
         return samples, staleness, stale, scored
 
-    async def _sync(self, store: LightningStore, llm_proxy: LLMProxy | None, checkpoint: Path) -> int:
-        """The weight-sync barrier: pause claims, drain the proxy, reload, publish the next version, resume."""
+    async def _sync(self, store: LightningStore, llm_proxy: LLMProxy | None, checkpoint: Path) -> tuple[int, float]:
+        """The weight-sync barrier: pause claims, drain the proxy, reload, publish the next version, resume.
+
+        Returns the new policy version and the seconds the drain waited.
+        """
         async with store.claims_pause(ttl=max(60.0, 3 * self.config.drain_timeout)):
-            await drain_proxy(llm_proxy, self.config.drain_timeout)
+            # _check_ready refused to run without a proxy; the test keeps the type narrow.
+            drained = await drain_proxy(llm_proxy, self.config.drain_timeout) if llm_proxy is not None else 0.0
             await self.reloader.load(checkpoint)
-            return await self._publish_train(store, llm_proxy)
+            return await self._publish_train(store, llm_proxy), drained
 
     async def _count(self, store: LightningStore, statuses: Sequence[str]) -> int:
         ids = [i for g in self.groups.values() for i in g.pending()]

@@ -14,11 +14,12 @@ import pytest
 from click.testing import CliRunner
 
 from algorithms.reinforce import AsyncReinforce, ReinforceConfig
-from algorithms.reinforce.asynchronous import Group, admitted_limit, check_staleness_options, histogram
+from algorithms.reinforce.asynchronous import Group, admitted_limit, check_staleness_options, drain_proxy, histogram
 from algorithms.reinforce.cli import reinforce_command
 from algorithms.reinforce.policy import Sample
 from algorithms.tasks import make_tasks
 from lightning_queue import LLMProxy, LlmProxyTraceToTriplet, RedisLightningStore, Trainer
+from lightning_queue.llm_proxy import DrainTimeout
 from lightning_queue.store.base import LightningStore
 from lightning_queue.testing import StandInModelServer
 from lightning_queue.types import Attempt, PaginatedResult, Triplet
@@ -97,6 +98,7 @@ async def test_async_loop_trains_on_b_rollouts_per_step_within_the_bound_and_lea
         assert max(map(int, r["staleness"])) <= cfg.max_staleness
         assert sum(r["staleness"].values()) == r["samples"]
         assert r["policy_version_after"] == r["policy_version"] + 1
+        assert r["drain_seconds"] >= 0 and r["sync_seconds"] >= r["drain_seconds"]
     assert [r["policy_version"] for r in records[1:]] == [r["policy_version_after"] for r in records[:-1]]
     # A batch holds whole groups (both samples of a task: the per-task baseline's pair) unless one was dropped.
     for batch, r in zip(policy.batches, records, strict=True):
@@ -226,3 +228,12 @@ def test_async_cli_flags_parse_and_bad_values_are_named() -> None:
     assert alone.exit_code == 2 and "add --async" in alone.output
     minutes = runner.invoke(reinforce_command, ["--max-minutes", "0"])
     assert minutes.exit_code == 2 and "--max-minutes" in minutes.output
+
+
+async def test_a_drain_that_times_out_is_logged_and_the_sync_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    class Stuck:
+        async def drain(self, timeout: float) -> float:
+            raise DrainTimeout(f"2 calls still in flight after {timeout} s")
+
+    assert await drain_proxy(Stuck(), 0.5) == 0.5  # type: ignore[arg-type]
+    assert "did not drain within" in caplog.text and "2 calls still in flight" in caplog.text
