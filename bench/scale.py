@@ -3,10 +3,11 @@
 For each N, a fresh redis-server is filled with N rollouts the way a run leaves them: enqueued in
 batches of 100 (one script call each, so 100 share a start_time), claimed, and ended 80 % succeeded,
 10 % failed, 10 % still queued (a warm-up batch of 100 more is stored first, before the memory
-baseline); one more rollout carries a long trace. Then each listed call runs
-`--repeat` times (after one warm-up) and its p50/p99 are reported, with Redis memory per rollout
-(`used_memory` delta over N). The ratios column divides each call's p50 at the largest N by its p50
-at the smallest: O(log N + page) calls stay near 1, O(N) calls grow with N.
+baseline); one more rollout carries a long trace (every 10th span a "tool", the others "llm"),
+and N/10 resources snapshots are stored (an async RL run publishes one per policy version). Then each
+listed call runs `--repeat` times (after one warm-up) and its p50/p99 are reported, with Redis memory
+per rollout (`used_memory` delta over N). The ratios column divides each call's p50 at the largest N by
+its p50 at the smallest: O(log N + page) calls stay near 1, O(N) calls grow with N.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ BATCH = 100
 TRACE_SPANS = 2000
 WAIT_IDS = 1000
 TRACE_ATTRS = {"gen_ai.completion": "x" * 200}
+# Resources snapshots stored per rollout (one policy version per 10 rollouts).
+SNAPSHOTS_PER_ROLLOUT = 0.1
 
 
 @dataclass
@@ -78,12 +81,31 @@ async def _long_trace(store: Any) -> str:
     for first in range(0, TRACE_SPANS, 200):
         await store.add_many_spans(
             [
-                Span.from_attributes(attributes=TRACE_ATTRS, rollout_id=rid, attempt_id=aid, sequence_id=s, name="llm")
+                Span.from_attributes(
+                    attributes=TRACE_ATTRS,
+                    rollout_id=rid,
+                    attempt_id=aid,
+                    sequence_id=s,
+                    name="tool" if s % 10 == 0 else "llm",
+                )
                 for s in range(first + 1, first + 201)
             ]
         )
     await store.update_attempt(rid, aid, status="succeeded")
     return rid
+
+
+async def _snapshots(store: Any, n: int) -> None:
+    """N resources snapshots, one `add_resources` each (200 concurrent script calls at a time)."""
+    from lightning_queue.types import LLM
+
+    for first in range(0, n, 200):
+        await asyncio.gather(
+            *(
+                store.add_resources({"llm": LLM(endpoint="http://127.0.0.1:1/v1", model=f"policy-v{k}")})
+                for k in range(first, min(first + 200, n))
+            )
+        )
 
 
 async def _time(call: Callable[[], Awaitable[Any]], repeat: int) -> dict[str, float]:
@@ -110,6 +132,15 @@ def _calls(store: Any, ids: list[str], trace: str) -> dict[str, Callable[[], Awa
         "sort mode limit=10": lambda: q(sort_by="mode", limit=10),
         "status=succeeded sort end_time limit=10": lambda: q(status_in=["succeeded"], sort_by="end_time", limit=10),
         f"query_spans {TRACE_SPANS}-span trace limit=10": lambda: store.query_spans(trace, limit=10, offset=500),
+        f"query_spans {TRACE_SPANS} spans name=tool limit=10": lambda: store.query_spans(trace, name="tool", limit=10),
+        f"query_spans {TRACE_SPANS} spans sort name limit=10": lambda: store.query_spans(
+            trace, sort_by="name", limit=10
+        ),
+        "query_resources limit=10": lambda: store.query_resources(limit=10),
+        "query_resources update_time desc limit=10": lambda: store.query_resources(
+            sort_by="update_time", sort_order="desc", limit=10
+        ),
+        "query_resources id_contains limit=10": lambda: store.query_resources(resources_id_contains="rs-a", limit=10),
         "statistics()": store.statistics,
         f"wait_for_rollouts {WAIT_IDS} ids": lambda: store.wait_for_rollouts(rollout_ids=waited, timeout=0),
     }
@@ -130,6 +161,7 @@ async def _measure(url: str, n: int, repeat: int) -> dict[str, Any]:
         fill_s = time.monotonic() - t0
         used = await _used(client)
         trace = await _long_trace(store)
+        await _snapshots(store, int(n * SNAPSHOTS_PER_ROLLOUT))
         stats = await store.statistics()
         calls = {name: await _time(call, repeat) for name, call in _calls(store, ids, trace).items()}
         await store.purge()
@@ -138,6 +170,7 @@ async def _measure(url: str, n: int, repeat: int) -> dict[str, Any]:
             "fill_s": fill_s,
             "fill_rollouts_per_s": n / fill_s,
             "bytes_per_rollout": (used - base) / n,
+            "resources_snapshots": stats["total_resources"],
             "by_status": stats["rollouts_by_status"],
             "calls_ms": calls,
         }
@@ -175,6 +208,7 @@ def render(result: dict[str, Any]) -> str:
         return f"{r['calls_ms'][name]['p50']:.2f} / {r['calls_ms'][name]['p99']:.2f}"
 
     body = [[name, *[cell(r, name) for r in rows], ratio["p50"][name]] for name in names]
+    body.append(["resources snapshots stored", *[str(r["resources_snapshots"]) for r in rows], ""])
     body.append(["Redis bytes / rollout", *[f"{r['bytes_per_rollout']:.0f}" for r in rows], ""])
     body.append(["fill rollouts / s", *[f"{r['fill_rollouts_per_s']:.0f}" for r in rows], ""])
     return "\n".join(["Store calls as stored rollouts grow (one redis-server per N)", table(headers, body, digits=2)])

@@ -63,6 +63,7 @@ class Keys:
         self.meta = self.prefix + schema.KEY_META
         self.all_rollouts = self.prefix + schema.KEY_ALL_ROLLOUTS
         self.resources_index = self.prefix + schema.KEY_RESOURCES_INDEX
+        self.resources_created = self.prefix + schema.KEY_RESOURCES_CREATED
         self.workers_index = self.prefix + schema.KEY_WORKERS_INDEX
         self.open_rollouts = self.prefix + schema.KEY_OPEN_INDEX
         self.ended_rollouts = self.prefix + schema.KEY_ENDED_INDEX

@@ -115,15 +115,23 @@ async def _window(redis: Any, seg: Segment, start: int, take: int) -> Window:
 
 async def all_ids(redis: Any, keys: Sequence[str]) -> list[str]:
     """Every member of `keys` in (score, member) order, read CHUNK at a time (never one giant reply)."""
-    scored: list[tuple[float, str]] = []
-    for key in keys:
+    return [m for m, _ in await all_entries(redis, keys)]
+
+
+async def all_entries(redis: Any, keys: Sequence[str]) -> list[tuple[str, int]]:
+    """Every (member, index in `keys` of its set) in (score, member, set) order, read CHUNK at a time.
+
+    Members only: a caller then reads the records chunk by chunk. The order is `page`'s for these sets.
+    """
+    scored: list[tuple[float, str, int]] = []
+    for k, key in enumerate(keys):
         start = 0
         while True:
             chunk = await redis.zrange(key, start, start + CHUNK - 1, withscores=True)
-            scored += [(score, m) for m, score in _decoded(chunk)]
+            scored += [(score, m, k) for m, score in _decoded(chunk)]
             if len(chunk) < CHUNK:
                 break
             start += CHUNK
     if len(keys) > 1:
         scored.sort()
-    return [m for _, m in scored]
+    return [(m, k) for _, m, k in scored]

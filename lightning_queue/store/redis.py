@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -69,6 +70,8 @@ logger = logging.getLogger(__name__)
 
 DEQUEUE_BATCH = 1000
 DELETE_BATCH = 100
+# Spans read per round trip by a filtered or sorted span query (spans are large: fewer than ids).
+SPAN_CHUNK = 200
 _resources_adapter: Any = None
 
 
@@ -991,25 +994,86 @@ class RedisLightningStore(LightningStore):
         limit: int = -1,
         offset: int = 0,
     ) -> PaginatedResult[ResourcesUpdate]:
-        """Resources snapshots. Reads every snapshot (one per resources id, few in a run) in one pipeline."""
+        """Resources snapshots, by default in creation order (`create_time`, equal times by id).
+
+        Cost: unfiltered, sorted by nothing, `create_time` or `update_time`, a page is O(log N + page)
+        from the `idx:res:created` / `res:idx` sorted sets with an exact `total` (ZCARD); equal times
+        cost the size of their tie group at the page's two ends. `resources_id` reads that one snapshot.
+        `resources_id_contains` walks the ids (not the snapshots) in chunks of 1000, O(N) ids, then
+        reads only the page when sorted by nothing or ascending `create_time`. Any other sort field
+        (`resources_id`, `version`, `resources`), `resources_id_contains` with another sort, or a
+        namespace written before `idx:res:created` existed reads every candidate snapshot, 1000 per
+        round trip: O(N).
+        """
         check_sort(sort_by, sort_order, ResourcesUpdate)
         check_paging(limit, offset)
-        ids = _ids(await self._redis.zrange(self.keys.resources_index, 0, -1))
-        ids = [i for i in ids if combine(text_matches(i, resources_id, resources_id_contains), "and")]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for rid in ids:
-                pipe.hgetall(self.keys.resources(rid))
-            replies = await pipe.execute(raise_on_error=False) if ids else []
-        found = []
-        for rid, reply in zip(ids, replies, strict=True):
-            key = self.keys.resources(rid)
-            update = reply and _listed(
-                lambda: codec.resources_from_fields(codec.hash_fields(reply, key=key), key=key)  # noqa: B023
+        if resources_id is not None:
+            wanted = is_valid_id(resources_id) and combine(
+                text_matches(resources_id, None, resources_id_contains), "and"
             )
-            if update:
-                found.append(update)
-        found.sort(key=lambda r: r.create_time)
+            found = await self._resources_of([resources_id]) if wanted else []
+            return sort_and_page(found, sort_by=sort_by, sort_order=sort_order, limit=limit, offset=offset)
+        keys = self.keys
+        by_update, by_creation = await paging.counts(self._redis, [keys.resources_index, keys.resources_created])
+        # Snapshots stored before `idx:res:created` existed are missing from it: scan those namespaces.
+        indexed = by_update == by_creation
+        desc = sort_order == "desc"
+        if (
+            indexed
+            and resources_id_contains is not None
+            and (sort_by is None or (sort_by, desc) == ("create_time", False))
+        ):
+            ids = [i for i in await self._index_ids([keys.resources_created]) if resources_id_contains in i]
+            if desc:
+                ids.reverse()
+            chosen = ids[offset:] if limit == -1 else ids[offset : offset + limit]
+            page = await self._resources_of(chosen)
+            return PaginatedResult(items=page, limit=limit, offset=offset, total=len(ids))
+        if indexed and resources_id_contains is None and sort_by in (None, "create_time", "update_time"):
+            if sort_by == "update_time":
+                # Equal update times (distinct ids) go in creation order, which is not the set's member order.
+                order = paging.Segment((keys.resources_index,), reverse=desc, exact=False)
+            else:
+                # A stable descending sort keeps equal create times in ascending id order: not ZREVRANGE's.
+                order = paging.Segment((keys.resources_created,), reverse=desc, exact=sort_by is None or not desc)
+            total, windows = await paging.page(self._redis, [order], limit=limit, offset=offset)
+            items: list[ResourcesUpdate] = []
+            for window in windows:
+                found = await self._resources_of(window.ids)
+                if window.exact:
+                    items += found
+                    continue
+                found.sort(key=_creation)
+                exact = sort_and_page(
+                    found, sort_by=sort_by, sort_order=sort_order, limit=window.take, offset=window.skip
+                )
+                items += exact.items
+            return PaginatedResult(items=items, limit=limit, offset=offset, total=total)
+        ids = await self._index_ids([keys.resources_index])
+        if resources_id_contains is not None:
+            ids = [i for i in ids if resources_id_contains in i]
+        found = sorted(await self._resources_of(ids), key=_creation)
         return sort_and_page(found, sort_by=sort_by, sort_order=sort_order, limit=limit, offset=offset)
+
+    async def _resources_of(self, ids: Sequence[str]) -> list[ResourcesUpdate]:
+        """The snapshots of `ids` that exist, in that order, read 1000 per round trip; a corrupt one is
+        logged and left out."""
+        found: list[ResourcesUpdate] = []
+        ids = [i for i in ids if is_valid_id(i)]
+        for first in range(0, len(ids), paging.CHUNK):
+            chunk = ids[first : first + paging.CHUNK]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for rid in chunk:
+                    pipe.hgetall(self.keys.resources(rid))
+                replies = await pipe.execute(raise_on_error=False)
+            for rid, reply in zip(chunk, replies, strict=True):
+                key = self.keys.resources(rid)
+                update = reply and _listed(
+                    lambda: codec.resources_from_fields(codec.hash_fields(reply, key=key), key=key)  # noqa: B023
+                )
+                if update:
+                    found.append(update)
+        return found
 
     # --- spans ------------------------------------------------------------------------------------
     def _new_span(self, span: Span) -> NewSpan:
@@ -1089,6 +1153,17 @@ class RedisLightningStore(LightningStore):
         sort_by: str | None = "sequence_id",
         sort_order: SortOrder = "asc",
     ) -> PaginatedResult[Span]:
+        """Spans of one rollout (one attempt, or all), by default in sequence order (equal sequence ids
+        by span id, then attempt).
+
+        Cost: unfiltered in sequence order a page is O(log n + page) from the attempts' span-order
+        indexes and decodes only its spans. A filter (ids, names, `_contains`) or another sort reads the
+        whole trace (of `attempt_id`, when given), SPAN_CHUNK spans per round trip, decoding chunk by
+        chunk: O(n) reads and msgpack decodes, and a Span validation per match. In ascending sequence
+        order it keeps only the page's matches; any other order keeps every match to sort it. `total`
+        is exact. A trace written before the order indexes existed is read by HSCAN, SPAN_CHUNK at a
+        time, the same way.
+        """
         check_choice("filter_logic", filter_logic, ("and", "or"))
         check_sort(sort_by, sort_order, Span)
         check_paging(limit, offset)
@@ -1098,7 +1173,8 @@ class RedisLightningStore(LightningStore):
         await self._healthcheck()
         key = self.keys.spans(rollout_id)
         filters = (trace_id, trace_id_contains, span_id, span_id_contains, parent_id, parent_id_contains)
-        indexed = sort_by in (None, "sequence_id") and all(f is None for f in (*filters, name, name_contains))
+        filtered = any(f is not None for f in (*filters, name, name_contains))
+        indexed = sort_by in (None, "sequence_id") and not filtered
         # One round trip: the latest attempt id, the size of the trace, the attempts (their order indexes).
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hget(self.keys.rollout(rollout_id), "latest")
@@ -1111,56 +1187,118 @@ class RedisLightningStore(LightningStore):
             if latest is None:
                 return empty
             attempt_id = latest.decode(errors="replace")
-        if indexed and not isinstance(stored_count, Exception) and not isinstance(attempt_ids, Exception):
+        in_index, aids = False, []
+        if not isinstance(stored_count, Exception) and not isinstance(attempt_ids, Exception):
             aids = _ids(attempt_ids)
             orders = [self.keys.span_order(rollout_id, aid) for aid in aids]
-            # A trace written before the order indexes existed is not in them: it is read whole below.
-            if sum(await paging.counts(self._redis, orders)) == stored_count:
-                chosen = aids if attempt_id is None else [attempt_id]
-                return await self._span_page(rollout_id, chosen, sort_order, limit, offset)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(key)
-            [stored] = await pipe.execute(raise_on_error=False)
-        prefix = None if attempt_id is None else attempt_id + ":"
-        spans = [
-            span
-            for field, blob in codec.hash_fields(stored, key=key).items()
-            if prefix is None or field.startswith(prefix)
-            if (span := _listed(lambda: codec.span_from_blob(blob, key=f"{key} field {field}")))  # noqa: B023
-        ]
-        if not spans:
-            return empty
-        # Spans come back in hash order; the contract's natural order is by sequence id.
-        spans.sort(key=lambda span: span.sequence_id)
+            # A trace written before the order indexes existed is not in them: it is scanned below.
+            in_index = sum(await paging.counts(self._redis, orders)) == stored_count
+        chosen = aids if attempt_id is None else [attempt_id]
+        if in_index and indexed:
+            return await self._span_page(rollout_id, chosen, sort_by, sort_order, limit, offset)
 
-        def matches(s: Span) -> bool:
-            verdicts = text_matches(s.trace_id, trace_id, trace_id_contains)
-            verdicts += text_matches(s.span_id, span_id, span_id_contains)
-            verdicts += text_matches(s.parent_id, parent_id, parent_id_contains)
-            verdicts += text_matches(s.name, name, name_contains)
+        def matches(get: Callable[[str], Any]) -> bool:
+            verdicts = text_matches(get("trace_id"), trace_id, trace_id_contains)
+            verdicts += text_matches(get("span_id"), span_id, span_id_contains)
+            verdicts += text_matches(get("parent_id"), parent_id, parent_id_contains)
+            verdicts += text_matches(get("name"), name, name_contains)
             return combine(verdicts, filter_logic)
 
-        spans = [s for s in spans if matches(s)]
-        return sort_and_page(spans, sort_by=sort_by, sort_order=sort_order, limit=limit, offset=offset)
+        # Walked in sequence order and listed so (ascending), only the page's matches are kept.
+        in_order = in_index and sort_by in (None, "sequence_id") and sort_order == "asc"
+        chunks = self._spans_in_order(rollout_id, chosen) if in_index else self._spans_scanned(rollout_id, attempt_id)
+        kept: list[Span] = []
+        total = 0
+        async for chunk in chunks:
+            for field, blob in chunk:
+                # Validating a span costs ~20x unpacking it: a span whose plain fields do not match is skipped.
+                texts = _span_texts(blob) if filtered else None
+                if texts is not None and not matches(texts.get):
+                    continue
+                span = _listed(lambda: codec.span_from_blob(blob, key=f"{key} field {field}"))  # noqa: B023
+                if span is None or not matches(functools.partial(getattr, span)):
+                    continue
+                if not in_order or (total >= offset and (limit == -1 or total < offset + limit)):
+                    kept.append(span)
+                total += 1
+        if in_order:
+            return PaginatedResult(items=kept, limit=limit, offset=offset, total=total)
+        if not in_index:
+            # Scanned in hash order; the order indexes' order is (sequence id, span id).
+            kept.sort(key=lambda span: (span.sequence_id, span.span_id))
+        return sort_and_page(kept, sort_by=sort_by, sort_order=sort_order, limit=limit, offset=offset)
+
+    async def _spans_in_order(self, rollout_id: str, attempt_ids: list[str]) -> AsyncIterator[list[tuple[str, bytes]]]:
+        """The trace's (field, span) pairs in its order indexes' merged order, SPAN_CHUNK per HMGET."""
+        key = self.keys.spans(rollout_id)
+        orders = [self.keys.span_order(rollout_id, aid) for aid in attempt_ids]
+        fields = [f"{attempt_ids[k]}:{sid}" for sid, k in await paging.all_entries(self._redis, orders)]
+        async for chunk in self._span_blobs(key, fields):
+            yield [(field, blob) for field, blob in chunk if blob is not None]
+
+    async def _spans_scanned(self, rollout_id: str, attempt_id: str | None) -> AsyncIterator[list[tuple[str, bytes]]]:
+        """The trace's (field, span) pairs of one attempt (None: all) in hash order, by HSCAN of SPAN_CHUNK."""
+        key = self.keys.spans(rollout_id)
+        prefix = None if attempt_id is None else attempt_id + ":"
+        seen: set[str] = set()  # HSCAN may return a field twice (while the hash is rehashed)
+        cursor = 0
+        while True:
+            try:
+                cursor, part = await self._redis.hscan(key, cursor, count=SPAN_CHUNK)
+            except ResponseError as exc:  # WRONGTYPE: the key is not a hash
+                raise codec.CorruptRecord(key, str(exc).splitlines()[0]) from exc
+            chunk = []
+            for raw, blob in part.items():
+                field = raw.decode(errors="replace")
+                if field not in seen and (prefix is None or field.startswith(prefix)):
+                    seen.add(field)
+                    chunk.append((field, blob))
+            yield chunk
+            if int(cursor) == 0:
+                return
 
     async def _span_page(
-        self, rollout_id: str, attempt_ids: list[str], sort_order: str, limit: int, offset: int
+        self, rollout_id: str, attempt_ids: list[str], sort_by: str | None, sort_order: str, limit: int, offset: int
     ) -> PaginatedResult[Span]:
         """A page of a trace in sequence order from its attempts' order indexes (merged): only the page's
-        spans are read and decoded."""
-        key = self.keys.spans(rollout_id)
+        spans are read and decoded (and, descending by sequence id, those sharing a sequence id with its ends)."""
         orders = tuple(self.keys.span_order(rollout_id, aid) for aid in attempt_ids)
-        order = paging.Segment(orders, reverse=sort_order == "desc")
+        desc = sort_order == "desc"
+        # A stable descending sort by sequence id keeps equal ids in ascending order: not ZREVRANGE's.
+        order = paging.Segment(orders, reverse=desc, exact=not (desc and sort_by == "sequence_id"))
         total, windows = await paging.page(self._redis, [order], limit=limit, offset=offset)
-        fields = [f"{attempt_ids[k]}:{sid}" for w in windows for sid, k in zip(w.ids, w.origins, strict=True)]
-        blobs = await self._redis.hmget(key, fields) if fields else []
-        spans = [
-            span
-            for field, blob in zip(fields, blobs, strict=True)
-            if blob is not None
-            if (span := _listed(lambda: codec.span_from_blob(blob, key=f"{key} field {field}")))  # noqa: B023
-        ]
-        return PaginatedResult(items=spans, limit=limit, offset=offset, total=total)
+        items: list[Span] = []
+        for window in windows:
+            fields = [f"{attempt_ids[k]}:{sid}" for sid, k in zip(window.ids, window.origins, strict=True)]
+            spans_of = await self._spans_of(rollout_id, fields)
+            found = [(span, k) for span, k in zip(spans_of, window.origins, strict=True) if span is not None]
+            if window.exact:
+                items += [span for span, _ in found]
+                continue
+            found.sort(key=lambda pair: (pair[0].sequence_id, pair[0].span_id, pair[1]))
+            spans = [span for span, _ in found]
+            items += sort_and_page(
+                spans, sort_by=sort_by, sort_order=sort_order, limit=window.take, offset=window.skip
+            ).items
+        return PaginatedResult(items=items, limit=limit, offset=offset, total=total)
+
+    async def _spans_of(self, rollout_id: str, fields: list[str]) -> list[Span | None]:
+        """The spans of `fields`, in that order; None for one missing, or corrupt (logged)."""
+        key = self.keys.spans(rollout_id)
+        found: list[Span | None] = []
+        async for chunk in self._span_blobs(key, fields):
+            for field, blob in chunk:
+                if blob is None:
+                    found.append(None)
+                    continue
+                found.append(_listed(lambda: codec.span_from_blob(blob, key=f"{key} field {field}")))  # noqa: B023
+        return found
+
+    async def _span_blobs(self, key: str, fields: list[str]) -> AsyncIterator[list[tuple[str, bytes | None]]]:
+        """(field, stored span or None) of `fields` in order, SPAN_CHUNK per HMGET."""
+        for first in range(0, len(fields), SPAN_CHUNK):
+            part = fields[first : first + SPAN_CHUNK]
+            yield list(zip(part, await self._redis.hmget(key, part), strict=True))
 
     # --- workers ----------------------------------------------------------------------------------
     async def query_workers(
@@ -1175,7 +1313,11 @@ class RedisLightningStore(LightningStore):
         offset: int = 0,
     ) -> PaginatedResult[Worker]:
         """Workers. Unfiltered and unsorted (first-seen order) a page is O(log N + page) from the workers
-        index; a status or id filter or a sort reads every worker, in chunks of 1000."""
+        index; a status or id filter or a sort reads every worker, 1000 per round trip: O(N).
+
+        N is the fleet (every worker id ever seen), which grows with the workers started, not with the
+        rollouts run; a per-status index would cost every claim and attempt end two more writes.
+        """
         check_statuses("status_in", status_in, WORKER_STATUSES)
         check_choice("filter_logic", filter_logic, ("and", "or"))
         check_sort(sort_by, sort_order, Worker)
@@ -1260,6 +1402,30 @@ def _ids(members: list[bytes]) -> list[str]:
     """Members of an id index; one that is not a valid id (planted by hand) names no record."""
     decoded = (m.decode(errors="replace") for m in members)
     return [i for i in decoded if is_valid_id(i)]
+
+
+_SPAN_TEXTS = ("trace_id", "span_id", "parent_id", "name")
+
+
+def _span_texts(blob: bytes) -> dict[str, str | None] | None:
+    """The fields span filters read, from the stored span unvalidated; None unless each is a str or absent.
+
+    Validation keeps a str as it is and refuses an absent required field, so a span these fields do not
+    match would not be listed either; anything else (bytes, numbers, a corrupt blob) is left to it.
+    """
+    try:
+        raw = codec.unpack(blob, key="")
+    except codec.CorruptRecord:
+        return None
+    if not isinstance(raw, dict):
+        return None
+    texts = {name: raw.get(name) for name in _SPAN_TEXTS}
+    return texts if all(v is None or isinstance(v, str) for v in texts.values()) else None
+
+
+def _creation(update: ResourcesUpdate) -> tuple[float, str]:
+    """The listing's default order of resources snapshots."""
+    return (update.create_time, update.resources_id)
 
 
 def _count(key: str, reply: Any) -> int:

@@ -30,7 +30,10 @@ KEY_ATTEMPTS = "ats:"
 KEY_SPANS = "sp:"
 KEY_SEQUENCE = "seq:"
 KEY_RESOURCES = "res:"
+# Resources ids by update_time (get_latest_resources reads its top) and by create_time (the
+# listing's default order). The second name has a ':' after "res", so no resources id can spell it.
 KEY_RESOURCES_INDEX = "res:idx"
+KEY_RESOURCES_CREATED = "idx:res:created"
 KEY_WORKER = "wk:"
 KEY_WORKERS_INDEX = "wk:idx"
 KEY_SWEEP_LOCK = "lock:sweep"
@@ -95,6 +98,7 @@ LUA_STRINGS = {
     "KEY_SEQUENCE": KEY_SEQUENCE,
     "KEY_RESOURCES": KEY_RESOURCES,
     "KEY_RESOURCES_INDEX": KEY_RESOURCES_INDEX,
+    "KEY_RESOURCES_CREATED": KEY_RESOURCES_CREATED,
     "KEY_WORKER": KEY_WORKER,
     "KEY_WORKERS_INDEX": KEY_WORKERS_INDEX,
     "KEY_SWEEP_LOCK": KEY_SWEEP_LOCK,

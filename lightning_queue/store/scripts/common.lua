@@ -300,13 +300,20 @@ local function entry_field(fields, name)
   return nil
 end
 
+-- The oldest `count` held entries; none when the stream or its group is gone (Redis restarted empty).
+local function held_entries(count)
+  local held = redis.pcall('XPENDING', Q, GROUP, '-', '+', count, HELD_CONSUMER)
+  if type(held) == 'table' and held.err then return {} end
+  return held
+end
+
 -- Claim held entries first, oldest first (they were read before anything still unread), into `out`
 -- until it has `want`; the k-th claim in `out` takes the fresh attempt id ARGV[first_aid + k - 1]. Once
 -- the bound is full, held rollouts of bounded modes are passed over; those of other modes may still go.
 -- Returns how many held entries it saw (HELD_SCAN: maybe more).
 local function serve_held(g, consumer, wid, leased, want, first_aid, out)
   if g.paused or #out >= want then return 0 end
-  local held = redis.call('XPENDING', Q, GROUP, '-', '+', HELD_SCAN, HELD_CONSUMER)
+  local held = held_entries(HELD_SCAN)
   for _, p in ipairs(held) do
     if #out >= want then break end
     local entry = p[1]
@@ -329,7 +336,7 @@ local function gate_reply(g, out)
   local state = ''
   if g.paused then state = 'paused'
   elseif g.full then state = 'full'
-  elseif #redis.call('XPENDING', Q, GROUP, '-', '+', 1, HELD_CONSUMER) > 0 then state = 'held' end
+  elseif #held_entries(1) > 0 then state = 'held' end
   local last = '0-0'
   if state ~= '' then
     local newest = redis.call('XREVRANGE', P .. KEY_GATE, '+', '-', 'COUNT', 1)[1]
