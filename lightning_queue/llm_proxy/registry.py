@@ -101,7 +101,8 @@ class ProxyRegistry:
         redis = self.store._redis
         async with redis.pipeline(transaction=False) as pipe:
             pipe.set(record_prefix + self.proxy_id, codec.pack(status.as_record()), px=self.ttl_ms)
-            # Scored by expiry: readers skip the dead, and each publish prunes members long gone.
+            # Scored by expiry on this proxy's clock: each publish prunes members long gone (10 TTLs, so
+            # a skewed clock prunes late, never a live proxy's record, which readers check by its key).
             pipe.zadd(index, {self.proxy_id: status.published * 1000 + self.ttl_ms})
             pipe.zremrangebyscore(index, "-inf", status.published * 1000 - 10 * self.ttl_ms)
             pipe.get(drain)
@@ -118,13 +119,12 @@ class ProxyRegistry:
 
 async def proxy_statuses(store: LightningStore) -> list[ProxyStatus]:
     """The last published status of every proxy running on `store`'s namespace."""
-    redis_store_ = redis_store(store, "proxy_statuses()")
-    record_prefix, index, _drain = _keys(redis_store_)
-    redis = redis_store_._redis
-    ids = [
-        m.decode() if isinstance(m, bytes) else str(m)
-        for m in await redis.zrangebyscore(index, time.time() * 1000, "+inf")
-    ]
+    target = redis_store(store, "proxy_statuses()")
+    record_prefix, index, _drain = _keys(target)
+    redis = target._redis
+    # Liveness is the record's TTL (Redis's clock); the index's scores come from each proxy's clock and
+    # only serve pruning, so a skewed clock cannot hide a live proxy from a drain.
+    ids = [m.decode() if isinstance(m, bytes) else str(m) for m in await redis.zrange(index, 0, -1)]
     if not ids:
         return []
     raw = await redis.mget([record_prefix + proxy_id for proxy_id in ids])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import sys
 import time
 from typing import Any
 
@@ -12,7 +14,8 @@ import pytest
 from openai import AsyncOpenAI
 
 from lightning_queue import RedisLightningStore
-from lightning_queue.llm_proxy import DrainTimeout, LLMProxy
+from lightning_queue.llm_proxy import DrainTimeout, LLMProxy, proxy_statuses
+from lightning_queue.store.errors import NotSupported
 from lightning_queue.testing import Reply, StandInModelServer
 from lightning_queue.types import AttemptedRollout
 from tests.support.proxy import MODEL, ProxyFactory, client_of, until_admitted
@@ -227,3 +230,76 @@ async def test_metrics_show_the_barrier(
     assert "lq_proxy_calls_admitted_in_flight 0.0" in text
     assert "lq_proxy_calls_refused_paused_total 1.0" in text
     assert f"lq_proxy_policy_version {float(await store.policy_version())}" in text
+
+
+async def test_drain_of_a_stopped_proxy_says_it_is_not_running(proxy: LLMProxy) -> None:
+    await proxy.stop()
+    with pytest.raises(RuntimeError, match="not running"):
+        await proxy.drain(1.0)
+
+
+async def test_a_store_without_a_claims_pause_is_served_as_before_and_drain_says_why(
+    make_proxy: ProxyFactory, store: RedisLightningStore, attempt: AttemptedRollout
+) -> None:
+    class WithoutPause(RedisLightningStore):
+        async def claims_paused(self) -> bool:
+            raise NotSupported(self, "claims_paused()")
+
+    other = WithoutPause(client_factory=store._factory, namespace=store.namespace)
+    try:
+        proxy = await make_proxy(store=other, **FAST)
+        async with client_of(proxy, attempt) as client:
+            reply = await client.chat.completions.create(model=MODEL, messages=HELLO)  # type: ignore[arg-type]
+        assert reply.choices[0].message.content == "You said: hello"
+        with pytest.raises(NotImplementedError, match="WithoutPause"):
+            await proxy.drain(1.0)
+        assert "claims_paused" not in await health(proxy)
+    finally:
+        await other.aclose()
+
+
+async def test_a_corrupt_proxy_record_is_reported_naming_its_key(
+    make_proxy: ProxyFactory, store: RedisLightningStore
+) -> None:
+    await make_proxy(**FAST)
+    key = f"{store.keys.prefix}px:px-forged"
+    await store._redis.set(key, b"\x81\xa2id\xc0", px=60_000)  # a map without the other fields
+    await store._redis.zadd(f"{store.keys.prefix}pxidx", {"px-forged": time.time() * 1000 + 60_000})
+    with pytest.raises(ValueError, match=re.escape(key)):
+        await proxy_statuses(store)
+
+
+_HOLDER_THAT_DIES = """
+import asyncio, os, sys
+from lightning_queue import RedisLightningStore
+
+async def main():
+    store = RedisLightningStore(sys.argv[1], namespace=sys.argv[2])
+    async with store.claims_pause(ttl=1.0):
+        print("paused", flush=True)
+        await asyncio.sleep(0.3)
+        os.kill(os.getpid(), 9)  # dies holding the pause: no resume, no more renewals
+
+asyncio.run(main())
+"""
+
+
+async def test_an_algorithm_killed_while_paused_stops_the_proxy_for_one_ttl_at_most(
+    make_proxy: ProxyFactory, redis_url: str, make_store: Any, attempt: AttemptedRollout
+) -> None:
+    store = make_store()
+    if store.url != redis_url:
+        pytest.skip("a real process crash needs the real redis-server")
+    proxy = await make_proxy(store=store, **FAST)
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _HOLDER_THAT_DIES, redis_url, store.namespace, stdout=asyncio.subprocess.PIPE
+    )
+    assert child.stdout is not None
+    assert (await asyncio.wait_for(child.stdout.readline(), 30)).strip() == b"paused"
+    await until_health(proxy, "claims_paused", 1)
+    assert await asyncio.wait_for(child.wait(), 30) == -9
+    stopped_for = await until_health(proxy, "claims_paused", 0, within=10.0)
+    assert stopped_for < 1.0 + 0.5  # the TTL, a poll and some slack
+    async with client_of(proxy, attempt) as client:
+        reply = await client.chat.completions.create(model=MODEL, messages=HELLO)  # type: ignore[arg-type]
+    assert reply.choices[0].message.content == "You said: hello"
