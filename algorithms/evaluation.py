@@ -263,6 +263,12 @@ def progress_line(record: Mapping[str, Any]) -> str:
         accuracy = record.get("accuracy")
         shown = "n/a" if accuracy is None else f"{accuracy:.3f}"
         return f"held-out {record['evaluation']}: accuracy {shown}, reward {record['reward_mean']:.3f}"
+    if "training" in record:
+        idle = record.get("worker_idle_fraction")
+        return (
+            f"{record['training']} training: {record.get('iterations_done')} iterations, "
+            f"worker idle fraction {'n/a' if idle is None else f'{idle:.3f}'}"
+        )
     accuracy = record.get("train_accuracy")
     shown = "" if accuracy is None else f", train accuracy {accuracy:.3f}"
     if "rollout_seconds" in record and "update_seconds" in record:

@@ -112,7 +112,9 @@ async def arithmetic_agent(task: dict[str, Any], llm: LLM) -> float:
     from openai import AsyncOpenAI
 
     params = llm.sampling_parameters
-    async with AsyncOpenAI(base_url=llm.endpoint, api_key=llm.api_key or "unused", max_retries=0) as client:
+    # Two retries (the OpenAI default): a call the proxy refuses during a weight sync (503 + Retry-After,
+    # asynchronous REINFORCE) waits and goes through instead of failing the rollout.
+    async with AsyncOpenAI(base_url=llm.endpoint, api_key=llm.api_key or "unused", max_retries=2) as client:
         reply = await client.chat.completions.create(
             model=llm.model,
             messages=[

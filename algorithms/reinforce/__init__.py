@@ -1,5 +1,6 @@
 """REINFORCE with a per-task baseline on the served policy; `python -m algorithms.reinforce` runs it."""
 
 from .algorithm import Reinforce, ReinforceConfig
+from .asynchronous import AsyncReinforce
 
-__all__ = ["Reinforce", "ReinforceConfig"]
+__all__ = ["AsyncReinforce", "Reinforce", "ReinforceConfig"]

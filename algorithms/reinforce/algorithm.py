@@ -27,8 +27,9 @@ from typing import Any
 from lightning_queue import LLMProxy, LlmProxyTraceToTriplet, with_llm_proxy, with_store
 from lightning_queue.algorithm import Algorithm, batch_iter_over_dataset
 from lightning_queue.store.base import LightningStore
-from lightning_queue.types import ProxyLLM, RolloutConfig, RolloutMode
+from lightning_queue.types import LLM, ProxyLLM, RolloutConfig, RolloutMode
 
+from .. import worker_idle
 from ..evaluation import Checker, HeldOut, Scored, evaluate_held_out, load_checker, progress_line, score_rollout
 from ..launch import POLICY_MODEL
 from ..progress import Progress
@@ -51,11 +52,18 @@ class ReinforceConfig:
     eval_temperature: float = 0.0
     checkpoint_dir: str = "checkpoints/reinforce"
     metrics_path: str | None = None
-    max_minutes: float | None = None
+    max_minutes: float | None = None  # of training: no iteration starts later (held-out evaluation not counted)
     device: str = "cpu"
     torch_threads: int | None = None
     rollout_timeout: float = 600.0
     seed: int = 0
+    # Worker slots (workers × concurrency) for the idle fraction; None: what the workers report.
+    worker_slots: int | None = None
+    # Asynchronous training (algorithms/reinforce/asynchronous.py): rollouts at most this many policy
+    # versions behind the one being trained; None for the synchronous loop.
+    max_staleness: int | None = None
+    # How long a weight sync waits for the proxy's in-flight LLM calls before reloading anyway.
+    drain_timeout: float = 60.0
     proxy_url: str | None = None  # an external `lq proxy` to publish when no LLMProxy is wired
     # The task's checker (`module:name`, see algorithms/evaluation.py): accuracy beside the reward.
     checker: str | None = None
@@ -66,6 +74,9 @@ class ReinforceConfig:
 
 class Reinforce(Algorithm):
     """Policy-gradient training of the served model on the rewards the agent's rollouts earn."""
+
+    # "sync" or "async": the metrics file's summary record says which loop ran.
+    mode = "sync"
 
     def __init__(self, config: ReinforceConfig, reloader: Reloader) -> None:
         super().__init__()
@@ -81,30 +92,64 @@ class Reinforce(Algorithm):
     ) -> dict[str, Any]:
         if not train_dataset:
             raise ValueError("Reinforce needs a non-empty train_dataset")
-        if llm_proxy is None and not self.config.proxy_url:
-            raise ValueError("Reinforce needs an LLM proxy: wire an LLMProxy or set ReinforceConfig.proxy_url")
-        cfg = self.config
-        started = time.monotonic()
+        await self._check_ready(store, llm_proxy)
         trainer = await asyncio.to_thread(self._load_policy)
         val = list(val_dataset or [])
         before = await self.evaluate(store, llm_proxy, val, "before") if val else None
-        batches = batch_iter_over_dataset(list(train_dataset), cfg.tasks_per_iteration, seed=cfg.seed)
-        with Progress(cfg.iterations, "REINFORCE") as progress:
-            for iteration in range(cfg.iterations):
-                if cfg.max_minutes is not None and time.monotonic() - started > cfg.max_minutes * 60:
-                    logger.warning(
-                        "stopping after %d iterations: --max-minutes %.1f reached", iteration, cfg.max_minutes
-                    )
-                    break
-                record = await self._iteration(store, llm_proxy, trainer, next(batches), iteration, progress)
-                self._log(record)
-                progress.advance(f"iteration {iteration + 1}: mean reward {record['reward_mean']:.3f}")
+        window_start = time.time()
+        window_end, extra = await self._train(store, llm_proxy, trainer, list(train_dataset))
+        training = {
+            "iterations_done": len(self.history),
+            "rollouts_consumed": sum(r["rollouts"] for r in self.history),
+            "samples_consumed": sum(r["samples"] for r in self.history),
+            **extra,
+            **(await self._idle(store, window_start, window_end)),
+        }
+        self._log({"training": self.mode, **training})
         after = await self.evaluate(store, llm_proxy, val, "after") if val else None
         return {
             "before": before.record() if before else None,
             "after": after.record() if after else None,
             "iterations": self.history,
+            "training": training,
         }
+
+    async def _check_ready(self, store: LightningStore, llm_proxy: LLMProxy | None) -> None:
+        """Fail before loading the model if the store or proxy lacks what this loop needs."""
+        if llm_proxy is None and not self.config.proxy_url:
+            raise ValueError("Reinforce needs an LLM proxy: wire an LLMProxy or set ReinforceConfig.proxy_url")
+
+    async def _train(
+        self, store: LightningStore, llm_proxy: LLMProxy | None, trainer: PolicyTrainer, train: list[Any]
+    ) -> tuple[float, dict[str, Any]]:
+        """Run the iterations; return when the training window ended (`time.time()`) and summary figures."""
+        cfg = self.config
+        started = time.monotonic()
+        batches = batch_iter_over_dataset(train, cfg.tasks_per_iteration, seed=cfg.seed)
+        with Progress(cfg.iterations, "REINFORCE") as progress:
+            for iteration in range(cfg.iterations):
+                if self._out_of_time(started, iteration):
+                    break
+                record = await self._iteration(store, llm_proxy, trainer, next(batches), iteration, progress)
+                self._log(record)
+                progress.advance(f"iteration {iteration + 1}: mean reward {record['reward_mean']:.3f}")
+        return time.time(), {"training_seconds": round(time.monotonic() - started, 2)}
+
+    def _out_of_time(self, started: float, iteration: int) -> bool:
+        """True once the training budget (--max-minutes, counted from the first training rollout) is spent."""
+        budget = self.config.max_minutes
+        if budget is None or time.monotonic() - started <= budget * 60:
+            return False
+        logger.warning("stopping after %d iterations: --max-minutes %.1f reached", iteration, budget)
+        return True
+
+    async def _idle(self, store: LightningStore, start: float, end: float) -> dict[str, Any]:
+        """The workers' idle fraction over the training window (see algorithms/worker_idle.py)."""
+        try:
+            return (await worker_idle.measure(store, start=start, end=end, slots=self.config.worker_slots)).record()
+        except RuntimeError as exc:  # no worker reported its concurrency (none ran): say so, don't fail the run
+            logger.warning("worker idle fraction not measured: %s", exc)
+            return {"worker_idle_fraction": None}
 
     def _load_policy(self) -> PolicyTrainer:
         import torch
@@ -123,11 +168,13 @@ class Reinforce(Algorithm):
 
     async def _publish(self, store: LightningStore, llm_proxy: LLMProxy | None, name: str, temperature: float) -> str:
         sampling = {"temperature": temperature, "max_tokens": self.config.max_tokens}
+        return (await store.update_resources(name, {"main_llm": self._resource(llm_proxy, sampling)})).resources_id
+
+    def _resource(self, llm_proxy: LLMProxy | None, sampling: dict[str, Any]) -> LLM:
+        """The policy as rollouts reach it: the wired proxy, else the external one at `proxy_url`."""
         if llm_proxy is not None:
-            resource = llm_proxy.as_resource(sampling_parameters=sampling)
-        else:
-            resource = ProxyLLM(endpoint=str(self.config.proxy_url), model=POLICY_MODEL, sampling_parameters=sampling)
-        return (await store.update_resources(name, {"main_llm": resource})).resources_id
+            return llm_proxy.as_resource(sampling_parameters=sampling)
+        return ProxyLLM(endpoint=str(self.config.proxy_url), model=POLICY_MODEL, sampling_parameters=sampling)
 
     async def _roll_out(
         self,

@@ -26,6 +26,7 @@ from ..evaluation import held_out_table
 from ..launch import BUILTIN_AGENT, Upstream, checker_for, load_tasks, run_training, setup_logging
 from ..seed_runs import SeedPlan, run_seeds, seeds_table
 from .algorithm import Reinforce, ReinforceConfig
+from .asynchronous import AsyncReinforce
 
 
 def result_table(result: dict[str, Any], seconds: float) -> str:
@@ -37,6 +38,17 @@ def result_table(result: dict[str, Any], seconds: float) -> str:
         lines.append(
             f"{it['iteration']:>9}  {it['rollouts']:>8}  {it['samples']:>7}  {reward}  {accuracy:>9}  "
             f"{it['rollout_seconds']:>9}  {it['update_seconds']:>8}"
+        )
+    training = result.get("training") or {}
+    if training.get("worker_idle_fraction") is not None:
+        lines.append(
+            f"\nworker idle fraction {training['worker_idle_fraction']:.3f} over {training['window_seconds']:.0f} s "
+            f"of training ({training['worker_slots']} slots)"
+        )
+    if "staleness" in training:
+        lines.append(
+            f"staleness (versions behind: samples) {training['staleness']}, "
+            f"{training['dropped_stale']} dropped as staler than {training['max_staleness']}"
         )
     before, after = result.get("before"), result.get("after")
     if before is not None and after is not None:
@@ -55,7 +67,12 @@ def result_table(result: dict[str, Any], seconds: float) -> str:
 @click.option("--val-size", default=48, show_default=True, type=click.IntRange(min=2, max=200),
               help="Held-out built-in sums per seed (with the built-in tasks).")  # fmt: skip
 @click.option("--max-iterations", default=8, show_default=True, type=click.IntRange(min=1), help="Policy updates.")
-@click.option("--max-minutes", default=None, type=float, help="Start no iteration after this long.")
+@click.option("--max-minutes", default=None, type=click.FloatRange(min=0, min_open=True),
+              help="Start no iteration after this many minutes of training (not counting evaluation).")  # fmt: skip
+@click.option("--async", "asynchronous", is_flag=True,
+              help="Keep the workers rolling out while the policy trains (reinforce/asynchronous.py).")  # fmt: skip
+@click.option("--max-staleness", default=None, type=click.IntRange(min=0),
+              help="With --async: train on rollouts at most this many policy versions old. Default 1.")  # fmt: skip
 @click.option("--tasks-per-iteration", default=8, show_default=True, type=click.IntRange(min=1))
 @click.option("--samples-per-task", default=4, show_default=True, type=click.IntRange(min=2),
               help="Rollouts per task; their mean reward is the baseline.")  # fmt: skip
@@ -101,6 +118,10 @@ def run_and_report(*, seeds: int, parallel: int, as_json: bool, **options: Any) 
     """Check CLI-shaped options (shared by `lq demo`), run every seed, print each run and the gains over seeds."""
     if options["agent"] != BUILTIN_AGENT and (options["train_tasks"] is None or options["val_tasks"] is None):
         raise click.UsageError("--agent needs --train-tasks and --val-tasks: the built-in tasks fit the built-in agent")
+    if options.get("max_staleness") is not None and not options.get("asynchronous"):
+        raise click.UsageError("--max-staleness bounds the asynchronous loop: add --async")
+    if options.get("asynchronous") and options.get("max_staleness") is None:
+        options["max_staleness"] = 1
     if options["upstream"] == "external" and not options["model_server_url"]:
         raise click.UsageError("--upstream external needs --model-server-url")
     options["checker"] = checker_for(options["agent"], options["checker"])
@@ -142,6 +163,8 @@ def run_seed(options: Mapping[str, Any], seed: int, metrics: Path | None) -> dic
         torch_threads=options["torch_threads"], seed=seed, proxy_url=options["proxy_url"],
         checker=options["checker"], checkpoint_dir=checkpoint_dir,
         metrics_path=str(metrics) if metrics is not None else options["metrics_jsonl"],
+        max_staleness=options.get("max_staleness") if options.get("asynchronous") else None,
+        worker_slots=options["n_workers"] * options["concurrency"] or None,
     )  # fmt: skip
     train, val = _tasks(options["train_tasks"], options["val_tasks"], seed, options["val_size"])
     namespace = options["namespace"]
@@ -154,8 +177,9 @@ def run_seed(options: Mapping[str, Any], seed: int, metrics: Path | None) -> dic
         admin_token=os.environ.get(ADMIN_TOKEN_ENV),
         admin_token_file=Path(options["model_server_token_file"]) if options["model_server_token_file"] else None,
     )
+    algorithm = AsyncReinforce if config.max_staleness is not None else Reinforce
     return run_training(
-        functools.partial(Reinforce, config),
+        functools.partial(algorithm, config),
         options["agent"],
         train,
         val,

@@ -102,7 +102,14 @@ async def test_reinforce_loop_updates_saves_and_reloads_each_iteration(redis_url
     assert all(r["train_accuracy"] == 0.5 for r in result["iterations"])
     assert (result["before"]["accuracy"], result["after"]["accuracy"]) == (1.0, 0.0)
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert [line.get("evaluation") or line.get("iteration") for line in lines] == ["before", 1, 2, "after"]
+    assert [line.get("evaluation") or line.get("iteration") or line.get("training") for line in lines] == [
+        "before", 1, 2, "sync", "after"
+    ]  # fmt: skip
+    # The summary: what was consumed, and how idle the 4 worker slots were over the training window.
+    summary = lines[3]
+    assert (summary["iterations_done"], summary["rollouts_consumed"], summary["samples_consumed"]) == (2, 8, 8)
+    assert summary["worker_slots"] == 4 and summary["attempts"] == 8 and 0 < summary["worker_idle_fraction"] < 1
+    assert result["training"] == {k: v for k, v in summary.items() if k not in ("time", "seed", "training")}
     before, after = lines[0], lines[-1]
     assert before["accuracy"] == 1.0 and before["reward_mean"] == 1.0 and before["parts"]["correct"] == 1.0
     assert {s["correct"] for s in before["samples"]} == {True} and {s["correct"] for s in after["samples"]} == {False}
