@@ -15,8 +15,8 @@ them idle while the last rollouts of an iteration finish. Here:
   (`store.set_staleness`); a failed or cancelled rollout gives its slot back.
 - **Consumer.** Each step trains on the first B rollouts to finish, whole groups in the order the
   groups complete (a partial group would lose its baseline). A sample's staleness is the version
-  being trained minus the version it was generated under (its triplet's, recorded by the proxy; else
-  its attempt's); one staler than S is not trained on, only counted (`dropped_stale`): a rollout
+  being trained minus the version it was generated under (the later of its triplet's, recorded by
+  the proxy, and its attempt's); one staler than S is not trained on, only counted (`dropped_stale`): a rollout
   admitted in bound can still finish late. Failed rollouts count as consumed and wrong, as in the
   synchronous loop. No importance correction: plain REINFORCE on slightly off-policy samples.
 - **Weight sync.** After the step: pause claims, drain the proxy (in-flight LLM calls finish on the
@@ -77,11 +77,16 @@ def admitted_limit(max_staleness: int, batch_size: int, steps: int) -> int:
 
 
 def sample_version(triplet: Triplet, attempt_version: int | None) -> int | None:
-    """The policy version a call was generated under: the proxy's record on the triplet, else the attempt's."""
+    """The policy version a call was generated under: the later of the proxy's label and the attempt's.
+
+    A call cannot run on weights older than those its attempt was claimed under, but the proxy reads
+    the namespace's version every `pause_poll` seconds, so its label can lag a publish; a sync during
+    the rollout makes the label the later one.
+    """
     value = triplet.metadata.get("policy_version")
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    return attempt_version
+    label = value if isinstance(value, int) and not isinstance(value, bool) else None
+    known = [v for v in (label, attempt_version) if v is not None]
+    return max(known) if known else None
 
 
 def histogram(staleness: Sequence[int]) -> dict[str, int]:
