@@ -366,10 +366,18 @@ class AsyncReinforce(Reinforce):
     async def _shut_down(self, store: LightningStore) -> dict[str, Any]:
         """Leave nothing queued or running, the bound lifted and claims resumed; what was left over."""
         ids = [i for g in self.groups.values() for i in g.rollout_ids]
-        cancelled = await self._cancel_queued(store, ids)
-        running = [r.rollout_id for r in await self._unended(store, ids)]
-        finished = await store.wait_for_rollouts(rollout_ids=running, timeout=_FINISH_SECONDS) if running else []
-        late = [i for i in running if i not in {r.rollout_id for r in finished}]
+        cancelled, late = 0, []
+        deadline = time.monotonic() + _FINISH_SECONDS
+        # A running rollout whose attempt fails meanwhile is requeued by the retry rule, not ended: cancel
+        # the queued ones again after each short wait until nothing is left unended.
+        while True:
+            cancelled += await self._cancel_queued(store, ids)
+            running = [r.rollout_id for r in await self._unended(store, ids)]
+            left = deadline - time.monotonic()
+            if not running or left <= 0:
+                late = running
+                break
+            await store.wait_for_rollouts(rollout_ids=running, timeout=min(left, 1.0))
         for rollout_id in late:
             logger.warning("rollout %s still running %.0fs after training ended: cancelling it", rollout_id,
                            _FINISH_SECONDS)  # fmt: skip
