@@ -99,7 +99,9 @@ async def test_sigkill_of_a_worker_holding_rollouts_ends_its_attempts_unresponsi
     reclaim = time.monotonic() - killed_at
     record_property("reclaim_seconds", round(reclaim, 2))
     print(f"\nreclaim after SIGKILL took {reclaim:.2f}s (lease {lease}s, sweep every {min(5.0, lease / 2)}s)")
-    assert reclaim < lease + min(5.0, lease / 2) + 2.0
+    # One lease and one sweep period, plus slack for a loaded 2-core machine (3.5-5.9 s were seen at load
+    # 10-17 with a 2 s slack): a watchdog that did not reclaim would wait out `eventually` instead.
+    assert reclaim < lease + min(5.0, lease / 2) + 6.0
 
     done = {r.rollout_id: r for r in await observer.wait_for_rollouts(rollout_ids=ids, timeout=30)}
     for r in retried:
