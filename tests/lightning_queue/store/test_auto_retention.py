@@ -10,16 +10,7 @@ from lightning_queue import RedisLightningStore
 from lightning_queue.store import auto_retention, retention
 from lightning_queue.store.auto_retention import AutoRetention
 from lightning_queue.store.retention import RetentionPolicy, write_policy
-
-
-async def _ended(store: RedisLightningStore, n: int) -> list[str]:
-    ids = []
-    for i in range(n):
-        rollout = await store.start_rollout(i)
-        await store.update_attempt(rollout.rollout_id, "latest", status="succeeded")
-        ids.append(rollout.rollout_id)
-    await store._redis.zadd(store.keys.ended_rollouts, {rid: 1000.0 + i for i, rid in enumerate(ids)})
-    return ids
+from tests.lightning_queue.store.test_retention import _ended
 
 
 async def _stored(store: RedisLightningStore) -> int:
