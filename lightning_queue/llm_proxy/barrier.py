@@ -14,6 +14,7 @@ import math
 from redis.exceptions import RedisError
 
 from ..store.base import LightningStore
+from ..store.errors import NotSupported
 from .errors import ProxyError
 from .in_flight import InFlight
 from .pause_view import PauseView
@@ -65,9 +66,7 @@ class Barrier:
         """Wait until no admitted call is left; the claims pause must be in force (it is read afresh)."""
         await self.view.refresh()
         if not self.view.supported:
-            raise NotImplementedError(
-                f"drain() needs a store with a claims pause; {type(self.view.store).__name__} has none"
-            )
+            raise NotSupported(self.view.store, "drain() (it needs the claims pause)")
         if not self.view.paused:
             raise RuntimeError(
                 "drain() waits out the calls of a weight sync, but claims are not paused, so new calls keep "

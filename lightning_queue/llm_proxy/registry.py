@@ -16,6 +16,7 @@ from typing import Any
 
 from ..store import codec, schema
 from ..store.base import LightningStore
+from ..store.errors import NotSupported
 from ..store.keys import generate_id
 from ..store.redis import RedisLightningStore
 from .in_flight import DrainTimeout
@@ -80,9 +81,7 @@ def _keys(store: RedisLightningStore) -> tuple[str, str, str]:
 
 def redis_store(store: LightningStore, what: str) -> RedisLightningStore:
     if not isinstance(store, RedisLightningStore):
-        raise NotImplementedError(
-            f"{what} needs the namespace's Redis (a RedisLightningStore), got {type(store).__name__}"
-        )
+        raise NotSupported(store, what)
     return store
 
 
