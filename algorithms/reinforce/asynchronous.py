@@ -366,22 +366,28 @@ class AsyncReinforce(Reinforce):
     async def _shut_down(self, store: LightningStore) -> dict[str, Any]:
         """Leave nothing queued or running, the bound lifted and claims resumed; what was left over."""
         ids = [i for g in self.groups.values() for i in g.rollout_ids]
+        if await store.claims_paused():  # a sync that died between pause and resume, past the context manager
+            logger.warning("claims were still paused after training: resuming them")
+            await store.resume_claims(None)
         cancelled, late = 0, []
         deadline = time.monotonic() + _FINISH_SECONDS
-        # A running rollout whose attempt fails meanwhile is requeued by the retry rule, not ended: cancel
-        # the queued ones again after each short wait until nothing is left unended.
-        while True:
-            cancelled += await self._cancel_queued(store, ids)
-            running = [r.rollout_id for r in await self._unended(store, ids)]
-            left = deadline - time.monotonic()
-            if not running or left <= 0:
-                late = running
-                break
-            await store.wait_for_rollouts(rollout_ids=running, timeout=min(left, 1.0))
-        for rollout_id in late:
-            logger.warning("rollout %s still running %.0fs after training ended: cancelling it", rollout_id,
-                           _FINISH_SECONDS)  # fmt: skip
-            await store.update_rollout(rollout_id, status="cancelled")
+        # Claims stay paused while queued rollouts are cancelled: a worker claiming one between the status
+        # read and the cancel would run it, and its attempt's end would move it out of `cancelled` again
+        # (the contract's rule). A running rollout whose attempt fails is requeued by the retry rule, not
+        # ended, so the queued ones are cancelled again after each short wait until nothing is unended.
+        async with store.claims_pause(ttl=30.0):
+            while True:
+                cancelled += await self._cancel_queued(store, ids)
+                running = [r.rollout_id for r in await self._unended(store, ids)]
+                left = deadline - time.monotonic()
+                if not running or left <= 0:
+                    late = running
+                    break
+                await store.wait_for_rollouts(rollout_ids=running, timeout=min(left, 1.0))
+            for rollout_id in late:
+                logger.warning("rollout %s still running %.0fs after training ended: cancelling it", rollout_id,
+                               _FINISH_SECONDS)  # fmt: skip
+                await store.update_rollout(rollout_id, status="cancelled")
         # Every rollout has ended or was cancelled, so the groups' waiters return now.
         waiters = [g.waiter for g in self.groups.values() if g.waiter is not None]
         if waiters:
@@ -389,9 +395,6 @@ class AsyncReinforce(Reinforce):
             for waiter in stuck:
                 waiter.cancel()
         await store.set_staleness(None)  # the held-out evaluation after must not be gated
-        if await store.claims_paused():  # a sync that died between pause and resume, past the context manager
-            logger.warning("claims were still paused after training: resuming them")
-            await store.resume_claims(None)
         return {
             "enqueued": self.enqueued,
             # Enqueued, never trained on: cancelled before (or while) running, or rolled out for nothing.
