@@ -34,6 +34,8 @@ _BUSY_BODY = (
     b'"type": "server_busy", "code": 503}}'
 )
 _ACCEPT_ERROR = "socket.accept() out of system resource"
+# asyncio.constants.ACCEPT_RETRY_DELAY: how long after EMFILE the loop tries accept() again.
+_ACCEPT_RETRY_SECONDS = 1.0
 _PENDING_SECONDS = 10.0
 
 
@@ -211,6 +213,11 @@ class ConnectionGate:
                         self.limits.max_connections,
                     )
                 return
+            if _late_accept_retry(context):
+                # asyncio retries accept() 1 s after EMFILE; a site stopped meanwhile leaves that retry a
+                # closed socket (fd -1). Nothing is lost: the server is gone on purpose.
+                logger.debug("accept retry after the site stopped: %s", context.get("exception"))
+                return
             if previous is not None:
                 previous(loop, context)
             else:
@@ -218,11 +225,20 @@ class ConnectionGate:
 
         loop.set_exception_handler(handle)
 
-        def undo() -> None:
+        def restore() -> None:
             if loop.get_exception_handler() is handle:
                 loop.set_exception_handler(previous)
 
+        def undo() -> None:
+            # After asyncio's pending accept retry (ACCEPT_RETRY_DELAY, 1 s) could have fired.
+            loop.call_later(_ACCEPT_RETRY_SECONDS + 0.5, restore)
+
         return undo
+
+
+def _late_accept_retry(context: dict[str, Any]) -> bool:
+    exception = context.get("exception")
+    return isinstance(exception, ValueError) and "_start_serving" in str(context.get("message", ""))
 
 
 class GatedSite(web.BaseSite):

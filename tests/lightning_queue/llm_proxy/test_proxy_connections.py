@@ -207,3 +207,22 @@ def test_limits_are_checked() -> None:
     with pytest.raises(ValueError, match="max_connections"):
         ServerLimits(max_connections=-1)
     assert ServerLimits().max_connections >= 16
+
+
+async def test_an_accept_retry_left_over_by_a_stopped_site_is_not_reported_as_a_crash() -> None:
+    from lightning_queue.llm_proxy.connections import ConnectionGate
+
+    loop = asyncio.get_running_loop()
+    seen: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: seen.append(context))
+    try:
+        undo = ConnectionGate(ServerLimits()).quiet_accept_errors(loop)
+        undo()  # the site stopped: asyncio's accept retry, 1 s after an EMFILE, may still fire
+        # What that retry raises on the closed socket (seen in CI as a 20-line traceback on stderr).
+        late = {"message": "Exception in callback BaseSelectorEventLoop._start_serving(...)"}
+        loop.call_exception_handler({**late, "exception": ValueError("Invalid file descriptor: -1")})
+        other = {"message": "Exception in callback something_else()", "exception": RuntimeError("a bug")}
+        loop.call_exception_handler(other)
+        assert [c["message"] for c in seen] == [other["message"]]
+    finally:
+        loop.set_exception_handler(None)
