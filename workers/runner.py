@@ -24,11 +24,12 @@ from lightning_queue.litagent import Hook, LitAgent, RolloutRawResult
 from lightning_queue.litagent import results as agent_results
 from lightning_queue.resilience import Backoff
 from lightning_queue.store import RedisLightningStore
-from lightning_queue.store.leases import Claim
+from lightning_queue.store.leases import Claim, Finish
 from lightning_queue.tracer import AgentOpsTracer, AttemptTrace, OtelTracer
-from lightning_queue.types import UNSET, AttemptedRollout, AttemptStatus, NamedResources, ResourcesUpdate, Span
+from lightning_queue.types import AttemptedRollout, AttemptStatus, NamedResources, ResourcesUpdate, Span
 
 from . import forks, metrics, results
+from .finisher import Finisher
 from .health import REDIS_ERRORS, Health
 from .leases import LeaseKeeper
 from .settings import check_recycling, default
@@ -97,8 +98,6 @@ class _Running:
     agent_call: asyncio.Future[Any] | None = None
     thread: concurrent.futures.Future[Any] | None = None
     finishing: bool = False
-    # Whether the lease check folded into the sequence-id reservation found the entry still held.
-    held: bool | None = None
     # The resources read shared by the rollouts of one claim that name the same resources.
     resources: asyncio.Task[ResourcesUpdate | None] | None = None
     ended: AttemptStatus | None = None  # the status this worker ended the attempt with
@@ -206,6 +205,8 @@ class Worker:
         self._probe = ProcessProbe()
         self._pid = os.getpid()  # an agent's forked child must not run on as this worker
         self._leases = self._lease_keeper()
+        # Rollouts that end together store their results in one round trip.
+        self._finisher = Finisher(self.store.leases.finish_many)
         # A no-op or misconfigured agent misses its reward on every rollout: warn of a few, then summarize.
         self._no_reward = agent_results.NoRewardWarnings()
 
@@ -424,8 +425,10 @@ class Worker:
             else:
                 self._free_slot()
         # Ending one attempt marks the worker idle only if it was the one the store has it busy with
-        # (an attempt that timed out or was given up marks it unknown): then point it at another.
-        if self._inflight and (run.ended not in ("succeeded", "failed") or run.entry_id == self._busy_with):
+        # (an attempt that timed out or was given up marks it unknown): then point it at another, unless
+        # all the others are storing their results already (often in the same round trip as this one).
+        running = any(not r.finishing for r in self._inflight.values())
+        if running and (run.ended not in ("succeeded", "failed") or run.entry_id == self._busy_with):
             await self._keep_busy()
 
     def _thread_returned(self) -> None:
@@ -448,11 +451,10 @@ class Worker:
                 finally:
                     await self._call_hooks("on_trace_end", tracer=self.tracer, rollout=ar)
             result = agent_results.check_result(raw)
-            reserve = functools.partial(self._renew_and_reserve, run)
             spans = await self._retry(
                 run,
                 "reserving sequence ids",
-                functools.partial(agent_results.spans_for, self.store, ar, result, trace, reserve),
+                functools.partial(agent_results.spans_for, self.store, ar, result, trace, self._reserve()),
             )
             agent_results.warn_if_no_reward(ar, spans, self._no_reward)
             return spans, "succeeded", None
@@ -465,24 +467,20 @@ class Worker:
             spans = await self._retry(
                 run,
                 "recording the error",
-                functools.partial(
-                    agent_results.failure_spans,
-                    self.store,
-                    ar,
-                    exc,
-                    trace,
-                    functools.partial(self._renew_and_reserve, run),
-                ),
+                functools.partial(agent_results.failure_spans, self.store, ar, exc, trace, self._reserve()),
             )
             return spans, status, {"error": agent_results.error_record(exc)}
 
-    async def _renew_and_reserve(self, run: _Running, count: int) -> list[int]:
-        # The lease check of `_finish` rides along with the reservation: one round trip, not two.
-        held, ids = await self.store.leases.renew_and_reserve(
-            self.worker_id, run.entry_id, run.rollout.rollout_id, count
-        )
-        run.held = held
-        return ids
+    def _reserve(self) -> agent_results.Reserve | None:
+        """Sequence ids for the spans that lack one: the finish script assigns them (negative ids mark
+        them), unless hooks see the spans first (then they are reserved now, one round trip)."""
+        if self.hooks:
+            return None
+
+        async def placeholders(count: int) -> list[int]:
+            return list(range(-1, -count - 1, -1))
+
+        return placeholders
 
     def _read_resources(self, ar: AttemptedRollout) -> asyncio.Task[ResourcesUpdate | None]:
         if ar.resources_id is not None:
@@ -555,36 +553,24 @@ class Worker:
     async def _finish(
         self, run: _Running, spans: list[Span], status: AttemptStatus, metadata: dict[str, Any] | None
     ) -> None:
-        ar = run.rollout
         run.finishing = True
-        # A late result from a reclaimed attempt is dropped here; the store's fencing covers the rest.
-        # The check made with the sequence ids still holds unless a hook ran (and awaited) since.
-        if run.held is None or self.hooks:
-            held = await self._retry(
-                run,
-                "checking the lease",
-                functools.partial(self.store.leases.renew_leases, self.worker_id, [run.entry_id]),
+        # One script checks the lease, stores the spans and ends the attempt: a late result from a
+        # reclaimed attempt writes nothing.
+        finish = Finish(self.worker_id, run.claim, status, spans, metadata)
+        store_result = functools.partial(self._finisher.finish, finish)
+        try:
+            outcome = await self._retry(run, "storing the result", store_result)
+        except results.UNSTORABLE as exc:
+            # Left to the watchdog, the attempt would end `unresponsive` with no reason at all.
+            logger.error("%s: its result cannot be stored, failing the attempt: %s: %s", run, type(exc).__name__, exc)
+            status, spans = "failed", []
+            failure = Finish(self.worker_id, run.claim, status, (), {"error": agent_results.error_record(exc)})
+            end = functools.partial(self._finisher.finish, failure)
+            outcome = await self._retry(
+                run, "ending the attempt", lambda: results.through_oom(end, seconds=self.lease_seconds)
             )
-            run.held = run.entry_id in held
-        if not run.held:
+        if not outcome.held:
             raise LeaseLost("its stream entry was reclaimed before the result could be stored")
-        if spans:
-            try:
-                await self._retry(run, "storing spans", functools.partial(self.store.add_many_spans, spans))
-            except results.UNSTORABLE as exc:
-                # Left to the watchdog, the attempt would end `unresponsive` with no reason at all.
-                logger.error(
-                    "%s: its result cannot be stored, failing the attempt: %s: %s", run, type(exc).__name__, exc
-                )
-                status, metadata = "failed", {"error": agent_results.error_record(exc)}
-        end = functools.partial(
-            self.store.update_attempt,
-            ar.rollout_id,
-            ar.attempt.attempt_id,
-            status=status,
-            metadata=UNSET if metadata is None else metadata,
-        )
-        await self._retry(run, "ending the attempt", lambda: results.through_oom(end, seconds=self.lease_seconds))
         run.ended = status
         setattr(self.totals, status, getattr(self.totals, status) + 1)
         metrics.rollout_ended(status)
@@ -631,7 +617,7 @@ class Worker:
 
     async def _keep_busy(self) -> None:
         # The worker still runs others: the store shows it busy with the newest, likely the last to end.
-        run = next(reversed(self._inflight.values()))
+        run = next(r for r in reversed(self._inflight.values()) if not r.finishing)
         ar = run.rollout
         self._busy_with = run.entry_id
         try:

@@ -43,4 +43,6 @@ def from_reply(exc: ResponseError) -> Exception:
         return AttemptNotFound(f"Attempt {args[1]} not found in rollout {args[0]}")
     if code == schema.ERR_NO_ATTEMPTS and len(args) == 1:
         return AttemptNotFound(f"No attempts found for rollout {args[0]}")
+    if code == schema.ERR_BAD_PLACEHOLDER and len(args) == 1:
+        return ValueError(f"span {args[0]} has no sequence id and was not packed for the finish script to number")
     return exc

@@ -13,13 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import ResponseError
 
+from ..types import ATTEMPT_STATUSES
 from . import codec, embedded, gate
 from .keys import check_id, new_attempt_id
+from .query import check_choice
 from .schema import GROUP
-from .transitions import StreamEntry
+from .transitions import Finished, FinishRequest, StreamEntry
 
 if TYPE_CHECKING:
-    from ..types import AttemptedRollout
+    from ..types import AttemptedRollout, AttemptStatus, Span
     from .redis import RedisLightningStore
 
 
@@ -29,6 +31,32 @@ class Claim:
 
     entry_id: str
     rollout: AttemptedRollout
+
+
+@dataclass(frozen=True)
+class Finish:
+    """A worker's end of a claimed attempt: its spans and status, stored only while it holds the lease.
+
+    A span whose `sequence_id` is negative gets a fresh id of the rollout's counter in the same step
+    (spans in their order, after any explicit id given with them); the others keep theirs.
+    """
+
+    consumer: str
+    claim: Claim
+    status: AttemptStatus
+    spans: Sequence[Span] = ()
+    metadata: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class FinishOutcome:
+    """What `finish_many` did with one Finish. `held` False: the lease was lost first, nothing was written.
+    `sequence_ids`: the ids given to the spans that had none, in their order (empty for a resend that
+    found its finish already applied, `resent`)."""
+
+    held: bool
+    sequence_ids: list[int]
+    resent: bool = False
 
 
 class Leases:
@@ -126,21 +154,59 @@ class Leases:
         )
         return {h.decode() if isinstance(h, bytes) else str(h) for h in held}
 
-    async def renew_and_reserve(
-        self, consumer: str, entry_id: str, rollout_id: str, count: int
-    ) -> tuple[bool, list[int]]:
-        """One round trip: renew one held entry (True if `consumer` still holds it) and reserve `count`
-        fresh span sequence ids of `rollout_id`, as `get_many_span_sequence_ids` would."""
-        check_id("rollout_id", rollout_id)
-        if count < 1:
-            raise ValueError(f"count must be at least 1, got {count!r}")
-        store = self.store
-        async with store._redis.pipeline(transaction=False) as pipe:
-            pipe.xclaim(store.keys.queue, GROUP, consumer, min_idle_time=0, message_ids=[entry_id], justid=True)
-            pipe.incrby(store.keys.sequence(rollout_id), count)
-            held, top = await pipe.execute()
-        top = int(top)
-        return bool(held), list(range(top - count + 1, top + 1))
+    def _finish_request(self, finish: Finish) -> tuple[FinishRequest, int]:
+        """The script's request for `finish` and how many of its spans the script numbers; a ValueError or
+        TypeError names what cannot be stored (before anything is sent)."""
+        check_id("consumer", finish.consumer)
+        check_choice("attempt status", finish.status, ATTEMPT_STATUSES)
+        ar = finish.claim.rollout
+        rid, aid = ar.rollout_id, ar.attempt.attempt_id
+        news = []
+        for span in finish.spans:
+            if (getattr(span, "rollout_id", None), getattr(span, "attempt_id", None)) != (rid, aid):
+                raise ValueError(f"span {getattr(span, 'span_id', span)!r:.100} is not of rollout {rid} attempt {aid}")
+            numbered = isinstance(span.sequence_id, int) and span.sequence_id < 0
+            news.append(self.store._new_span(span, numbered_by_script=numbered))
+        metadata = None if finish.metadata is None else codec.attempt_metadata(aid, finish.metadata)
+        request = FinishRequest(finish.consumer, finish.claim.entry_id, rid, aid, finish.status, metadata, news)
+        return request, sum(1 for n in news if n.sequence_id is None)
+
+    async def finish_many(self, finishes: Sequence[Finish]) -> list[FinishOutcome | Exception]:
+        """Store the spans and end the attempt of each Finish whose consumer still holds its entry, all in one
+        round trip (one script call each, atomic per attempt). Per Finish its outcome, or the error that
+        stopped it (a ValueError/TypeError for what cannot be stored, OutOfMemoryError, NotFound); an
+        unreachable Redis raises for all. A resend of the same Finish is safe."""
+        out: list[FinishOutcome | Exception] = [ValueError("not sent") for _ in finishes]
+        sent: list[tuple[int, int]] = []  # (index, spans the script numbers)
+        requests = []
+        for i, finish in enumerate(finishes):
+            try:
+                request, numbered = self._finish_request(finish)
+            except (ValueError, TypeError) as exc:
+                out[i] = exc
+                continue
+            sent.append((i, numbered))
+            requests.append(request)
+        if requests:
+            await self.store._healthcheck()
+            replies = await self.store.transitions.finish_many(requests)
+            for (i, numbered), reply in zip(sent, replies, strict=True):
+                if isinstance(reply, Exception):
+                    out[i] = reply
+                    continue
+                verdict, first = reply
+                ids = list(range(first, first + numbered)) if verdict is Finished.DONE else []
+                out[i] = FinishOutcome(
+                    held=verdict is not Finished.NOT_HELD, sequence_ids=ids, resent=verdict is Finished.RESENT
+                )
+        return out
+
+    async def finish(self, finish: Finish) -> FinishOutcome:
+        """`finish_many` of one Finish; its error is raised."""
+        [outcome] = await self.finish_many([finish])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
     async def release(self, rollout_id: str, attempt_id: str, metadata: dict[str, Any] | None = None) -> bool:
         """Give back a live attempt this worker cannot finish: it ends `unresponsive`, its rollout is requeued."""

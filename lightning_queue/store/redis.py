@@ -60,7 +60,7 @@ from .query import (
     sort_and_page,
     text_matches,
 )
-from .schema import GROUP, HELD_CONSUMER
+from .schema import GROUP, HELD_CONSUMER, SEQUENCE_PLACEHOLDER, SEQUENCE_PLACEHOLDER_VALUE
 from .settings import resolve_namespace
 from .staleness import StalenessBound, StalePolicy
 from .transitions import LEAVE, AttemptChanges, Leave, NewRollout, NewSpan, RolloutChanges, ScriptConfig, Transitions
@@ -1079,7 +1079,8 @@ class RedisLightningStore(LightningStore):
         return found
 
     # --- spans ------------------------------------------------------------------------------------
-    def _new_span(self, span: Span) -> NewSpan:
+    def _new_span(self, span: Span, *, numbered_by_script: bool = False) -> NewSpan:
+        """Validate and pack `span`; with `numbered_by_script`, for finish.lua to give it a sequence id."""
         if not isinstance(span, Span):
             raise TypeError(f"expected a Span, got {type(span).__name__}")
         for kind, value in (("rollout_id", span.rollout_id), ("attempt_id", span.attempt_id)):
@@ -1088,10 +1089,19 @@ class RedisLightningStore(LightningStore):
                 raise missing(f"{'Rollout' if kind == 'rollout_id' else 'Attempt'} {value!r:.100} not found")
         if not isinstance(span.span_id, str) or not span.span_id or len(span.span_id) > 256:
             raise ValueError(f"span_id must be a non-empty string of at most 256 characters, got {span.span_id!r:.100}")
-        if not isinstance(span.sequence_id, int) or span.sequence_id < 0:
+        dump = span.model_dump()
+        if numbered_by_script:
+            # Last, as a fixed-width uint64: the script overwrites the value's 8 bytes with the id.
+            del dump["sequence_id"]
+            dump["sequence_id"] = SEQUENCE_PLACEHOLDER_VALUE
+        elif not isinstance(span.sequence_id, int) or span.sequence_id < 0:
             raise ValueError(f"sequence_id must be a non-negative integer, got {span.sequence_id!r}")
         # A validated Span dumps to what validates again; the pack's own decode catches the keys that don't.
-        blob = self._pack_limited(span.model_dump(), f"span {span.span_id}", self.max_span_bytes)
+        blob = self._pack_limited(dump, f"span {span.span_id}", self.max_span_bytes)
+        if numbered_by_script:
+            if not blob.endswith(SEQUENCE_PLACEHOLDER):
+                raise RuntimeError(f"span {span.span_id}: its packed sequence_id is not the placeholder")
+            return NewSpan(span.rollout_id, span.attempt_id, span.span_id, None, blob)
         return NewSpan(span.rollout_id, span.attempt_id, span.span_id, span.sequence_id, blob)
 
     async def add_span(self, span: Span) -> Span | None:

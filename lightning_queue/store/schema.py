@@ -81,7 +81,13 @@ LIVE_ATTEMPT = tuple(s for s in ATTEMPT_STATUSES if s in RUNNING_STATUSES)
 ERR_NO_ROLLOUT = "LQ_NO_ROLLOUT"  # args: rollout id
 ERR_NO_ATTEMPT = "LQ_NO_ATTEMPT"  # args: rollout id, attempt id
 ERR_NO_ATTEMPTS = "LQ_NO_ATTEMPTS"  # args: rollout id
-ERROR_CODES = (ERR_NO_ROLLOUT, ERR_NO_ATTEMPT, ERR_NO_ATTEMPTS)
+ERR_BAD_PLACEHOLDER = "LQ_BAD_PLACEHOLDER"  # args: span id (finish.lua: a span to number lacks the placeholder)
+ERROR_CODES = (ERR_NO_ROLLOUT, ERR_NO_ATTEMPT, ERR_NO_ATTEMPTS, ERR_BAD_PLACEHOLDER)
+
+# A span the finish script numbers is packed with this as its last field's value, `sequence_id` =
+# 2**64 - 1 as a msgpack uint64 (0xcf, then 8 bytes); the script writes the id it assigns into those 8 bytes.
+SEQUENCE_PLACEHOLDER_VALUE = 2**64 - 1
+SEQUENCE_PLACEHOLDER = b"\xcf" + b"\xff" * 8
 
 LUA_STRINGS = {
     "KEY_QUEUE": KEY_QUEUE,
@@ -117,7 +123,9 @@ LUA_STRINGS = {
     "ERR_NO_ROLLOUT": ERR_NO_ROLLOUT,
     "ERR_NO_ATTEMPT": ERR_NO_ATTEMPT,
     "ERR_NO_ATTEMPTS": ERR_NO_ATTEMPTS,
+    "ERR_BAD_PLACEHOLDER": ERR_BAD_PLACEHOLDER,
 }
+LUA_BYTES = {"SEQUENCE_PLACEHOLDER": SEQUENCE_PLACEHOLDER}
 LUA_NUMBERS = {"DONE_MAXLEN": DONE_MAXLEN, "GATE_MAXLEN": GATE_MAXLEN, "HELD_SCAN": HELD_SCAN}
 # Each set twice: a lookup table (`TERMINAL[s]`) and a list (`ipairs(TERMINAL_LIST)`).
 LUA_SETS = {
@@ -137,10 +145,15 @@ def _lua_string(value: str) -> str:
     return f"'{value}'"
 
 
+def _lua_bytes(value: bytes) -> str:
+    return "'" + "".join(f"\\{b}" for b in value) + "'"
+
+
 def lua_prelude() -> str:
     """`local` definitions of every constant above, prepended to each script by the loader."""
     lines = ["-- prelude: generated from lightning_queue/store/schema.py at load time; edit that, not this."]
     lines += [f"local {name} = {_lua_string(value)}" for name, value in LUA_STRINGS.items()]
+    lines += [f"local {name} = {_lua_bytes(value)}" for name, value in LUA_BYTES.items()]
     lines += [f"local {name} = {value}" for name, value in LUA_NUMBERS.items()]
     for name, members in LUA_SETS.items():
         lines.append(f"local {name} = {{{', '.join(f'{m} = true' for m in members)}}}")

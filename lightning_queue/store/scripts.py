@@ -16,6 +16,7 @@ SCRIPT_NAMES = (
     "update_rollout",
     "update_attempt",
     "add_spans",
+    "finish",
     "sweep",
     "read_rollouts",
     "update_resources",

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from redis.commands.core import AsyncScript
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
 from . import codec, errors
 from .keys import Keys
@@ -144,11 +144,41 @@ class StreamEntry:
 
 @dataclass(frozen=True)
 class NewSpan:
+    """A packed span. `sequence_id` None: finish.lua numbers it (its blob ends in SEQUENCE_PLACEHOLDER)."""
+
     rollout_id: str
     attempt_id: str
     span_id: str
-    sequence_id: int
+    sequence_id: int | None
     blob: bytes
+
+
+@dataclass(frozen=True)
+class FinishRequest:
+    """One leased attempt's end as finish.lua takes it: the lease to check, the spans to store, the status."""
+
+    consumer: str
+    entry_id: str
+    rollout_id: str
+    attempt_id: str
+    status: str
+    metadata: bytes | None
+    spans: Sequence[NewSpan]
+
+    def _args(self) -> list[Any]:
+        args: list[Any] = [self.consumer, self.entry_id, self.rollout_id, self.attempt_id, self.status]
+        args += ["0", b""] if self.metadata is None else ["1", self.metadata]
+        for span in self.spans:
+            args += [span.span_id, "" if span.sequence_id is None else span.sequence_id, span.blob]
+        return args
+
+
+class Finished(enum.IntEnum):
+    """finish.lua's verdict on one request."""
+
+    NOT_HELD = 0  # the consumer no longer held the entry: nothing was written
+    DONE = 1  # spans stored, attempt ended
+    RESENT = 2  # a resend of a finish already applied (the client lost its reply)
 
 
 @dataclass(frozen=True)
@@ -265,6 +295,37 @@ class Transitions:
         for span in spans:
             args += [span.rollout_id, span.attempt_id, span.span_id, span.sequence_id, span.blob]
         return [bool(v) for v in await self._call("add_spans", *args)]
+
+    async def finish_many(self, requests: Sequence[FinishRequest]) -> list[tuple[Finished, int] | Exception]:
+        """finish.lua for each request, in one pipeline (one round trip). Per request (verdict, first
+        sequence id assigned, 0 if none) or the error it got; a lost connection raises for all."""
+        out: list[tuple[Finished, int] | Exception] = [ValueError("not sent") for _ in requests]
+        if not requests:
+            return out
+        script = await self._script("finish")
+        client = script.registered_client
+        todo = list(range(len(requests)))
+        for attempt in range(2):
+            now = _f(time.time())
+            async with client.pipeline(transaction=False) as pipe:
+                for i in todo:
+                    pipe.evalsha(script.sha, 1, self.keys.queue, self.keys.prefix, now, *requests[i]._args())
+                replies = await pipe.execute(raise_on_error=False)
+            unknown = []
+            for i, reply in zip(todo, replies, strict=True):
+                if isinstance(reply, NoScriptError) and attempt == 0:
+                    unknown.append(i)  # not run: Redis restarted or flushed its scripts
+                elif isinstance(reply, ResponseError):
+                    out[i] = errors.from_reply(reply)
+                elif isinstance(reply, Exception):
+                    out[i] = reply
+                else:
+                    out[i] = (Finished(int(reply[0])), int(reply[1]))
+            if not unknown:
+                break
+            script.sha = await client.script_load(script.script)
+            todo = unknown
+        return out
 
     async def sweep(self, *, lock_ms: int, lease_ms: int, reaper: str) -> tuple[int, int]:
         """(verdicts, reclaimed entries), or (-1, 0) if another sweep holds the lock."""

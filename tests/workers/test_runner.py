@@ -16,6 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from lightning_queue import LLM, RedisLightningStore, RolloutConfig
+from lightning_queue.emitter import emit_annotation
 from lightning_queue.litagent import Hook, LitAgent, rollout
 from lightning_queue.reward import find_final_reward
 from lightning_queue.types import AttemptedRollout, ProxyLLM, Span, SpanCoreFields
@@ -243,7 +244,7 @@ class Recorder(Hook):
         self.calls.append(("trace_end", runner))
 
     async def on_rollout_end(self, *, agent: Any, runner: Any, rollout: AttemptedRollout, spans: Any) -> None:
-        self.calls.append(("rollout_end", [s.name for s in spans]))
+        self.calls.append(("rollout_end", [(s.name, s.sequence_id) for s in spans]))
 
 
 async def test_hooks_run_in_order_and_a_raising_hook_is_logged_not_fatal(
@@ -265,8 +266,11 @@ async def test_hooks_run_in_order_and_a_raising_hook_is_logged_not_fatal(
         ("rollout_start", queued.rollout_id),
         ("trace_start", worker.tracer),
         ("trace_end", worker),
-        ("rollout_end", ["agentlightning.annotation"]),
+        # A hook sees the spans before they are stored: with their real sequence ids, not placeholders.
+        ("rollout_end", [("agentlightning.annotation", 1)]),
     ]
+    stored = (await observer.query_spans(queued.rollout_id)).items
+    assert [(s.name, s.sequence_id) for s in stored] == [("agentlightning.annotation", 1)]
     assert "Recorder.on_trace_start raised; ignored" in caplog.text
 
 
@@ -310,6 +314,32 @@ async def test_result_of_an_attempt_reclaimed_meanwhile_is_dropped_and_the_retry
     spans: list[Span] = (await observer.query_spans(queued.rollout_id)).items
     assert [(s.attempt_id, s.name) for s in spans] == [(second.attempt_id, "attempt-2")]
     assert worker.totals.lost == 1
+
+
+async def test_a_retried_rollouts_spans_are_numbered_after_its_earlier_attempts(
+    wstore: RedisLightningStore, observer: RedisLightningStore
+) -> None:
+    # The finish script numbers the spans from the rollout's counter, shared by its attempts.
+    @rollout
+    async def agent(task: Any, rollout: AttemptedRollout) -> list[SpanCoreFields]:
+        if rollout.attempt.sequence_id == 1:
+            emit_annotation({"step": "before failing"})
+            raise RuntimeError("first attempt fails")
+        return [SpanCoreFields(name="a"), SpanCoreFields(name="b")]
+
+    queued = await observer.enqueue_rollout("x", config=RolloutConfig(max_attempts=2, retry_condition=["failed"]))
+    async with running(make_worker(agent, wstore, concurrency=1)):
+        done = await finished(observer, [queued.rollout_id])
+
+    assert done[queued.rollout_id].status == "succeeded"
+    first, second = (await observer.query_attempts(queued.rollout_id)).items
+    spans = (await observer.query_spans(queued.rollout_id)).items
+    assert [(s.attempt_id, s.name, s.sequence_id) for s in spans] == [
+        (first.attempt_id, "agentlightning.annotation", 1),
+        (first.attempt_id, "agentlightning.exception", 2),
+        (second.attempt_id, "a", 3),
+        (second.attempt_id, "b", 4),
+    ]
 
 
 async def test_stop_lets_in_flight_rollouts_finish_within_the_grace_period(
@@ -576,17 +606,17 @@ async def test_a_failover_error_while_storing_the_result_is_retried_not_a_failed
     from redis.exceptions import ReadOnlyError, TryAgainError
 
     kind = ReadOnlyError if error.startswith("READONLY") else TryAgainError
-    real = wstore.add_many_spans
+    real = wstore.leases.finish_many
     calls = 0
 
-    async def failing_over(spans: Any) -> Any:
+    async def failing_over(finishes: Any) -> Any:
         nonlocal calls
         calls += 1
         if calls == 1:  # the primary fails over once, then the new one answers
             raise kind(error)
-        return await real(spans)
+        return await real(finishes)
 
-    monkeypatch.setattr(wstore, "add_many_spans", failing_over)
+    monkeypatch.setattr(wstore.leases, "finish_many", failing_over)
 
     @rollout
     async def agent(task: Any) -> float:

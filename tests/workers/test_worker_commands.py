@@ -1,7 +1,8 @@
 """Redis commands a worker issues per no-op rollout, counted with `INFO commandstats` on a redis-server of its own.
 
 A count, not a timing: it catches a per-rollout round trip or script call coming back (a resources read per
-rollout, a MULTI/INCR reservation, a separate lease check, a "keep busy" call after every end).
+rollout, a sequence-id reservation, a separate lease check or span write, a "keep busy" call after every end,
+ends no longer sent together).
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection
 
 from bench.noop_agent import noop
 from lightning_queue import RedisLightningStore
@@ -25,7 +28,9 @@ async def _calls(client: aioredis.Redis) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
 
 
-async def test_a_noop_rollout_costs_a_bounded_number_of_redis_commands(spare_redis: RedisServerProcess) -> None:
+async def test_a_noop_rollout_costs_a_bounded_number_of_redis_commands(
+    spare_redis: RedisServerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
     namespace = f"cmds-{uuid.uuid4().hex[:8]}"
     algorithm = RedisLightningStore(spare_redis.url, namespace=namespace)
     store = RedisLightningStore(spare_redis.url, namespace=namespace, lease_seconds=30, scan_debounce_seconds=5)
@@ -34,8 +39,19 @@ async def test_a_noop_rollout_costs_a_bounded_number_of_redis_commands(spare_red
         await algorithm.enqueue_many_rollouts([EnqueueRolloutRequest(input={"i": i}) for i in range(ROLLOUTS)])
         # Long periods: in a run of seconds, telemetry and lease renewals are a handful of commands, not per rollout.
         worker = Worker(noop, store, concurrency=8, max_rollouts=ROLLOUTS, heartbeat_seconds=10, claim_block_ms=100)
+        # Round trips: one send per command, or per pipeline, on any connection of this process.
+        sends = 0
+        real_send = AbstractConnection.send_packed_command
+
+        async def counted(self: AbstractConnection, *args: Any, **kwargs: Any) -> None:
+            nonlocal sends
+            sends += 1
+            await real_send(self, *args, **kwargs)
+
         before = await _calls(client)
+        monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
         totals = await worker.run()
+        monkeypatch.undo()
         after = await _calls(client)
         stats = await algorithm.statistics()
     finally:
@@ -49,17 +65,18 @@ async def test_a_noop_rollout_costs_a_bounded_number_of_redis_commands(spare_red
     calls = {name: after[name] - before.get(name, 0) for name in after if after[name] > before.get(name, 0)}
     claims = calls["xreadgroup"]
     per_rollout = sum(calls.values()) / ROLLOUTS
-    # Per rollout: add_spans and the end, one EVALSHA each; per claim call the claim script. "Still busy"
-    # updates come only when the rollout the store shows the worker busy with ends before the others (a
-    # few per claim call, 0.15-0.3 per rollout), not after every end (0.9 per rollout when they did).
-    assert calls["evalsha"] <= 2 * ROLLOUTS + claims + ROLLOUTS // 2, calls
-    # Sequence ids: one INCRBY per rollout, in the lease check's round trip; no MULTI/INCR per rollout.
-    assert calls.get("incrby", 0) <= ROLLOUTS, calls
-    assert calls.get("incr", 0) == 0, calls
+    # Per rollout one finish script (lease check, spans, end); per claim call the claim script. "Still busy"
+    # updates come only when the rollout the store shows the worker busy with ends while others still run.
+    assert calls["evalsha"] <= ROLLOUTS + 2 * claims + 10, calls
+    # Sequence ids are assigned inside the finish script: no INCRBY/INCR/MULTI per rollout.
+    assert calls.get("incrby", 0) + calls.get("incr", 0) == 0, calls
     assert calls.get("multi", 0) <= 5, calls
     # The resources (none here: the latest is looked up) are read once per claim call, not per rollout.
     assert calls.get("zrevrange", 0) <= claims, calls
-    # The claim, add_spans and the lease check each XCLAIM once; renewals every 10 s add a few.
+    # The claim, the finish's lease check and its spans' renewal each XCLAIM once; renewals add a few.
     assert calls["xclaim"] <= 3 * ROLLOUTS + 10, calls
-    # 85 before the worker runtime's round trips were cut, 71 after.
     assert per_rollout <= 78, (per_rollout, calls)
+    # Round trips per rollout: ~4 with the lease check beside the sequence ids (795 sends for 200 rollouts),
+    # ~0.6 with one finish script per rollout and the ends of rollouts claimed together sent as one pipeline.
+    # Unbatched ends would make it 1 or more.
+    assert sends <= 0.9 * ROLLOUTS, (sends, calls)

@@ -179,6 +179,72 @@ local function set_attempt_status(rid, aid, astatus)
   end
 end
 
+-- Spans (add_spans.lua, finish.lua). Each item is {rid, aid, span id, sequence id (number), blob}.
+-- The error reply for the first item whose rollout or attempt is missing, or nil: check before writing.
+local function missing_span_target(items)
+  local checked = {}
+  for _, s in ipairs(items) do
+    local pair = s[1] .. '\0' .. s[2]
+    if not checked[pair] then
+      if redis.call('EXISTS', rkey(s[1])) == 0 then return redis.error_reply(ERR_NO_ROLLOUT .. ' ' .. s[1]) end
+      if redis.call('EXISTS', akey(s[1], s[2])) == 0 then
+        return redis.error_reply(ERR_NO_ATTEMPT .. ' ' .. s[1] .. ' ' .. s[2])
+      end
+      checked[pair] = true
+    end
+  end
+  return nil
+end
+
+-- Store the items; per item 1 (stored) or 0 (a duplicate). Each stored span is a heartbeat of its attempt
+-- and renews its lease.
+local function store_spans(items)
+  local out = {}
+  local touched = {}
+  local top_seq = {}
+  local stored = 0
+  for _, s in ipairs(items) do
+    local rid, aid, sid, seq = s[1], s[2], s[3], s[4]
+    if redis.call('HSETNX', P .. KEY_SPANS .. rid, aid .. ':' .. sid, s[5]) == 0 then
+      table.insert(out, 0)
+    else
+      table.insert(out, 1)
+      redis.call('ZADD', P .. KEY_SPAN_ORDER .. rid .. ':' .. aid, seq, sid)
+      if seq > (top_seq[rid] or 0) then top_seq[rid] = seq end
+      stored = stored + 1
+      touched[rid .. '\0' .. aid] = {rid, aid}
+    end
+  end
+  -- Once per rollout, not per span: raise the sequence counter to the highest explicit id.
+  for rid, seq in pairs(top_seq) do
+    local sk = P .. KEY_SEQUENCE .. rid
+    if seq > tonumber(redis.call('GET', sk) or '0') then redis.call('SET', sk, seq) end
+  end
+  if stored > 0 then redis.call('HINCRBY', P .. KEY_META, 'spans', stored) end
+  for _, pair in pairs(touched) do
+    local rid, aid = pair[1], pair[2]
+    local ak = akey(rid, aid)
+    redis.call('HSET', ak, 'last_heartbeat_time', NOW)
+    local a = redis.call('HMGET', ak, 'status', 'entry', 'consumer', 'leased')
+    local astatus, entry, leased = a[1], a[2], a[4] == '1'
+    -- A leased attempt that left preparing/running lost its lease with it (reclaimed, released, ended),
+    -- and its worker gives up an attempt whose lease it lost: reviving it would leave a running attempt
+    -- nobody ends or renews. So its late spans are kept and beat its heartbeat, but move nothing.
+    -- Attempts without a lease keep the contract's revival (their liveness is `unresponsive_seconds`).
+    if astatus == 'preparing' or (astatus == 'unresponsive' and not leased) then
+      astatus = 'running'
+      redis.call('HSET', ak, 'status', astatus)
+    end
+    if entry then redis.call('XCLAIM', Q, GROUP, a[3], 0, entry, 'JUSTID') end
+    local rk = rkey(rid)
+    if redis.call('HGET', rk, 'latest') == aid and (LIVE_ATTEMPT[astatus] or not leased) then
+      local rs = redis.call('HGET', rk, 'status')
+      if rs == 'preparing' or rs == 'requeuing' then set_rollout_status(rid, 'running') end
+    end
+  end
+  return out
+end
+
 -- The claim gate (issue 17). A claim call builds one gate: the staleness bound, if any, and the policy
 -- version, read once; `full` turns true once a bounded rollout found no slot; `failed` lists the rollouts
 -- failed as stale. `paused` is the claims pause (and the holder of a pause found expired, reported once).

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from lightning_queue import RolloutConfig
 from lightning_queue.store.transitions import StreamEntry
 from tests.support.stores import StoreFactory
@@ -197,27 +195,6 @@ async def test_entry_reclaimed_while_its_reader_was_frozen_is_not_claimed_by_it(
     [claim] = await store.claim(consumer="w2", count=1, block_ms=10)
     assert claim.rollout.rollout_id == rollout.rollout_id and claim.rollout.attempt.sequence_id == 1
     assert await store.renew_leases("w2", [claim.entry_id]) == {claim.entry_id}
-
-
-async def test_renew_and_reserve_checks_the_lease_and_takes_ids_from_the_rollouts_counter(
-    make_store: StoreFactory,
-) -> None:
-    store = make_store(lease_seconds=30)
-    await store.enqueue_rollout("task")
-    [claim] = await store.claim(consumer="w1", worker_id="w1", count=1, block_ms=10)
-    rid, aid = claim.rollout.rollout_id, claim.rollout.attempt.attempt_id
-    assert await store.get_next_span_sequence_id(rid, aid) == 1
-
-    held, ids = await store.leases.renew_and_reserve("w1", claim.entry_id, rid, 3)
-    assert (held, ids) == (True, [2, 3, 4])
-    assert await store.get_next_span_sequence_id(rid, aid) == 5
-
-    # Once the attempt ended its entry is gone: the check says so.
-    await store.update_attempt(rid, aid, status="succeeded")
-    assert (await store.leases.renew_and_reserve("w1", claim.entry_id, rid, 1))[0] is False
-
-    with pytest.raises(ValueError, match="count must be at least 1, got 0"):
-        await store.leases.renew_and_reserve("w1", claim.entry_id, rid, 0)
 
 
 async def test_a_leased_attempt_whose_entry_is_gone_is_ended_by_the_sweep(make_store: StoreFactory) -> None:

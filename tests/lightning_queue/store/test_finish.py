@@ -1,0 +1,204 @@
+"""`Leases.finish_many`: a worker's lease check, spans and end of an attempt in one script call, many per round trip."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from lightning_queue import RedisLightningStore
+from lightning_queue.store.leases import Claim, Finish, FinishOutcome
+from lightning_queue.store.transitions import FinishRequest, NewSpan
+from lightning_queue.types import RolloutConfig, Span, SpanCoreFields
+from tests.support.stores import StoreFactory
+
+
+async def _claim(store: RedisLightningStore, n: int = 1, consumer: str = "w1") -> list[Claim]:
+    for i in range(n):
+        await store.enqueue_rollout({"i": i})
+    claims = await store.claim(consumer=consumer, worker_id=consumer, count=n, block_ms=10)
+    assert len(claims) == n
+    return claims
+
+
+def _span(claim: Claim, name: str, seq: int = -1, **attributes: object) -> Span:
+    ar = claim.rollout
+    return Span.from_core_fields(
+        SpanCoreFields(name=name, attributes=dict(attributes)),
+        rollout_id=ar.rollout_id,
+        attempt_id=ar.attempt.attempt_id,
+        sequence_id=seq,
+    )
+
+
+def _outcome(result: FinishOutcome | Exception) -> FinishOutcome:
+    assert isinstance(result, FinishOutcome), result
+    return result
+
+
+async def test_finish_numbers_the_spans_after_the_counter_stores_them_and_ends_the_attempt(
+    make_store: StoreFactory,
+) -> None:
+    store = make_store(lease_seconds=30)
+    [claim] = await _claim(store)
+    rid, aid = claim.rollout.rollout_id, claim.rollout.attempt.attempt_id
+    # Another writer (the LLM proxy, an agent's own add_span) took ids while the rollout ran.
+    assert await store.get_next_span_sequence_id(rid, aid) == 1
+    spans = [_span(claim, "a"), _span(claim, "b", reward=1.0), _span(claim, "c")]
+
+    outcome = await store.leases.finish(Finish("w1", claim, "succeeded", spans, {"note": "ok"}))
+
+    assert outcome == FinishOutcome(held=True, sequence_ids=[2, 3, 4])
+    stored = (await store.query_spans(rid)).items
+    assert [(s.name, s.sequence_id, s.attributes) for s in stored] == [
+        ("a", 2, {}),
+        ("b", 3, {"reward": 1.0}),
+        ("c", 4, {}),
+    ]
+    assert await store.get_next_span_sequence_id(rid, aid) == 5
+    attempt = await store.get_latest_attempt(rid)
+    assert attempt is not None and attempt.status == "succeeded" and attempt.metadata == {"note": "ok"}
+    rollout = await store.get_rollout_by_id(rid)
+    assert rollout is not None and rollout.status == "succeeded"
+    assert await store.pending_entries() == 0  # the entry went with the end
+    [worker] = await store.query_workers()
+    assert worker.status == "idle"
+
+
+async def test_numbered_spans_come_after_explicit_ids_given_with_them(make_store: StoreFactory) -> None:
+    store = make_store(lease_seconds=30)
+    [claim] = await _claim(store)
+    spans = [_span(claim, "explicit", seq=7), _span(claim, "fresh")]
+
+    outcome = await store.leases.finish(Finish("w1", claim, "succeeded", spans))
+
+    assert outcome.sequence_ids == [8]
+    stored = (await store.query_spans(claim.rollout.rollout_id)).items
+    assert [(s.name, s.sequence_id) for s in stored] == [("explicit", 7), ("fresh", 8)]
+
+
+async def test_a_large_span_is_numbered_intact(make_store: StoreFactory) -> None:
+    # Long traces: token ids make a span of hundreds of KB (msgpack's 32-bit map and array headers).
+    store = make_store(lease_seconds=30)
+    [claim] = await _claim(store)
+    tokens = list(range(70_000))
+    outcome = await store.leases.finish(Finish("w1", claim, "succeeded", [_span(claim, "llm", token_ids=tokens)]))
+
+    assert outcome.sequence_ids == [1]
+    [span] = (await store.query_spans(claim.rollout.rollout_id)).items
+    assert span.sequence_id == 1 and span.attributes["token_ids"] == tokens
+
+
+async def test_finish_after_the_lease_was_lost_writes_nothing(make_store: StoreFactory) -> None:
+    store = make_store(lease_seconds=30)
+    [claim] = await _claim(store)
+    rid, aid = claim.rollout.rollout_id, claim.rollout.attempt.attempt_id
+    # The watchdog reclaimed it (here: released, as a worker shutting down would): the attempt is over.
+    assert await store.release(rid, aid)
+
+    outcome = await store.leases.finish(Finish("w1", claim, "succeeded", [_span(claim, "late")]))
+
+    assert outcome == FinishOutcome(held=False, sequence_ids=[])
+    assert await store.query_spans(rid) == []
+    [attempt] = await store.query_attempts(rid)
+    assert attempt.status == "unresponsive"
+    rollout = await store.get_rollout_by_id(rid)
+    assert rollout is not None and rollout.status == "requeuing"
+
+
+async def test_a_resent_finish_is_reported_applied_and_changes_nothing(make_store: StoreFactory) -> None:
+    # redis-py resends a command whose reply it lost; the second run must not report a lost lease.
+    store = make_store(lease_seconds=30)
+    [claim] = await _claim(store)
+    rid, aid = claim.rollout.rollout_id, claim.rollout.attempt.attempt_id
+    finish = Finish("w1", claim, "succeeded", [_span(claim, "a"), _span(claim, "b")])
+    assert (await store.leases.finish(finish)).sequence_ids == [1, 2]
+
+    again = await store.leases.finish(finish)
+
+    assert again == FinishOutcome(held=True, sequence_ids=[], resent=True)
+    assert [s.sequence_id for s in (await store.query_spans(rid)).items] == [1, 2]
+    assert await store.get_next_span_sequence_id(rid, aid) == 3
+    # A different end of the same attempt is not a resend: the lease is gone.
+    other = await store.leases.finish(Finish("w1", claim, "failed", [_span(claim, "x")]))
+    assert other.held is False
+
+
+async def test_each_finish_of_a_batch_gets_its_own_outcome(make_store: StoreFactory) -> None:
+    store = make_store(lease_seconds=30, max_span_bytes=10_000)
+    good, lost, too_big, foreign = await _claim(store, 4)
+    await store.release(lost.rollout.rollout_id, lost.rollout.attempt.attempt_id)
+    wrong = _span(good, "of another attempt")
+
+    results = await store.leases.finish_many(
+        [
+            Finish("w1", good, "succeeded", [_span(good, "ok")]),
+            Finish("w1", lost, "succeeded", [_span(lost, "late")]),
+            Finish("w1", too_big, "succeeded", [_span(too_big, "big", blob="x" * 20_000)]),
+            Finish("w1", foreign, "succeeded", [wrong]),
+        ]
+    )
+
+    assert _outcome(results[0]).sequence_ids == [1]
+    assert _outcome(results[1]).held is False
+    assert isinstance(results[2], ValueError) and "over the limit of 10000 bytes" in str(results[2])
+    assert isinstance(results[3], ValueError) and f"is not of rollout {foreign.rollout.rollout_id}" in str(results[3])
+    # The refused ones wrote nothing and stay running, for the worker to fail them or the watchdog to reclaim.
+    for claim in (too_big, foreign):
+        assert await store.query_spans(claim.rollout.rollout_id) == []
+        attempt = await store.get_latest_attempt(claim.rollout.rollout_id)
+        assert attempt is not None and attempt.status == "preparing"
+    assert await store.pending_entries() == 2
+
+
+async def test_a_failed_end_follows_the_retry_rule(make_store: StoreFactory) -> None:
+    store = make_store(lease_seconds=30)
+    await store.enqueue_rollout("task", config=RolloutConfig(max_attempts=2, retry_condition=["failed"]))
+    [claim] = await store.claim(consumer="w1", worker_id="w1", count=1, block_ms=10)
+
+    await store.leases.finish(Finish("w1", claim, "failed", [_span(claim, "agentlightning.exception")]))
+
+    rollout = await store.get_rollout_by_id(claim.rollout.rollout_id)
+    assert rollout is not None and rollout.status == "requeuing"
+    [again] = await store.claim(consumer="w2", worker_id="w2", count=1, block_ms=10)
+    assert again.rollout.attempt.sequence_id == 2
+
+
+async def test_finish_of_an_unknown_rollout_or_bad_status_raises(make_store: StoreFactory) -> None:
+    store = make_store(lease_seconds=30)
+    [claim] = await _claim(store)
+    with pytest.raises(ValueError, match="attempt status"):
+        await store.leases.finish(Finish("w1", claim, "done", []))  # type: ignore[arg-type]
+    await store.purge()
+    with pytest.raises(ValueError, match=re.escape(f"Rollout {claim.rollout.rollout_id} not found")):
+        await store.leases.finish(Finish("w1", claim, "succeeded", []))
+
+
+async def test_finish_loads_its_script_again_after_redis_forgot_it(make_store: StoreFactory) -> None:
+    store = make_store(lease_seconds=30)
+    claims = await _claim(store, 2)
+    await store.leases.finish(Finish("w1", claims[0], "succeeded", [_span(claims[0], "a")]))
+    await store._redis.script_flush()  # a restarted Redis without persistence
+
+    outcome = await store.leases.finish(Finish("w1", claims[1], "succeeded", [_span(claims[1], "b")]))
+
+    assert outcome.sequence_ids == [1]
+    assert [s.name for s in (await store.query_spans(claims[1].rollout.rollout_id)).items] == ["b"]
+
+
+async def test_the_script_refuses_a_span_to_number_without_the_placeholder(make_store: StoreFactory) -> None:
+    # Defence in depth: overwriting the last 8 bytes of any other blob would corrupt it.
+    store = make_store(lease_seconds=30)
+    [claim] = await _claim(store)
+    rid, aid = claim.rollout.rollout_id, claim.rollout.attempt.attempt_id
+    packed = store._new_span(_span(claim, "plain", seq=1))
+    unnumbered = NewSpan(rid, aid, packed.span_id, None, packed.blob)
+
+    [reply] = await store.transitions.finish_many(
+        [FinishRequest("w1", claim.entry_id, rid, aid, "succeeded", None, [unnumbered])]
+    )
+
+    assert isinstance(reply, ValueError) and packed.span_id in str(reply)
+    assert await store.query_spans(rid) == []
+    attempt = await store.get_latest_attempt(rid)
+    assert attempt is not None and attempt.status == "preparing"
