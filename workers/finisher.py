@@ -59,6 +59,8 @@ class Finisher:
                 continue
             try:
                 outcomes = await self._finish_many([f for f, _ in batch])
+                if len(outcomes) != len(batch):
+                    raise RuntimeError(f"finish_many answered {len(outcomes)} of {len(batch)} finishes")
             except BaseException as exc:  # every caller gets the batch's error, then the next batch goes
                 for _, fut in batch:
                     if not fut.done():

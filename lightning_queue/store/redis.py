@@ -1180,7 +1180,9 @@ class RedisLightningStore(LightningStore):
         by span id, then attempt).
 
         Cost: unfiltered in sequence order a page is O(log n + page) from the attempts' span-order
-        indexes and decodes only its spans. A filter (ids, names, `_contains`) or another sort reads the
+        indexes and decodes only its spans; ascending, with the spans asked for in one attempt (the
+        common case: one attempt, or only the latest has spans) and at most SPAN_CHUNK of them, it is
+        one round trip (read_spans.lua), else four or five. A filter (ids, names, `_contains`) or another sort reads the
         whole trace (of `attempt_id`, when given), SPAN_CHUNK spans per round trip, decoding chunk by
         chunk: O(n) reads and msgpack decodes, and a Span validation per match. In ascending sequence
         order it keeps only the page's matches; any other order keeps every match to sort it. `total`
@@ -1198,6 +1200,10 @@ class RedisLightningStore(LightningStore):
         filters = (trace_id, trace_id_contains, span_id, span_id_contains, parent_id, parent_id_contains)
         filtered = any(f is not None for f in (*filters, name, name_contains))
         indexed = sort_by in (None, "sequence_id") and not filtered
+        if indexed and sort_order == "asc" and (attempt_id in (None, "latest") or is_valid_id(attempt_id)):
+            page = await self._span_page_in_one_call(rollout_id, attempt_id, limit, offset)
+            if page is not None:
+                return page
         # One round trip: the latest attempt id, the size of the trace, the attempts (their order indexes).
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hget(self.keys.rollout(rollout_id), "latest")
@@ -1250,6 +1256,30 @@ class RedisLightningStore(LightningStore):
             # Scanned in hash order; the order indexes' order is (sequence id, span id).
             kept.sort(key=lambda span: (span.sequence_id, span.span_id))
         return sort_and_page(kept, sort_by=sort_by, sort_order=sort_order, limit=limit, offset=offset)
+
+    async def _span_page_in_one_call(
+        self, rollout_id: str, attempt_id: str | None, limit: int, offset: int
+    ) -> PaginatedResult[Span] | None:
+        """The page in one script call (read_spans.lua) when one attempt's order index holds the trace and the
+        page is at most SPAN_CHUNK spans, the common case; None: read it the long way."""
+        try:
+            reply = await self.transitions.read_spans(
+                rollout_id, "" if attempt_id is None else attempt_id, offset, limit, SPAN_CHUNK
+            )
+        except ResponseError:
+            return None  # a key of the wrong type: the long way names it
+        if reply == "none":
+            return PaginatedResult(items=[], limit=limit, offset=offset, total=0)
+        if isinstance(reply, str):
+            return None
+        total, pairs = reply
+        key = self.keys.spans(rollout_id)
+        items = []
+        for field, blob in pairs:
+            span = blob and _listed(lambda: codec.span_from_blob(blob, key=f"{key} field {field}"))  # noqa: B023
+            if span:
+                items.append(span)
+        return PaginatedResult(items=items, limit=limit, offset=offset, total=total)
 
     async def _spans_in_order(self, rollout_id: str, attempt_ids: list[str]) -> AsyncIterator[list[tuple[str, bytes]]]:
         """The trace's (field, span) pairs in its order indexes' merged order, SPAN_CHUNK per HMGET."""

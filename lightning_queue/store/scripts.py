@@ -19,6 +19,7 @@ SCRIPT_NAMES = (
     "finish",
     "sweep",
     "read_rollouts",
+    "read_spans",
     "update_resources",
     "release",
     "delete_rollouts",

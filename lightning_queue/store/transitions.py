@@ -336,6 +336,19 @@ class Transitions:
         """Per id {rollout, latest attempt} fields, or {{}, {}, error, key} for a key that is not a hash."""
         return list(await self._call("read_rollouts", *rollout_ids))
 
+    async def read_spans(
+        self, rollout_id: str, attempt: str, offset: int, limit: int, most: int
+    ) -> tuple[int, list[tuple[str, bytes | None]]] | str:
+        """A page of the trace in sequence order from its one order index holding spans: (total, [(field,
+        span or None)]). `attempt` is an id, 'latest' or '' (all). 'none' when 'latest' names no attempt,
+        'slow' when the script cannot answer (see read_spans.lua): read it the long way."""
+        reply = await self._call("read_spans", rollout_id, attempt, offset, limit, most)
+        verdict = codec.decoded(reply[0])
+        if verdict != "ok":
+            return verdict
+        rest = reply[2:]
+        return int(reply[1]), [(codec.decoded(rest[i]), rest[i + 1]) for i in range(0, len(rest), 2)]
+
     async def update_resources(self, resources_id: str, blob: bytes) -> list[Any]:
         return list(await self._call("update_resources", resources_id, blob))
 

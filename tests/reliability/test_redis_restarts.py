@@ -186,9 +186,15 @@ async def test_workers_log_back_off_and_resume_through_a_10s_redis_outage(
     assert all("Connect" in why for _, why, _ in failures)
     for wid in pool.worker_ids():
         assert 1 <= sum(1 for w, _, _ in failures if w == wid) <= 4, log
-        # Background loops warn once per outage, not once per retry, and say when they recover.
-        assert log.count(f"worker {wid}: watchdog sweep failed") == 1
-        assert f"worker {wid}: watchdog sweep works again" in log
+        # Background loops warn once per outage, not once per retry, and say when they recover. The lease
+        # thread runs the sweep and the retention step one after the other: whichever call rides out the
+        # outage in the client's retries meets it, the other may find Redis back (seen: only retention).
+        loops = ("watchdog sweep", "retention step")
+        assert sum(log.count(f"worker {wid}: {name} failed") for name in loops) >= 1, log
+        for name in loops:
+            assert log.count(f"worker {wid}: {name} failed") <= 1, log
+            if f"worker {wid}: {name} failed" in log:
+                assert f"worker {wid}: {name} works again" in log, log
     # Two idle workers waiting out a 10 s outage: a busy loop would burn seconds of CPU.
     assert cpu_down < 2.0, f"workers used {cpu_down:.2f}s CPU while Redis was down"
     report = {

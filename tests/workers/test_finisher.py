@@ -22,7 +22,7 @@ class FakeFinishMany:
         self.error = error
 
     async def __call__(self, finishes: Sequence[Finish]) -> list[FinishOutcome | Exception]:
-        self.batches.append([cast(str, f.consumer) for f in finishes])
+        self.batches.append([f.consumer for f in finishes])
         await asyncio.sleep(self.delay)
         if self.error is not None:
             raise self.error
@@ -102,3 +102,12 @@ async def test_a_caller_cancelled_mid_flight_does_not_cancel_the_others() -> Non
     with pytest.raises(asyncio.CancelledError):
         await cancelled
     assert fake.batches == [["gone", "kept"]]  # the round trip went on: its result is stored
+
+
+async def test_a_short_answer_fails_its_batch_instead_of_leaving_callers_waiting() -> None:
+    async def short(finishes: Sequence[Finish]) -> list[FinishOutcome | Exception]:
+        return []
+
+    finisher = Finisher(short)
+    with pytest.raises(RuntimeError, match="finish_many answered 0 of 1 finishes"):
+        await asyncio.wait_for(finisher.finish(_finish("a")), 5)

@@ -25,8 +25,11 @@ end
 if redis.call('EXISTS', rkey(rid)) == 0 then return redis.error_reply(ERR_NO_ROLLOUT .. ' ' .. rid) end
 local ak = akey(rid, aid)
 if redis.call('EXISTS', ak) == 0 then return redis.error_reply(ERR_NO_ATTEMPT .. ' ' .. rid .. ' ' .. aid) end
--- The lease check (and renewal): XCLAIM answers only for an entry still pending.
-if #redis.call('XCLAIM', Q, GROUP, consumer, 0, entry, 'JUSTID') == 0 then
+-- The lease check: the entry is still pending under the consumer (a reclaim or an end acks and deletes it).
+-- A read, so that the first write below is one Redis refuses under maxmemory: a script that has written
+-- once may go past the limit.
+local pending = redis.pcall('XPENDING', Q, GROUP, entry, entry, 1)
+if type(pending) ~= 'table' or pending.err or #pending == 0 or pending[1][2] ~= consumer then
   -- A client that lost the reply resends: this finish already ended the attempt (and stored its first span).
   local first = items[1]
   if redis.call('HGET', ak, 'status') == status

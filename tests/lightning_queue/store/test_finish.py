@@ -202,3 +202,14 @@ async def test_the_script_refuses_a_span_to_number_without_the_placeholder(make_
     assert await store.query_spans(rid) == []
     attempt = await store.get_latest_attempt(rid)
     assert attempt is not None and attempt.status == "preparing"
+
+
+async def test_finish_by_another_consumer_writes_nothing(make_store: StoreFactory) -> None:
+    store = make_store(lease_seconds=30)
+    [claim] = await _claim(store, consumer="w1")
+
+    outcome = await store.leases.finish(Finish("w2", claim, "succeeded", [_span(claim, "not mine")]))
+
+    assert outcome.held is False
+    assert await store.query_spans(claim.rollout.rollout_id) == []
+    assert await store.pending_entries() == 1  # still w1's
