@@ -8,4 +8,4 @@ end
 -- Validate everything first: a script is not rolled back, so an error must come before any write.
 local missing = missing_span_target(items)
 if missing then return missing end
-return store_spans(items)
+return store_spans(items, false)

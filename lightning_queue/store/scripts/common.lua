@@ -196,9 +196,31 @@ local function missing_span_target(items)
   return nil
 end
 
+-- A stored span moves its attempt, and its rollout when the attempt is the latest, to running (rules inside).
+local function promote_on_span(rid, aid)
+  local ak = akey(rid, aid)
+  local a = redis.call('HMGET', ak, 'status', 'entry', 'consumer', 'leased')
+  local astatus, entry, leased = a[1], a[2], a[4] == '1'
+  -- A leased attempt that left preparing/running lost its lease with it (reclaimed, released, ended),
+  -- and its worker gives up an attempt whose lease it lost: reviving it would leave a running attempt
+  -- nobody ends or renews. So its late spans are kept and beat its heartbeat, but move nothing.
+  -- Attempts without a lease keep the contract's revival (their liveness is `unresponsive_seconds`).
+  if astatus == 'preparing' or (astatus == 'unresponsive' and not leased) then
+    astatus = 'running'
+    redis.call('HSET', ak, 'status', astatus)
+  end
+  if entry then redis.call('XCLAIM', Q, GROUP, a[3], 0, entry, 'JUSTID') end
+  local rk = rkey(rid)
+  if redis.call('HGET', rk, 'latest') == aid and (LIVE_ATTEMPT[astatus] or not leased) then
+    local rs = redis.call('HGET', rk, 'status')
+    if rs == 'preparing' or rs == 'requeuing' then set_rollout_status(rid, 'running') end
+  end
+end
+
 -- Store the items; per item 1 (stored) or 0 (a duplicate). Each stored span is a heartbeat of its attempt
--- and renews its lease.
-local function store_spans(items)
+-- and renews its lease, and may move it (and its rollout) to running; with `ending` (the attempt ends in
+-- the same script) only the heartbeat is kept: its end decides where it goes.
+local function store_spans(items, ending)
   local out = {}
   local touched = {}
   local top_seq = {}
@@ -222,25 +244,8 @@ local function store_spans(items)
   end
   if stored > 0 then redis.call('HINCRBY', P .. KEY_META, 'spans', stored) end
   for _, pair in pairs(touched) do
-    local rid, aid = pair[1], pair[2]
-    local ak = akey(rid, aid)
-    redis.call('HSET', ak, 'last_heartbeat_time', NOW)
-    local a = redis.call('HMGET', ak, 'status', 'entry', 'consumer', 'leased')
-    local astatus, entry, leased = a[1], a[2], a[4] == '1'
-    -- A leased attempt that left preparing/running lost its lease with it (reclaimed, released, ended),
-    -- and its worker gives up an attempt whose lease it lost: reviving it would leave a running attempt
-    -- nobody ends or renews. So its late spans are kept and beat its heartbeat, but move nothing.
-    -- Attempts without a lease keep the contract's revival (their liveness is `unresponsive_seconds`).
-    if astatus == 'preparing' or (astatus == 'unresponsive' and not leased) then
-      astatus = 'running'
-      redis.call('HSET', ak, 'status', astatus)
-    end
-    if entry then redis.call('XCLAIM', Q, GROUP, a[3], 0, entry, 'JUSTID') end
-    local rk = rkey(rid)
-    if redis.call('HGET', rk, 'latest') == aid and (LIVE_ATTEMPT[astatus] or not leased) then
-      local rs = redis.call('HGET', rk, 'status')
-      if rs == 'preparing' or rs == 'requeuing' then set_rollout_status(rid, 'running') end
-    end
+    redis.call('HSET', akey(pair[1], pair[2]), 'last_heartbeat_time', NOW)
+    if not ending then promote_on_span(pair[1], pair[2]) end
   end
   return out
 end

@@ -61,7 +61,7 @@ if #assign > 0 then
     s[5] = string.sub(s[5], 1, -9) .. table.concat(bytes)
   end
 end
-store_spans(items)
+store_spans(items, true)
 if ARGV[8] == '1' then redis.call('HSET', ak, 'metadata', ARGV[9]) end
 set_attempt_status(rid, aid, status)
 return {1, first_assigned}
