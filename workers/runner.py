@@ -32,6 +32,7 @@ from . import forks, metrics, results
 from .finisher import Finisher
 from .health import REDIS_ERRORS, Health
 from .leases import LeaseKeeper
+from .resources_cache import ResourcesCache
 from .settings import check_recycling, default
 from .telemetry import ProcessProbe
 
@@ -52,7 +53,7 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
 # How long shutdown waits for background Redis calls (redis-py's own retries can take seconds).
 _SHUTDOWN_WAIT = 2.0
 # How long a worker with free slots waits for more of its rollouts to end before claiming: rollouts
-# claimed together tend to end together, and one claim (one resources read) then serves them all.
+# claimed together tend to end together, and one claim call then serves them all.
 # Small next to any agent's run and to a claim's own block time.
 _GATHER_SECONDS = 0.002
 _INVALID_ID_CHARS = re.compile(r"[^A-Za-z0-9_.@=+-]")
@@ -98,8 +99,8 @@ class _Running:
     agent_call: asyncio.Future[Any] | None = None
     thread: concurrent.futures.Future[Any] | None = None
     finishing: bool = False
-    # The resources read shared by the rollouts of one claim that name the same resources.
-    resources: asyncio.Task[ResourcesUpdate | None] | None = None
+    # The resources snapshot it runs with: kept by the worker, or a read shared by the rollouts naming it.
+    resources: asyncio.Future[ResourcesUpdate | None] | None = None
     ended: AttemptStatus | None = None  # the status this worker ended the attempt with
     lost: str | None = None
     release_reason: str | None = None
@@ -207,6 +208,8 @@ class Worker:
         self._leases = self._lease_keeper()
         # Rollouts that end together store their results in one round trip.
         self._finisher = Finisher(self.store.leases.finish_many)
+        # A snapshot the worker holds is not read again.
+        self._resources = ResourcesCache(self.store)
         # A no-op or misconfigured agent misses its reward on every rollout: warn of a few, then summarize.
         self._no_reward = agent_results.NoRewardWarnings()
 
@@ -355,17 +358,12 @@ class Worker:
             backoff.reset()
             if claims:
                 self._busy_with = claims[-1].entry_id  # the claim makes the worker busy with its last rollout
-            # Rollouts claimed together start together: one resources read for those naming the same ones.
-            reads: dict[str | None, asyncio.Task[ResourcesUpdate | None]] = {}
             for claim in claims:
                 if self._stop.is_set():
                     # Claimed while the stop request arrived: give it straight back rather than start it.
                     await self._release(_Running(claim), "the worker was stopping when it claimed")
                 else:
-                    ar = claim.rollout
-                    if ar.resources_id not in reads:
-                        reads[ar.resources_id] = self._read_resources(ar)
-                    self._start(claim, reads[ar.resources_id])
+                    self._start(claim, self._resources.for_claim(claim))
 
     async def _gather_slots(self) -> None:
         deadline = time.monotonic() + _GATHER_SECONDS
@@ -376,7 +374,7 @@ class Worker:
             self._capacity.clear()
             await _wait_any(self._capacity, self._stop, timeout=left)
 
-    def _start(self, claim: Claim, resources: asyncio.Task[ResourcesUpdate | None] | None = None) -> None:
+    def _start(self, claim: Claim, resources: asyncio.Future[ResourcesUpdate | None] | None = None) -> None:
         run = _Running(claim, resources=resources)
         self._free -= 1
         self.totals.claimed += 1
@@ -482,24 +480,15 @@ class Worker:
 
         return placeholders
 
-    def _read_resources(self, ar: AttemptedRollout) -> asyncio.Task[ResourcesUpdate | None]:
-        if ar.resources_id is not None:
-            read = self.store.get_resources_by_id(ar.resources_id)
-        else:
-            read = self.store.get_latest_resources()
-        task = asyncio.ensure_future(read)
-        # Retrieved here too: a read whose rollouts all stopped waiting must not warn "never retrieved".
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())
-        return task
-
     def _resources_op(self, run: _Running) -> Callable[[], Awaitable[NamedResources]]:
-        """Read `run`'s resources: first the read shared with its claim's other rollouts, on a retry its own."""
+        """`run`'s resources: the snapshot its claim named (kept, or read once for the rollouts naming it);
+        on a retry after a failed read, read again."""
         ar = run.rollout
         shared, run.resources = run.resources, None
 
         async def op() -> NamedResources:
             nonlocal shared
-            task, shared = (shared, None) if shared is not None else (self._read_resources(ar), None)
+            task, shared = (shared, None) if shared is not None else (self._resources.for_claim(run.claim), None)
             update = await asyncio.shield(task)
             if update is None:
                 if ar.resources_id is not None:

@@ -26,11 +26,24 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class ResourcesRef:
+    """The resources snapshot a claimed rollout runs with, as the claim found it: its pinned one or the
+    latest. `resources_id` '' means there are none; `version` '' that the pinned snapshot does not exist.
+    A worker holding this (id, version, update_time) already need not read it again."""
+
+    resources_id: str
+    version: str
+    update_time: str
+
+
+@dataclass(frozen=True)
 class Claim:
-    """A rollout a worker claimed from the stream, with the entry it must keep leased."""
+    """A rollout a worker claimed from the stream, with the entry it must keep leased (and, from `claim`,
+    the resources snapshot it runs with; None when not known)."""
 
     entry_id: str
     rollout: AttemptedRollout
+    resources: ResourcesRef | None = None
 
 
 @dataclass(frozen=True)
@@ -131,12 +144,14 @@ class Leases:
             held_attempt_ids=[new_attempt_id() for _ in range(want)],
         )
         gate.report(view, reply, store.namespace, f"worker {worker_id or consumer}")
+        refs: list[ResourcesRef | None] = [ResourcesRef(*r) for r in reply.resources or []]
+        refs += [None] * (len(reply.claims) - len(refs))
         out = []
-        for pair in reply.claims:
+        for pair, ref in zip(reply.claims, refs, strict=True):
             rollout = await store._claimed(pair)
             if rollout is not None:
                 entry = codec.pairs(pair[1]).get("entry", b"")
-                out.append(Claim(entry_id=entry.decode(), rollout=rollout))
+                out.append(Claim(entry_id=entry.decode(), rollout=rollout, resources=ref))
         return out
 
     async def _wait_gate(self, view: gate.GateView, block_ms: int, started: float) -> None:

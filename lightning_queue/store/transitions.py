@@ -194,16 +194,19 @@ class GateReply:
     gate_id: str
     expired_holder: str | None
     failed_stale: list[str]
+    # claim.lua only: per claim the resources snapshot it runs with, (id, version, update_time) as strings.
+    resources: list[tuple[str, str, str]] | None = None
 
     @classmethod
     def of(cls, reply: Any) -> GateReply:
-        claims, state, gate_id, expired, failed = reply
+        claims, state, gate_id, expired, failed, *rest = reply
         return cls(
             claims=list(claims),
             state=codec.decoded(state),
             gate_id=codec.decoded(gate_id),
             expired_holder=codec.decoded(expired) or None,
             failed_stale=[codec.decoded(r) for r in failed],
+            resources=[(codec.decoded(i), codec.decoded(v), codec.decoded(t)) for i, v, t in rest[0]] if rest else None,
         )
 
 

@@ -164,6 +164,31 @@ async def test_rollout_resources_reach_the_agent_with_the_attempts_proxy_url(
     assert span.attributes == {"endpoint": "http://direct:2", "model": "latest"}
 
 
+async def test_a_worker_reads_each_resources_snapshot_once_and_a_new_version_when_it_is_published(
+    wstore: RedisLightningStore, observer: RedisLightningStore
+) -> None:
+    # The claim names the snapshot (id, version): rollouts naming one the worker holds read nothing.
+    @rollout
+    async def agent(task: Any, llm: LLM) -> list[SpanCoreFields]:
+        llm.model += "-changed by the agent"  # each rollout gets its own copy
+        return [SpanCoreFields(name="llm", attributes={"model": llm.model})]
+
+    await observer.add_resources({"main": LLM(endpoint="http://direct:2", model="v1")})
+    worker = make_worker(agent, wstore, concurrency=4)
+    async with running(worker):
+        first = [(await observer.enqueue_rollout(i)).rollout_id for i in range(20)]
+        await finished(observer, first)
+        await observer.add_resources({"main": LLM(endpoint="http://direct:2", model="v2")})
+        second = [(await observer.enqueue_rollout(i)).rollout_id for i in range(20)]
+        await finished(observer, second)
+
+    for ids, model in ((first, "v1"), (second, "v2")):
+        for rid in ids:
+            [span] = (await observer.query_spans(rid)).items
+            assert span.attributes == {"model": f"{model}-changed by the agent"}, rid
+    assert worker._resources.reads == 2  # one per snapshot, not one per claim or rollout
+
+
 async def test_missing_resources_fail_the_attempt_saying_which(
     wstore: RedisLightningStore, observer: RedisLightningStore
 ) -> None:

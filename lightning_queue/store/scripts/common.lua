@@ -410,6 +410,19 @@ local function serve_held(g, consumer, wid, leased, want, first_aid, out)
   return #held
 end
 
+-- The resources snapshot an attempt of `rid` runs with: its pinned one, else the latest (looked up once per
+-- call, in `latest`), as {id, version, update_time}: a worker that holds that version reads nothing.
+local function resources_ref(rid, latest)
+  local id = redis.call('HGET', rkey(rid), 'resources_id')
+  if not id then
+    if latest.id == nil then latest.id = redis.call('ZREVRANGE', P .. KEY_RESOURCES_INDEX, 0, 0)[1] or '' end
+    id = latest.id
+  end
+  if id == '' then return {'', '', ''} end
+  local f = redis.call('HMGET', P .. KEY_RESOURCES .. id, 'version', 'update_time')
+  return {id, f[1] or '', f[2] or ''}
+end
+
 -- What a claim call tells its caller about the gate: '' open, 'paused', 'full' (the bound has no slot for
 -- a rollout waiting), 'held' (open, but held entries wait: serve them before reading the queue).
 local function gate_reply(g, out)

@@ -227,3 +227,28 @@ async def test_a_leased_attempt_whose_entry_is_still_pending_is_left_to_its_leas
         assert await store.sweep() == (0, 0)  # older than a lease and silent, but its entry is held
     attempt = await store.get_latest_attempt(rollout.rollout_id)
     assert attempt is not None and attempt.status == "preparing"
+
+
+async def test_a_claim_names_the_resources_snapshot_each_rollout_runs_with(make_store: StoreFactory) -> None:
+    from lightning_queue.store.leases import ResourcesRef
+    from lightning_queue.types import PromptTemplate
+
+    store = make_store(lease_seconds=30)
+    await store.enqueue_rollout("before any resources")
+    [none] = await store.claim(consumer="w1", count=1, block_ms=10)
+    assert none.resources == ResourcesRef("", "", "")
+
+    old = await store.add_resources({"p": PromptTemplate(template="a", engine="f-string")})
+    latest = await store.update_resources("rs-latest", {"p": PromptTemplate(template="b", engine="f-string")})
+    latest = await store.update_resources("rs-latest", {"p": PromptTemplate(template="c", engine="f-string")})
+    await store.enqueue_rollout("pinned", resources_id=old.resources_id)
+    await store.enqueue_rollout("latest")
+    await store.enqueue_rollout("gone", resources_id="rs-gone")
+    pinned, at_latest, gone = await store.claim(consumer="w1", count=3, block_ms=10)
+
+    assert pinned.resources is not None and at_latest.resources is not None
+    assert (pinned.resources.resources_id, pinned.resources.version) == (old.resources_id, "1")
+    assert float(pinned.resources.update_time) == old.update_time
+    assert (at_latest.resources.resources_id, at_latest.resources.version) == ("rs-latest", "2")
+    assert float(at_latest.resources.update_time) == latest.update_time
+    assert gone.resources == ResourcesRef("rs-gone", "", "")
