@@ -60,7 +60,7 @@ from .query import (
     sort_and_page,
     text_matches,
 )
-from .schema import GROUP, HELD_CONSUMER, SEQUENCE_PLACEHOLDER, SEQUENCE_PLACEHOLDER_VALUE
+from .schema import GROUP, HELD_CONSUMER, MAX_SEQUENCE_ID, SEQUENCE_PLACEHOLDER, SEQUENCE_PLACEHOLDER_VALUE
 from .settings import resolve_namespace
 from .staleness import StalenessBound, StalePolicy
 from .transitions import LEAVE, AttemptChanges, Leave, NewRollout, NewSpan, RolloutChanges, ScriptConfig, Transitions
@@ -1094,8 +1094,8 @@ class RedisLightningStore(LightningStore):
             # Last, as a fixed-width uint64: the script overwrites the value's 8 bytes with the id.
             del dump["sequence_id"]
             dump["sequence_id"] = SEQUENCE_PLACEHOLDER_VALUE
-        elif not isinstance(span.sequence_id, int) or span.sequence_id < 0:
-            raise ValueError(f"sequence_id must be a non-negative integer, got {span.sequence_id!r}")
+        elif not isinstance(span.sequence_id, int) or not 0 <= span.sequence_id <= MAX_SEQUENCE_ID:
+            raise ValueError(f"sequence_id must be an integer from 0 to 2**52, got {span.sequence_id!r}")
         # A validated Span dumps to what validates again; the pack's own decode catches the keys that don't.
         blob = self._pack_limited(dump, f"span {span.span_id}", self.max_span_bytes)
         if numbered_by_script:

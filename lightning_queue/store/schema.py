@@ -87,6 +87,10 @@ ERROR_CODES = (ERR_NO_ROLLOUT, ERR_NO_ATTEMPT, ERR_NO_ATTEMPTS, ERR_BAD_PLACEHOL
 # A span the finish script numbers is packed with this as its last field's value, `sequence_id` =
 # 2**64 - 1 as a msgpack uint64 (0xcf, then 8 bytes); the script writes the id it assigns into those 8 bytes.
 SEQUENCE_PLACEHOLDER_VALUE = 2**64 - 1
+# The largest sequence id a span may carry: Lua numbers are doubles, exact up to 2**53 (and Redis writes
+# one above ~10**16 back as "1.2e+18", which breaks the counter); the rest is headroom for the ids a
+# finish script assigns after the highest explicit one.
+MAX_SEQUENCE_ID = 2**52
 SEQUENCE_PLACEHOLDER = b"\xcf" + b"\xff" * 8
 
 LUA_STRINGS = {

@@ -210,6 +210,24 @@ class GateReply:
         )
 
 
+# Span bytes per finish pipeline: a batch of long traces goes in a few round trips, not one huge request.
+PIPELINE_BYTES = 8 << 20
+
+
+def _by_size(indexes: list[int], requests: Sequence[FinishRequest]) -> list[list[int]]:
+    """`indexes` in order, cut into pipelines of at most PIPELINE_BYTES of spans (a bigger request alone)."""
+    parts: list[list[int]] = []
+    size = 0
+    for i in indexes:
+        weight = sum(len(span.blob) for span in requests[i].spans)
+        if not parts or (size + weight > PIPELINE_BYTES and parts[-1]):
+            parts.append([])
+            size = 0
+        parts[-1].append(i)
+        size += weight
+    return parts
+
+
 class Transitions:
     """The Lua transitions of one namespace. `script(name)` gives the loaded script of the running loop."""
 
@@ -300,30 +318,30 @@ class Transitions:
         return [bool(v) for v in await self._call("add_spans", *args)]
 
     async def finish_many(self, requests: Sequence[FinishRequest]) -> list[tuple[Finished, int] | Exception]:
-        """finish.lua for each request, in one pipeline (one round trip). Per request (verdict, first
-        sequence id assigned, 0 if none) or the error it got; a lost connection raises for all."""
+        """finish.lua for each request, in one pipeline (one round trip; more only past PIPELINE_BYTES of
+        spans). Per request (verdict, first sequence id assigned, 0 if none) or the error it got; a lost
+        connection raises for all."""
         out: list[tuple[Finished, int] | Exception] = [ValueError("not sent") for _ in requests]
-        if not requests:
-            return out
         script = await self._script("finish")
         client = script.registered_client
         todo = list(range(len(requests)))
         for attempt in range(2):
-            now = _f(time.time())
-            async with client.pipeline(transaction=False) as pipe:
-                for i in todo:
-                    pipe.evalsha(script.sha, 1, self.keys.queue, self.keys.prefix, now, *requests[i]._args())
-                replies = await pipe.execute(raise_on_error=False)
             unknown = []
-            for i, reply in zip(todo, replies, strict=True):
-                if isinstance(reply, NoScriptError) and attempt == 0:
-                    unknown.append(i)  # not run: Redis restarted or flushed its scripts
-                elif isinstance(reply, ResponseError):
-                    out[i] = errors.from_reply(reply)
-                elif isinstance(reply, Exception):
-                    out[i] = reply
-                else:
-                    out[i] = (Finished(int(reply[0])), int(reply[1]))
+            for part in _by_size(todo, requests):
+                now = _f(time.time())
+                async with client.pipeline(transaction=False) as pipe:
+                    for i in part:
+                        pipe.evalsha(script.sha, 1, self.keys.queue, self.keys.prefix, now, *requests[i]._args())
+                    replies = await pipe.execute(raise_on_error=False)
+                for i, reply in zip(part, replies, strict=True):
+                    if isinstance(reply, NoScriptError) and attempt == 0:
+                        unknown.append(i)  # not run: Redis restarted or flushed its scripts
+                    elif isinstance(reply, ResponseError):
+                        out[i] = errors.from_reply(reply)
+                    elif isinstance(reply, Exception):
+                        out[i] = reply
+                    else:
+                        out[i] = (Finished(int(reply[0])), int(reply[1]))
             if not unknown:
                 break
             script.sha = await client.script_load(script.script)

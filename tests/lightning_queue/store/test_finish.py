@@ -213,3 +213,43 @@ async def test_finish_by_another_consumer_writes_nothing(make_store: StoreFactor
     assert outcome.held is False
     assert await store.query_spans(claim.rollout.rollout_id) == []
     assert await store.pending_entries() == 1  # still w1's
+
+
+async def test_an_explicit_sequence_id_out_of_range_refuses_the_finish(make_store: StoreFactory) -> None:
+    store = make_store(lease_seconds=30)
+    [claim] = await _claim(store)
+
+    [result] = await store.leases.finish_many([Finish("w1", claim, "succeeded", [_span(claim, "x", seq=2**60)])])
+
+    assert isinstance(result, ValueError) and "got 1152921504606846976" in str(result)
+    attempt = await store.get_latest_attempt(claim.rollout.rollout_id)
+    assert attempt is not None and attempt.status == "preparing"  # nothing written: the worker fails it
+
+
+async def test_a_batch_of_long_traces_goes_in_pipelines_of_bounded_size(
+    make_store: StoreFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lightning_queue.store import transitions
+
+    monkeypatch.setattr(transitions, "PIPELINE_BYTES", 20_000)
+    store = make_store(lease_seconds=30, scan_debounce_seconds=3600)  # no sweep's pipelines in the count
+    first, *claims = await _claim(store, 6)
+    await store.leases.finish(Finish("w1", first, "succeeded"))  # the script is loaded before counting
+    pipelines = 0
+    real_pipeline = store._redis.pipeline
+
+    def counted(*args: object, **kwargs: object) -> object:
+        nonlocal pipelines
+        pipelines += 1
+        return real_pipeline(*args, **kwargs)  # type: ignore[arg-type]
+
+    script = await store._script("finish")
+    monkeypatch.setattr(script.registered_client, "pipeline", counted)
+    finishes = [Finish("w1", c, "succeeded", [_span(c, "big", blob="x" * 8_000)]) for c in claims]
+
+    results = await store.leases.finish_many(finishes)
+
+    assert all(_outcome(r).sequence_ids == [1] for r in results)
+    assert pipelines == 3  # 2 + 2 + 1 spans of ~8 KB under a 20 KB bound
+    for c in claims:
+        assert [s.name for s in (await store.query_spans(c.rollout.rollout_id)).items] == ["big"]

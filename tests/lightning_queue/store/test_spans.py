@@ -247,3 +247,21 @@ async def test_span_written_through_one_store_instance_is_seen_by_another(
 
     assert len(await writer.query_spans(started.rollout_id)) == 1
     assert (await writer.get_rollout_by_id(started.rollout_id)).status == "running"
+
+
+@pytest.mark.parametrize("writer", ["add_span", "add_many_spans"])
+@pytest.mark.parametrize("bad", [-1, 2**52 + 1, 2**60])
+async def test_a_sequence_id_out_of_range_is_refused_and_the_counter_stays_usable(
+    store: RedisLightningStore, make_span: SpanFactory, writer: str, bad: int
+) -> None:
+    # Lua numbers are doubles: an id past 2**53 came back from Redis as "1.15e+18" and broke the counter.
+    started = await store.start_rollout("task")
+    rid, aid = started.rollout_id, started.attempt.attempt_id
+
+    with pytest.raises(ValueError, match=re.escape(f"sequence_id must be an integer from 0 to 2**52, got {bad}")):
+        await write_span(store, writer, make_span(rid, aid, bad))
+
+    assert await store.query_spans(rid) == []
+    assert await store.get_next_span_sequence_id(rid, aid) == 1
+    await write_span(store, writer, make_span(rid, aid, 2**52))
+    assert await store.get_next_span_sequence_id(rid, aid) == 2**52 + 1
