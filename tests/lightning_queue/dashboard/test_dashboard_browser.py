@@ -2,7 +2,8 @@
 of the stand-in model, and `lq dashboard`, all as processes; Debian's headless chromium loads every page and
 the test reads the rendered DOM (counts, a rollout's LLM spans with their token-id counts, hostile input as
 text, the reward chart's points, a live update). The pool's and the proxy's /metrics, scraped in the same
-run, count what was run. Screenshots go to docs/img/."""
+run, count what was run. Screenshots go to the test's tmp dir; with LQ_UPDATE_SCREENSHOTS=1 to docs/img/
+(the committed ones), so a test run does not rewrite tracked files with rendering noise."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ pytestmark = [
 ]
 HOSTILE = "<script>document.title='pwned'</script>"
 AGENT = "tests.support.reliability_agents:llm_calls"
-SHOTS = REPO / "docs" / "img"
+DOCS_SHOTS = REPO / "docs" / "img"
 
 
 def serve(args: list[str], log: Path, first_words: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -92,7 +93,8 @@ async def test_dashboard_end_to_end_in_chromium(
     tmp_path: Path,
 ) -> None:
     playwright = pytest.importorskip("playwright.async_api")
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    shots = DOCS_SHOTS if os.environ.get("LQ_UPDATE_SCREENSHOTS") == "1" else tmp_path / "img"
+    shots.mkdir(parents=True, exist_ok=True)
     common = ["--redis-url", redis_url, "--namespace", namespace]
     async with StandInModelServer() as model:
         # token_ids: ask the upstream for them, as a vLLM policy is asked
@@ -127,12 +129,12 @@ async def test_dashboard_end_to_end_in_chromium(
                     timeout=15000,
                 )
                 await page.wait_for_function("document.querySelector('#chart-reward').dataset.points === '4'")
-                await page.screenshot(path=str(SHOTS / "dashboard-overview.png"))
+                await page.screenshot(path=str(shots / "dashboard-overview.png"))
 
                 await page.goto(url + "rollouts?status=succeeded")
                 await page.wait_for_function("document.querySelectorAll('#rollouts tbody tr').length === 4")
                 assert HOSTILE in await page.inner_text("#rollouts tbody td.input")
-                await page.screenshot(path=str(SHOTS / "dashboard-rollouts.png"))
+                await page.screenshot(path=str(shots / "dashboard-rollouts.png"))
 
                 await page.goto(url + f"rollouts/{first}")
                 await page.wait_for_function("document.querySelectorAll('#spans .badge.tokens').length >= 2")
@@ -143,14 +145,14 @@ async def test_dashboard_end_to_end_in_chromium(
                 assert "reward 1" in await page.inner_text("#spans")
                 assert HOSTILE in await page.inner_text("#rollout-input")
                 assert await page.title() != "pwned"
-                await page.screenshot(path=str(SHOTS / "dashboard-rollout.png"))
+                await page.screenshot(path=str(shots / "dashboard-rollout.png"))
 
                 for name, expected in (("workers", pool.worker_ids()), ("resources", ["rs-"])):
                     await page.goto(url + name)
                     await page.wait_for_function(f"document.querySelectorAll('#{name} tbody tr').length >= 1")
                     text = await page.inner_text(f"#{name}")
                     assert any(e in text for e in expected), text
-                    await page.screenshot(path=str(SHOTS / f"dashboard-{name}.png"))
+                    await page.screenshot(path=str(shots / f"dashboard-{name}.png"))
                 await browser.close()
 
             async def counted() -> Any:
@@ -163,4 +165,4 @@ async def test_dashboard_end_to_end_in_chromium(
             assert value(proxy_samples, "lq_proxy_calls_total", model="policy", status="200") == 6
             assert len(model.requests) == 6
     names = ("overview", "rollouts", "rollout", "workers", "resources")
-    assert all(os.path.getsize(SHOTS / f"dashboard-{n}.png") > 1000 for n in names)  # noqa: ASYNC240
+    assert all(os.path.getsize(shots / f"dashboard-{n}.png") > 1000 for n in names)  # noqa: ASYNC240
