@@ -3,19 +3,21 @@ lost replies, flushed scripts, and attempts ended or deleted behind the worker's
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from lightning_queue import RedisLightningStore
+from lightning_queue import LLM, RedisLightningStore
 from lightning_queue.emitter import emit_reward
 from lightning_queue.litagent import Hook, rollout
 from lightning_queue.reward import find_final_reward
 from lightning_queue.types import AttemptedRollout, Span, SpanCoreFields
 from tests.support.pools import eventually
 from tests.workers.test_runner import finished, make_worker, running, wstore
+from workers.resources_cache import ResourcesCache
 
 __all__ = ["wstore"]  # the fixture, shared with test_runner
 
@@ -200,3 +202,74 @@ def _probe(condition: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
         return condition()
 
     return probe
+
+
+async def test_a_lease_lost_while_the_finish_is_in_flight_is_counted_lost_and_stores_nothing(
+    wstore: RedisLightningStore, observer: RedisLightningStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = wstore.transitions.finish_many
+
+    async def reclaimed_first(requests: Any) -> Any:
+        for request in requests:  # the watchdog wins the race with the batch
+            await observer.release(request.rollout_id, request.attempt_id)
+        return await real(requests)
+
+    monkeypatch.setattr(wstore.transitions, "finish_many", reclaimed_first)
+
+    @rollout
+    async def agent(task: int) -> float:
+        emit_reward(0.5)
+        return 0.5
+
+    rid = (await observer.enqueue_rollout(1)).rollout_id
+    worker = make_worker(agent, wstore, max_rollouts=1)
+    async with running(worker) as task:
+        await asyncio.wait_for(task, 5)
+
+    assert (worker.totals.succeeded, worker.totals.lost) == (0, 1)
+    assert (await observer.query_spans(rid)).items == []
+    [attempt] = await observer.query_attempts(rid)
+    assert attempt.status == "unresponsive"
+
+
+async def test_claims_of_one_resources_snapshot_read_it_once_even_after_it_changed_in_between(
+    wstore: RedisLightningStore, observer: RedisLightningStore
+) -> None:
+    await observer.update_resources("res-1", {"llm": LLM(endpoint="http://a", model="m1")})
+    await observer.enqueue_rollout(1)
+    [first] = await wstore.claim(consumer="w1", worker_id="w1", count=1, block_ms=100)
+    # Updated between the claim and the read: the read finds the newer version.
+    await observer.update_resources("res-1", {"llm": LLM(endpoint="http://b", model="m2")})
+    cache = ResourcesCache(wstore)
+
+    got = await cache.for_claim(first)
+
+    assert got is not None and got.resources["llm"].model == "m2"  # type: ignore[attr-defined]
+    for i in range(3):
+        await observer.enqueue_rollout(i)
+    later = await wstore.claim(consumer="w1", worker_id="w1", count=3, block_ms=100)
+    assert len(later) == 3 and {c.resources for c in later} == {later[0].resources}
+    for claim in later:
+        update = await cache.for_claim(claim)
+        assert update is not None and update.resources["llm"].model == "m2"  # type: ignore[attr-defined]
+    assert cache.reads == 1  # the claim's (id, version, update time) equals the snapshot's as read
+
+
+async def test_a_pinned_snapshot_that_does_not_exist_fails_the_attempt_saying_so(
+    wstore: RedisLightningStore, observer: RedisLightningStore
+) -> None:
+    await observer.update_resources("res-1", {"llm": LLM(endpoint="http://a", model="m1")})
+    rid = (await observer.enqueue_rollout(1, resources_id="res-1")).rollout_id
+    await observer._redis.delete(observer.keys.resources("res-1"))  # a careless cleanup
+
+    @rollout
+    async def agent(task: int) -> float:
+        return 1.0
+
+    worker = make_worker(agent, wstore)
+    async with running(worker):
+        done = await finished(observer, [rid])
+
+    assert done[rid].status == "failed"
+    attempt = await observer.get_latest_attempt(rid)
+    assert attempt is not None and "res-1" in str(attempt.metadata)
