@@ -11,7 +11,7 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from lightning_queue import LLM, RedisLightningStore
-from lightning_queue.emitter import emit_reward
+from lightning_queue.emitter import emit_annotation, emit_reward
 from lightning_queue.litagent import Hook, rollout
 from lightning_queue.reward import find_final_reward
 from lightning_queue.types import AttemptedRollout, Span, SpanCoreFields
@@ -273,3 +273,20 @@ async def test_a_pinned_snapshot_that_does_not_exist_fails_the_attempt_saying_so
     assert done[rid].status == "failed"
     attempt = await observer.get_latest_attempt(rid)
     assert attempt is not None and "res-1" in str(attempt.metadata)
+
+
+async def test_spans_emitted_and_returned_too_are_stored_once_in_emitted_order(
+    wstore: RedisLightningStore, observer: RedisLightningStore
+) -> None:
+    @rollout
+    async def agent(task: int) -> list[Any]:
+        note = emit_annotation({"step": 1})
+        reward = emit_reward(0.5)
+        return [reward, SpanCoreFields(name="extra"), note, 0.5]
+
+    _rid, spans, totals = await _run_one(agent, wstore, observer)
+
+    assert [s.sequence_id for s in spans] == [1, 2, 3]
+    assert [s.name for s in spans][-1] == "extra"
+    assert find_final_reward(spans) == 0.5
+    assert totals.succeeded == 1

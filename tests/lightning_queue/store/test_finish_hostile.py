@@ -204,8 +204,8 @@ async def test_traces_over_several_attempts_answer_as_the_long_way(
     store: RedisLightningStore, monkeypatch: pytest.MonkeyPatch, per_attempt: list[int]
 ) -> None:
     rid, aids = await _trace(store, per_attempt)
-    for attempt in (None, "latest", *aids):
-        for limit, offset in ((-1, 0), (2, 1), (0, 0)):
+    for attempt in (None, "latest", "", *aids):
+        for limit, offset in ((-1, 0), (2, 1), (0, 0), (1, 5)):
             fast, slow = await _both_ways(store, monkeypatch, rid, attempt, limit=limit, offset=offset)
             assert _seen(fast) == _seen(slow), (attempt, limit, offset)
 
@@ -215,7 +215,7 @@ async def test_a_rollout_without_attempts_or_unknown_answers_as_the_long_way(
 ) -> None:
     queued = (await store.enqueue_rollout("q")).rollout_id
     for rid in (queued, "ro-unknown"):
-        for attempt in (None, "latest", "at-x"):
+        for attempt in (None, "latest", "at-x", ""):
             fast, slow = await _both_ways(store, monkeypatch, rid, attempt)
             assert _seen(fast) == _seen(slow) == (0, []), (rid, attempt)
 
@@ -318,3 +318,22 @@ async def test_a_batch_whose_reply_was_lost_is_resent_and_every_finish_stored_on
         await store.purge()
         await store.aclose()
         await proxy.close()
+
+
+@pytest.mark.parametrize("explicit", [10**8, 3 * 10**9, 10**15, 2**52 - 1])
+async def test_a_round_or_large_explicit_id_leaves_a_counter_later_reservations_increment(
+    make_store: StoreFactory, explicit: int
+) -> None:
+    # Lua holds numbers as doubles: the counter it writes back must stay an integer Redis can INCR.
+    store = make_store(lease_seconds=30)
+    [claim] = await _claim(store)
+    rid, aid = claim.rollout.rollout_id, claim.rollout.attempt.attempt_id
+
+    outcome = await store.leases.finish(
+        Finish("w1", claim, "succeeded", [_span(claim, "given", explicit), _span(claim, "fresh")])
+    )
+
+    assert outcome.sequence_ids == [explicit + 1]
+    assert await store.get_next_span_sequence_id(rid, aid) == explicit + 2
+    stored = (await store.query_spans(rid)).items
+    assert [(s.name, s.sequence_id) for s in stored] == [("given", explicit), ("fresh", explicit + 1)]
