@@ -290,3 +290,34 @@ async def test_spans_emitted_and_returned_too_are_stored_once_in_emitted_order(
     assert [s.name for s in spans][-1] == "extra"
     assert find_final_reward(spans) == 0.5
     assert totals.succeeded == 1
+
+
+@rollout
+async def _emits_then_returns_a_numbered_reward(task: int) -> list[Any]:
+    emit_reward(0.1)  # a first guess, traced while running
+    final = Span.from_core_fields(emit_reward(0.9, propagate=False), rollout_id="", attempt_id="", sequence_id=5)
+    return [final]
+
+
+@pytest.mark.parametrize(
+    "hooks",
+    [
+        pytest.param(
+            [],
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="without hooks finish.lua numbers the traced spans after the explicit id returned with "
+                "them (6 > 5), so the reward traced first becomes the last in sequence order and "
+                "find_final_reward returns it; with hooks (and before finish.lua) the traced one got 1",
+            ),
+            id="no-hooks",
+        ),
+        pytest.param([_Watching()], id="hooks"),
+    ],
+)
+async def test_a_returned_reward_with_an_explicit_id_stays_final_over_one_traced_earlier(
+    wstore: RedisLightningStore, observer: RedisLightningStore, hooks: list[Hook]
+) -> None:
+    _rid, spans, _totals = await _run_one(_emits_then_returns_a_numbered_reward, wstore, observer, hooks=hooks)
+
+    assert find_final_reward(spans) == 0.9, [(s.sequence_id, s.attributes) for s in spans]
