@@ -410,6 +410,12 @@ class Worker:
         except results.UNSTORABLE as exc:
             # Not even the failure could be stored; say so here rather than in an unretrieved task.
             logger.error("%s: could not end its attempt: %s: %s", run, type(exc).__name__, exc)
+        except Exception as exc:
+            # An error no rule above expects (a BUSY Redis, a script's unknown reply): the finish script is
+            # atomic, so nothing or all of it was written. Give the attempt back (a no-op if it ended) rather
+            # than drop the result without a word and leave the rollout waiting for its lease to lapse.
+            logger.error("%s: storing its result failed: %s: %s", run, type(exc).__name__, exc)
+            await self._release(run, f"storing its result failed: {type(exc).__name__}: {exc}")
         finally:
             self._inflight.pop(run.entry_id, None)
             metrics.rollout_left()

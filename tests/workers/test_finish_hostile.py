@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 
 from lightning_queue import LLM, RedisLightningStore
 from lightning_queue.emitter import emit_annotation, emit_reward
@@ -321,3 +322,30 @@ async def test_a_returned_reward_with_an_explicit_id_stays_final_over_one_traced
     _rid, spans, _totals = await _run_one(_emits_then_returns_a_numbered_reward, wstore, observer, hooks=hooks)
 
     assert find_final_reward(spans) == 0.9, [(s.sequence_id, s.attributes) for s in spans]
+
+
+async def test_an_unexpected_error_storing_the_result_is_logged_and_the_rollout_given_back(
+    wstore: RedisLightningStore,
+    observer: RedisLightningStore,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def busy(requests: Any) -> Any:
+        # Per request, as a pipeline reports it; not a connection error, not a refusal of the result.
+        return [ResponseError("BUSY Redis is busy running a script. You can only call SCRIPT KILL")] * len(requests)
+
+    monkeypatch.setattr(wstore.transitions, "finish_many", busy)
+
+    @rollout
+    async def agent(task: int) -> float:
+        return 0.5
+
+    rid = (await observer.enqueue_rollout(1)).rollout_id
+    worker = make_worker(agent, wstore, max_rollouts=1)
+    async with running(worker) as task:
+        await asyncio.wait_for(task, 5)
+
+    assert worker.totals.released == 1
+    assert any("BUSY" in r.getMessage() and r.levelname == "ERROR" for r in caplog.records)
+    [attempt] = await observer.query_attempts(rid)
+    assert attempt.status == "unresponsive"  # not left `preparing` until its lease lapses
