@@ -199,7 +199,7 @@ async def test_one_attempt_pages_around_the_chunk_size_answer_as_the_long_way(
             assert len(fast.items) == max(0, min(held - offset, held if limit < 0 else limit))
 
 
-@pytest.mark.parametrize("per_attempt", [[3, 0], [0, 3], [2, 2, 0], [0, 0, 4], [0, 0]])
+@pytest.mark.parametrize("per_attempt", [[3, 0], [0, 3], [2, 3], [2, 2, 0], [0, 0, 4], [0, 0]])
 async def test_traces_over_several_attempts_answer_as_the_long_way(
     store: RedisLightningStore, monkeypatch: pytest.MonkeyPatch, per_attempt: list[int]
 ) -> None:
