@@ -24,6 +24,7 @@ from lightning_queue.litagent import Hook, LitAgent, RolloutRawResult
 from lightning_queue.litagent import results as agent_results
 from lightning_queue.resilience import Backoff
 from lightning_queue.store import RedisLightningStore
+from lightning_queue.store.errors import NotFound
 from lightning_queue.store.leases import Claim, Finish
 from lightning_queue.tracer import AgentOpsTracer, AttemptTrace, OtelTracer
 from lightning_queue.types import AttemptedRollout, AttemptStatus, NamedResources, ResourcesUpdate, Span
@@ -409,6 +410,12 @@ class Worker:
         except results.UNSTORABLE as exc:
             # Not even the failure could be stored; say so here rather than in an unretrieved task.
             logger.error("%s: could not end its attempt: %s: %s", run, type(exc).__name__, exc)
+        except Exception as exc:
+            # An error no rule above expects (a BUSY Redis, a script's unknown reply): the finish script is
+            # atomic, so nothing or all of it was written. Give the attempt back (a no-op if it ended) rather
+            # than drop the result without a word and leave the rollout waiting for its lease to lapse.
+            logger.error("%s: storing its result failed: %s: %s", run, type(exc).__name__, exc)
+            await self._release(run, f"storing its result failed: {type(exc).__name__}: {exc}")
         finally:
             self._inflight.pop(run.entry_id, None)
             metrics.rollout_left()
@@ -549,6 +556,9 @@ class Worker:
         store_result = functools.partial(self._finisher.finish, finish)
         try:
             outcome = await self._retry(run, "storing the result", store_result)
+        except NotFound as exc:
+            # Ended by someone else and deleted (retention, a purge): there is no attempt left to fail.
+            raise LeaseLost(f"its rollout or attempt no longer exists: {exc}") from exc
         except results.UNSTORABLE as exc:
             # Left to the watchdog, the attempt would end `unresponsive` with no reason at all.
             logger.error("%s: its result cannot be stored, failing the attempt: %s: %s", run, type(exc).__name__, exc)
