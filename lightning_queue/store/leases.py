@@ -50,8 +50,9 @@ class Claim:
 class Finish:
     """A worker's end of a claimed attempt: its spans and status, stored only while it holds the lease.
 
-    A span whose `sequence_id` is negative gets a fresh id of the rollout's counter in the same step
-    (spans in their order, after any explicit id given with them); the others keep theirs.
+    A span whose `sequence_id` is negative gets a fresh id of the rollout's counter in the same step, in
+    their order, as `get_many_span_sequence_ids` just before would give them; the others keep theirs (so
+    an explicit id may equal a fresh one: the contract's ties, ordered by span id).
     """
 
     consumer: str

@@ -5,7 +5,8 @@
 -- ARGV[10..] per span, 3 slots: span id, sequence id ('' = assign one), span (msgpack; for '' it ends in
 -- SEQUENCE_PLACEHOLDER, its sequence_id, which is replaced by the id assigned)
 -- returns {1, first assigned sequence id (0 if none)}: stored and ended; {0, 0}: the entry is not held by
--- the consumer (reclaimed, released, ended): nothing written; {2, 0}: a resend of a finish already applied;
+-- the consumer (reclaimed, released, ended): nothing written; {2, 0}: a resend of a finish already applied
+-- (the attempt ended with this status by this entry's finish: `finished_by`);
 -- or ERR_NO_ROLLOUT rid / ERR_NO_ATTEMPT rid aid / ERR_BAD_PLACEHOLDER span id
 local consumer, entry, rid, aid, status = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local items = {}
@@ -30,23 +31,16 @@ if redis.call('EXISTS', ak) == 0 then return redis.error_reply(ERR_NO_ATTEMPT ..
 -- once may go past the limit.
 local pending = redis.pcall('XPENDING', Q, GROUP, entry, entry, 1)
 if type(pending) ~= 'table' or pending.err or #pending == 0 or pending[1][2] ~= consumer then
-  -- A client that lost the reply resends: this finish already ended the attempt (and stored its first span).
-  local first = items[1]
-  if redis.call('HGET', ak, 'status') == status
-    and (not first or redis.call('HEXISTS', P .. KEY_SPANS .. rid, aid .. ':' .. first[3]) == 1) then
-    return {2, 0}
-  end
+  -- A client that lost the reply resends: this finish already ended the attempt (not someone else's end).
+  local ended = redis.call('HMGET', ak, 'status', 'finished_by')
+  if ended[1] == status and ended[2] == entry then return {2, 0} end
   return {0, 0}
 end
 local first_assigned = 0
 if #assign > 0 then
-  -- Explicit ids first, so the assigned ones come after them and never repeat one.
-  local sk = P .. KEY_SEQUENCE .. rid
-  local top = tonumber(redis.call('GET', sk) or '0')
-  for _, s in ipairs(items) do
-    if s[4] and s[4] > top then top = s[4] end
-  end
-  redis.call('SET', sk, top + #assign)
+  -- From the counter, as a reservation before the write would: an explicit id given with them keeps its
+  -- place in the order (store_spans then raises the counter past it).
+  local top = redis.call('INCRBY', P .. KEY_SEQUENCE .. rid, #assign) - #assign
   first_assigned = top + 1
   for k, s in ipairs(assign) do
     local seq = top + k
@@ -63,5 +57,6 @@ if #assign > 0 then
 end
 store_spans(items, true)
 if ARGV[8] == '1' then redis.call('HSET', ak, 'metadata', ARGV[9]) end
+redis.call('HSET', ak, 'finished_by', entry)
 set_attempt_status(rid, aid, status)
 return {1, first_assigned}

@@ -65,16 +65,22 @@ async def test_finish_numbers_the_spans_after_the_counter_stores_them_and_ends_t
     assert worker.status == "idle"
 
 
-async def test_numbered_spans_come_after_explicit_ids_given_with_them(make_store: StoreFactory) -> None:
+async def test_numbered_spans_take_the_counters_next_ids_and_explicit_ones_keep_theirs(
+    make_store: StoreFactory,
+) -> None:
+    # As a reservation before the write gave them: a reward span returned with an explicit id stays after
+    # a reward traced earlier (numbered), whichever runtime stores them.
     store = make_store(lease_seconds=30)
     [claim] = await _claim(store)
-    spans = [_span(claim, "explicit", seq=7), _span(claim, "fresh")]
+    rid, aid = claim.rollout.rollout_id, claim.rollout.attempt.attempt_id
+    spans = [_span(claim, "traced"), _span(claim, "explicit", seq=7), _span(claim, "fresh")]
 
     outcome = await store.leases.finish(Finish("w1", claim, "succeeded", spans))
 
-    assert outcome.sequence_ids == [8]
-    stored = (await store.query_spans(claim.rollout.rollout_id)).items
-    assert [(s.name, s.sequence_id) for s in stored] == [("explicit", 7), ("fresh", 8)]
+    assert outcome.sequence_ids == [1, 2]
+    stored = (await store.query_spans(rid)).items
+    assert [(s.name, s.sequence_id) for s in stored] == [("traced", 1), ("fresh", 2), ("explicit", 7)]
+    assert await store.get_next_span_sequence_id(rid, aid) == 8  # raised past the explicit id
 
 
 async def test_a_large_span_is_numbered_intact(make_store: StoreFactory) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from lightning_queue import RedisLightningStore
 from lightning_queue.store import codec, schema
+from lightning_queue.store.leases import Claim, Finish
 from lightning_queue.store.query import sort_and_page
 from lightning_queue.types import (
     ATTEMPT_STATUSES,
@@ -146,11 +147,12 @@ async def assert_queries_match_scan(store: RedisLightningStore, rng: random.Rand
             assert page.items == every.items[1:3]
 
 
-async def _random_step(store: RedisLightningStore, rng: random.Random, seq: list[int]) -> None:
+async def _random_step(store: RedisLightningStore, rng: random.Random, seq: list[int], claims: list[Claim]) -> None:
     rollouts = await _all_rollouts(store)
     live = [x for x in rollouts if isinstance(x, AttemptedRollout)]
     step = rng.choice(
-        ["enqueue", "enqueue_many", "start", "dequeue", "claim", "attempt", "rollout", "spans"] * 2
+        ["enqueue", "enqueue_many", "start", "dequeue", "claim", "attempt", "rollout", "spans", "finish"] * 2
+        + ["claim", "finish"] * 2  # the worker path: claims, then finishes of fresh or stale claims
         + ["sweep", "release", "start_attempt", "delete"]
     )
     retry = RolloutConfig(
@@ -174,7 +176,7 @@ async def _random_step(store: RedisLightningStore, rng: random.Random, seq: list
     elif step == "dequeue":
         await store.dequeue_many_rollouts(limit=rng.randint(1, 3), worker_id=rng.choice([None, "w-1"]))
     elif step == "claim":
-        await store.claim(consumer="c-1", worker_id="w-3", count=rng.randint(1, 2), block_ms=1)
+        claims += await store.claim(consumer="c-1", worker_id="w-3", count=rng.randint(1, 2), block_ms=1)
     elif step == "attempt" and live:
         target = rng.choice(live)
         await store.update_attempt(target.rollout_id, "latest", status=rng.choice(ATTEMPT_STATUSES))
@@ -196,6 +198,22 @@ async def _random_step(store: RedisLightningStore, rng: random.Random, seq: list
                 )
             )
         await store.add_many_spans(spans)
+    elif step == "finish" and claims:
+        # A worker's end (finish.lua); the claim may be stale by now (lease lost, rollout deleted).
+        claim = claims.pop(rng.randrange(len(claims)))
+        ar = claim.rollout
+        spans = [
+            Span.from_attributes(
+                attributes={},
+                rollout_id=ar.rollout_id,
+                attempt_id=ar.attempt.attempt_id,
+                sequence_id=rng.choice([-1, 5]),  # -1: numbered by the script
+                name="finish",
+            )
+            for _ in range(rng.randint(0, 2))
+        ]
+        finish = Finish("c-1", claim, rng.choice(["succeeded", "failed", "timeout"]), spans)
+        await store.leases.finish_many([finish])
     elif step == "sweep":
         await asyncio.sleep(0.002)
         await store.sweep()
@@ -214,8 +232,9 @@ async def test_indexes_equal_a_full_scan_after_random_transitions(make_store: St
     store = make_store(lease_seconds=None, scan_debounce_seconds=3600)
     rng = random.Random(seed)
     seq = [10]
+    claims: list[Claim] = []
     for step in range(1, STEPS + 1):
-        await _random_step(store, rng, seq)
+        await _random_step(store, rng, seq, claims)
         if step % CHECK_EVERY == 0:
             await assert_indexes_match_records(store)
             await assert_queries_match_scan(store, rng)
