@@ -570,6 +570,10 @@ class Worker:
             )
         if not outcome.held:
             raise LeaseLost("its stream entry was reclaimed before the result could be stored")
+        if outcome.duplicates:
+            logger.warning(
+                "%s: %d of its spans were not stored: their span ids were stored already", run, outcome.duplicates
+            )
         run.ended = status
         setattr(self.totals, status, getattr(self.totals, status) + 1)
         metrics.rollout_ended(status)

@@ -66,11 +66,12 @@ class Finish:
 class FinishOutcome:
     """What `finish_many` did with one Finish. `held` False: the lease was lost first, nothing was written.
     `sequence_ids`: the ids given to the spans that had none, in their order (empty for a resend that
-    found its finish already applied, `resent`)."""
+    found its finish already applied, `resent`); `duplicates`: spans skipped, their span id already stored."""
 
     held: bool
     sequence_ids: list[int]
     resent: bool = False
+    duplicates: int = 0
 
 
 class Leases:
@@ -210,10 +211,13 @@ class Leases:
                 if isinstance(reply, Exception):
                     out[i] = reply
                     continue
-                verdict, first = reply
+                verdict, first, duplicates = reply
                 ids = list(range(first, first + numbered)) if verdict is Finished.DONE else []
                 out[i] = FinishOutcome(
-                    held=verdict is not Finished.NOT_HELD, sequence_ids=ids, resent=verdict is Finished.RESENT
+                    held=verdict is not Finished.NOT_HELD,
+                    sequence_ids=ids,
+                    resent=verdict is Finished.RESENT,
+                    duplicates=duplicates,
                 )
         return out
 

@@ -317,11 +317,11 @@ class Transitions:
             args += [span.rollout_id, span.attempt_id, span.span_id, span.sequence_id, span.blob]
         return [bool(v) for v in await self._call("add_spans", *args)]
 
-    async def finish_many(self, requests: Sequence[FinishRequest]) -> list[tuple[Finished, int] | Exception]:
+    async def finish_many(self, requests: Sequence[FinishRequest]) -> list[tuple[Finished, int, int] | Exception]:
         """finish.lua for each request, in one pipeline (one round trip; more only past PIPELINE_BYTES of
-        spans). Per request (verdict, first sequence id assigned, 0 if none) or the error it got; a lost
-        connection raises for all."""
-        out: list[tuple[Finished, int] | Exception] = [ValueError("not sent") for _ in requests]
+        spans). Per request (verdict, first sequence id assigned or 0, spans skipped as duplicates) or the
+        error it got; a lost connection raises for all."""
+        out: list[tuple[Finished, int, int] | Exception] = [ValueError("not sent") for _ in requests]
         script = await self._script("finish")
         client = script.registered_client
         todo = list(range(len(requests)))
@@ -341,7 +341,7 @@ class Transitions:
                     elif isinstance(reply, Exception):
                         out[i] = reply
                     else:
-                        out[i] = (Finished(int(reply[0])), int(reply[1]))
+                        out[i] = (Finished(int(reply[0])), int(reply[1]), int(reply[2]))
             if not unknown:
                 break
             script.sha = await client.script_load(script.script)

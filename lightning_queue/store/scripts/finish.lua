@@ -4,9 +4,9 @@
 -- ARGV[8] "1" if metadata given   ARGV[9] metadata (msgpack)
 -- ARGV[10..] per span, 3 slots: span id, sequence id ('' = assign one), span (msgpack; for '' it ends in
 -- SEQUENCE_PLACEHOLDER, its sequence_id, which is replaced by the id assigned)
--- returns {1, first assigned sequence id (0 if none)}: stored and ended; {0, 0}: the entry is not held by
+-- returns {1, first assigned sequence id (0 if none), spans skipped as duplicates}: stored and ended; {0, 0, 0}: the entry is not held by
 -- the consumer (reclaimed, released, ended): nothing written; {2, 0}: a resend of a finish already applied
--- (the attempt ended with this status by this entry's finish: `finished_by`);
+-- (the attempt ended with this status by this entry's finish: `finished_by`), as {2, 0, 0};
 -- or ERR_NO_ROLLOUT rid / ERR_NO_ATTEMPT rid aid / ERR_BAD_PLACEHOLDER span id
 local consumer, entry, rid, aid, status = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local items = {}
@@ -33,8 +33,8 @@ local pending = redis.pcall('XPENDING', Q, GROUP, entry, entry, 1)
 if type(pending) ~= 'table' or pending.err or #pending == 0 or pending[1][2] ~= consumer then
   -- A client that lost the reply resends: this finish already ended the attempt (not someone else's end).
   local ended = redis.call('HMGET', ak, 'status', 'finished_by')
-  if ended[1] == status and ended[2] == entry then return {2, 0} end
-  return {0, 0}
+  if ended[1] == status and ended[2] == entry then return {2, 0, 0} end
+  return {0, 0, 0}
 end
 local first_assigned = 0
 if #assign > 0 then
@@ -55,8 +55,9 @@ if #assign > 0 then
     s[5] = string.sub(s[5], 1, -9) .. table.concat(bytes)
   end
 end
-store_spans(items, true)
+local duplicates = 0
+for _, fresh in ipairs(store_spans(items, true)) do duplicates = duplicates + 1 - fresh end
 if ARGV[8] == '1' then redis.call('HSET', ak, 'metadata', ARGV[9]) end
 redis.call('HSET', ak, 'finished_by', entry)
 set_attempt_status(rid, aid, status)
-return {1, first_assigned}
+return {1, first_assigned, duplicates}

@@ -259,3 +259,16 @@ async def test_a_batch_of_long_traces_goes_in_pipelines_of_bounded_size(
     assert pipelines == 3  # 2 + 2 + 1 spans of ~8 KB under a 20 KB bound
     for c in claims:
         assert [s.name for s in (await store.query_spans(c.rollout.rollout_id)).items] == ["big"]
+
+
+async def test_a_span_whose_id_is_stored_already_is_skipped_and_counted(make_store: StoreFactory) -> None:
+    store = make_store(lease_seconds=30)
+    [claim] = await _claim(store)
+    seen = _span(claim, "seen", seq=1)
+    await store.add_span(seen)  # e.g. stored by another writer of the attempt before the end
+
+    outcome = await store.leases.finish(Finish("w1", claim, "succeeded", [seen, _span(claim, "new")]))
+
+    assert outcome.duplicates == 1 and outcome.sequence_ids == [2]
+    stored = (await store.query_spans(claim.rollout.rollout_id)).items
+    assert [(s.name, s.sequence_id) for s in stored] == [("seen", 1), ("new", 2)]
