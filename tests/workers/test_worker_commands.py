@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from redis.asyncio.connection import AbstractConnection
 
 from bench.noop_agent import noop
 from lightning_queue import RedisLightningStore
 from lightning_queue.types import EnqueueRolloutRequest
 from tests.support.redis_servers import RedisServerProcess
+from tests.support.round_trips import RoundTrips
 from workers import Worker
 
 ROLLOUTS = 200
@@ -39,18 +39,10 @@ async def test_a_noop_rollout_costs_a_bounded_number_of_redis_commands(
         await algorithm.enqueue_many_rollouts([EnqueueRolloutRequest(input={"i": i}) for i in range(ROLLOUTS)])
         # Long periods: in a run of seconds, telemetry and lease renewals are a handful of commands, not per rollout.
         worker = Worker(noop, store, concurrency=8, max_rollouts=ROLLOUTS, heartbeat_seconds=10, claim_block_ms=100)
-        # Round trips: one send per command, or per pipeline, on any connection of this process.
-        sends = 0
-        real_send = AbstractConnection.send_packed_command
-
-        async def counted(self: AbstractConnection, *args: Any, **kwargs: Any) -> None:
-            nonlocal sends
-            sends += 1
-            await real_send(self, *args, **kwargs)
-
         before = await _calls(client)
-        monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+        trips = RoundTrips(monkeypatch)
         totals = await worker.run()
+        sends = trips.count
         monkeypatch.undo()
         after = await _calls(client)
         stats = await algorithm.statistics()

@@ -6,29 +6,11 @@ import re
 
 import pytest
 
-from lightning_queue import RedisLightningStore
-from lightning_queue.store.leases import Claim, Finish, FinishOutcome
+from lightning_queue.store.leases import Finish, FinishOutcome
 from lightning_queue.store.transitions import FinishRequest, NewSpan
-from lightning_queue.types import RolloutConfig, Span, SpanCoreFields
+from lightning_queue.types import RolloutConfig
+from tests.support.claims import claim_new, span_of
 from tests.support.stores import StoreFactory
-
-
-async def _claim(store: RedisLightningStore, n: int = 1, consumer: str = "w1") -> list[Claim]:
-    for i in range(n):
-        await store.enqueue_rollout({"i": i})
-    claims = await store.claim(consumer=consumer, worker_id=consumer, count=n, block_ms=10)
-    assert len(claims) == n
-    return claims
-
-
-def _span(claim: Claim, name: str, seq: int = -1, **attributes: object) -> Span:
-    ar = claim.rollout
-    return Span.from_core_fields(
-        SpanCoreFields(name=name, attributes=dict(attributes)),
-        rollout_id=ar.rollout_id,
-        attempt_id=ar.attempt.attempt_id,
-        sequence_id=seq,
-    )
 
 
 def _outcome(result: FinishOutcome | Exception) -> FinishOutcome:
@@ -40,11 +22,11 @@ async def test_finish_numbers_the_spans_after_the_counter_stores_them_and_ends_t
     make_store: StoreFactory,
 ) -> None:
     store = make_store(lease_seconds=30)
-    [claim] = await _claim(store)
+    [claim] = await claim_new(store)
     rid, aid = claim.rollout.rollout_id, claim.rollout.attempt.attempt_id
     # Another writer (the LLM proxy, an agent's own add_span) took ids while the rollout ran.
     assert await store.get_next_span_sequence_id(rid, aid) == 1
-    spans = [_span(claim, "a"), _span(claim, "b", reward=1.0), _span(claim, "c")]
+    spans = [span_of(claim, "a"), span_of(claim, "b", reward=1.0), span_of(claim, "c")]
 
     outcome = await store.leases.finish(Finish("w1", claim, "succeeded", spans, {"note": "ok"}))
 
@@ -71,9 +53,9 @@ async def test_numbered_spans_take_the_counters_next_ids_and_explicit_ones_keep_
     # As a reservation before the write gave them: a reward span returned with an explicit id stays after
     # a reward traced earlier (numbered), whichever runtime stores them.
     store = make_store(lease_seconds=30)
-    [claim] = await _claim(store)
+    [claim] = await claim_new(store)
     rid, aid = claim.rollout.rollout_id, claim.rollout.attempt.attempt_id
-    spans = [_span(claim, "traced"), _span(claim, "explicit", seq=7), _span(claim, "fresh")]
+    spans = [span_of(claim, "traced"), span_of(claim, "explicit", seq=7), span_of(claim, "fresh")]
 
     outcome = await store.leases.finish(Finish("w1", claim, "succeeded", spans))
 
@@ -86,9 +68,9 @@ async def test_numbered_spans_take_the_counters_next_ids_and_explicit_ones_keep_
 async def test_a_large_span_is_numbered_intact(make_store: StoreFactory) -> None:
     # Long traces: token ids make a span of hundreds of KB (msgpack's 32-bit map and array headers).
     store = make_store(lease_seconds=30)
-    [claim] = await _claim(store)
+    [claim] = await claim_new(store)
     tokens = list(range(70_000))
-    outcome = await store.leases.finish(Finish("w1", claim, "succeeded", [_span(claim, "llm", token_ids=tokens)]))
+    outcome = await store.leases.finish(Finish("w1", claim, "succeeded", [span_of(claim, "llm", token_ids=tokens)]))
 
     assert outcome.sequence_ids == [1]
     [span] = (await store.query_spans(claim.rollout.rollout_id)).items
@@ -97,12 +79,12 @@ async def test_a_large_span_is_numbered_intact(make_store: StoreFactory) -> None
 
 async def test_finish_after_the_lease_was_lost_writes_nothing(make_store: StoreFactory) -> None:
     store = make_store(lease_seconds=30)
-    [claim] = await _claim(store)
+    [claim] = await claim_new(store)
     rid, aid = claim.rollout.rollout_id, claim.rollout.attempt.attempt_id
     # The watchdog reclaimed it (here: released, as a worker shutting down would): the attempt is over.
     assert await store.release(rid, aid)
 
-    outcome = await store.leases.finish(Finish("w1", claim, "succeeded", [_span(claim, "late")]))
+    outcome = await store.leases.finish(Finish("w1", claim, "succeeded", [span_of(claim, "late")]))
 
     assert outcome == FinishOutcome(held=False, sequence_ids=[])
     assert await store.query_spans(rid) == []
@@ -115,9 +97,9 @@ async def test_finish_after_the_lease_was_lost_writes_nothing(make_store: StoreF
 async def test_a_resent_finish_is_reported_applied_and_changes_nothing(make_store: StoreFactory) -> None:
     # redis-py resends a command whose reply it lost; the second run must not report a lost lease.
     store = make_store(lease_seconds=30)
-    [claim] = await _claim(store)
+    [claim] = await claim_new(store)
     rid, aid = claim.rollout.rollout_id, claim.rollout.attempt.attempt_id
-    finish = Finish("w1", claim, "succeeded", [_span(claim, "a"), _span(claim, "b")])
+    finish = Finish("w1", claim, "succeeded", [span_of(claim, "a"), span_of(claim, "b")])
     assert (await store.leases.finish(finish)).sequence_ids == [1, 2]
 
     again = await store.leases.finish(finish)
@@ -126,21 +108,21 @@ async def test_a_resent_finish_is_reported_applied_and_changes_nothing(make_stor
     assert [s.sequence_id for s in (await store.query_spans(rid)).items] == [1, 2]
     assert await store.get_next_span_sequence_id(rid, aid) == 3
     # A different end of the same attempt is not a resend: the lease is gone.
-    other = await store.leases.finish(Finish("w1", claim, "failed", [_span(claim, "x")]))
+    other = await store.leases.finish(Finish("w1", claim, "failed", [span_of(claim, "x")]))
     assert other.held is False
 
 
 async def test_each_finish_of_a_batch_gets_its_own_outcome(make_store: StoreFactory) -> None:
     store = make_store(lease_seconds=30, max_span_bytes=10_000)
-    good, lost, too_big, foreign = await _claim(store, 4)
+    good, lost, too_big, foreign = await claim_new(store, 4)
     await store.release(lost.rollout.rollout_id, lost.rollout.attempt.attempt_id)
-    wrong = _span(good, "of another attempt")
+    wrong = span_of(good, "of another attempt")
 
     results = await store.leases.finish_many(
         [
-            Finish("w1", good, "succeeded", [_span(good, "ok")]),
-            Finish("w1", lost, "succeeded", [_span(lost, "late")]),
-            Finish("w1", too_big, "succeeded", [_span(too_big, "big", blob="x" * 20_000)]),
+            Finish("w1", good, "succeeded", [span_of(good, "ok")]),
+            Finish("w1", lost, "succeeded", [span_of(lost, "late")]),
+            Finish("w1", too_big, "succeeded", [span_of(too_big, "big", blob="x" * 20_000)]),
             Finish("w1", foreign, "succeeded", [wrong]),
         ]
     )
@@ -162,7 +144,7 @@ async def test_a_failed_end_follows_the_retry_rule(make_store: StoreFactory) -> 
     await store.enqueue_rollout("task", config=RolloutConfig(max_attempts=2, retry_condition=["failed"]))
     [claim] = await store.claim(consumer="w1", worker_id="w1", count=1, block_ms=10)
 
-    await store.leases.finish(Finish("w1", claim, "failed", [_span(claim, "agentlightning.exception")]))
+    await store.leases.finish(Finish("w1", claim, "failed", [span_of(claim, "agentlightning.exception")]))
 
     rollout = await store.get_rollout_by_id(claim.rollout.rollout_id)
     assert rollout is not None and rollout.status == "requeuing"
@@ -172,7 +154,7 @@ async def test_a_failed_end_follows_the_retry_rule(make_store: StoreFactory) -> 
 
 async def test_finish_of_an_unknown_rollout_or_bad_status_raises(make_store: StoreFactory) -> None:
     store = make_store(lease_seconds=30)
-    [claim] = await _claim(store)
+    [claim] = await claim_new(store)
     with pytest.raises(ValueError, match="attempt status"):
         await store.leases.finish(Finish("w1", claim, "done", []))  # type: ignore[arg-type]
     await store.purge()
@@ -182,11 +164,11 @@ async def test_finish_of_an_unknown_rollout_or_bad_status_raises(make_store: Sto
 
 async def test_finish_loads_its_script_again_after_redis_forgot_it(make_store: StoreFactory) -> None:
     store = make_store(lease_seconds=30)
-    claims = await _claim(store, 2)
-    await store.leases.finish(Finish("w1", claims[0], "succeeded", [_span(claims[0], "a")]))
+    claims = await claim_new(store, 2)
+    await store.leases.finish(Finish("w1", claims[0], "succeeded", [span_of(claims[0], "a")]))
     await store._redis.script_flush()  # a restarted Redis without persistence
 
-    outcome = await store.leases.finish(Finish("w1", claims[1], "succeeded", [_span(claims[1], "b")]))
+    outcome = await store.leases.finish(Finish("w1", claims[1], "succeeded", [span_of(claims[1], "b")]))
 
     assert outcome.sequence_ids == [1]
     assert [s.name for s in (await store.query_spans(claims[1].rollout.rollout_id)).items] == ["b"]
@@ -195,9 +177,9 @@ async def test_finish_loads_its_script_again_after_redis_forgot_it(make_store: S
 async def test_the_script_refuses_a_span_to_number_without_the_placeholder(make_store: StoreFactory) -> None:
     # Defence in depth: overwriting the last 8 bytes of any other blob would corrupt it.
     store = make_store(lease_seconds=30)
-    [claim] = await _claim(store)
+    [claim] = await claim_new(store)
     rid, aid = claim.rollout.rollout_id, claim.rollout.attempt.attempt_id
-    packed = store._new_span(_span(claim, "plain", seq=1))
+    packed = store._new_span(span_of(claim, "plain", seq=1))
     unnumbered = NewSpan(rid, aid, packed.span_id, None, packed.blob)
 
     [reply] = await store.transitions.finish_many(
@@ -212,9 +194,9 @@ async def test_the_script_refuses_a_span_to_number_without_the_placeholder(make_
 
 async def test_finish_by_another_consumer_writes_nothing(make_store: StoreFactory) -> None:
     store = make_store(lease_seconds=30)
-    [claim] = await _claim(store, consumer="w1")
+    [claim] = await claim_new(store, consumer="w1")
 
-    outcome = await store.leases.finish(Finish("w2", claim, "succeeded", [_span(claim, "not mine")]))
+    outcome = await store.leases.finish(Finish("w2", claim, "succeeded", [span_of(claim, "not mine")]))
 
     assert outcome.held is False
     assert await store.query_spans(claim.rollout.rollout_id) == []
@@ -223,9 +205,9 @@ async def test_finish_by_another_consumer_writes_nothing(make_store: StoreFactor
 
 async def test_an_explicit_sequence_id_out_of_range_refuses_the_finish(make_store: StoreFactory) -> None:
     store = make_store(lease_seconds=30)
-    [claim] = await _claim(store)
+    [claim] = await claim_new(store)
 
-    [result] = await store.leases.finish_many([Finish("w1", claim, "succeeded", [_span(claim, "x", seq=2**60)])])
+    [result] = await store.leases.finish_many([Finish("w1", claim, "succeeded", [span_of(claim, "x", seq=2**60)])])
 
     assert isinstance(result, ValueError) and "got 1152921504606846976" in str(result)
     attempt = await store.get_latest_attempt(claim.rollout.rollout_id)
@@ -239,7 +221,7 @@ async def test_a_batch_of_long_traces_goes_in_pipelines_of_bounded_size(
 
     monkeypatch.setattr(transitions, "PIPELINE_BYTES", 20_000)
     store = make_store(lease_seconds=30, scan_debounce_seconds=3600)  # no sweep's pipelines in the count
-    first, *claims = await _claim(store, 6)
+    first, *claims = await claim_new(store, 6)
     await store.leases.finish(Finish("w1", first, "succeeded"))  # the script is loaded before counting
     pipelines = 0
     real_pipeline = store._redis.pipeline
@@ -251,7 +233,7 @@ async def test_a_batch_of_long_traces_goes_in_pipelines_of_bounded_size(
 
     script = await store._script("finish")
     monkeypatch.setattr(script.registered_client, "pipeline", counted)
-    finishes = [Finish("w1", c, "succeeded", [_span(c, "big", blob="x" * 8_000)]) for c in claims]
+    finishes = [Finish("w1", c, "succeeded", [span_of(c, "big", blob="x" * 8_000)]) for c in claims]
 
     results = await store.leases.finish_many(finishes)
 
@@ -263,11 +245,11 @@ async def test_a_batch_of_long_traces_goes_in_pipelines_of_bounded_size(
 
 async def test_a_span_whose_id_is_stored_already_is_skipped_and_counted(make_store: StoreFactory) -> None:
     store = make_store(lease_seconds=30)
-    [claim] = await _claim(store)
-    seen = _span(claim, "seen", seq=1)
+    [claim] = await claim_new(store)
+    seen = span_of(claim, "seen", seq=1)
     await store.add_span(seen)  # e.g. stored by another writer of the attempt before the end
 
-    outcome = await store.leases.finish(Finish("w1", claim, "succeeded", [seen, _span(claim, "new")]))
+    outcome = await store.leases.finish(Finish("w1", claim, "succeeded", [seen, span_of(claim, "new")]))
 
     assert outcome.duplicates == 1 and outcome.sequence_ids == [2]
     stored = (await store.query_spans(claim.rollout.rollout_id)).items

@@ -10,35 +10,20 @@ import pytest
 
 from lightning_queue import RedisLightningStore
 from lightning_queue.store import codec
-from lightning_queue.store.leases import Claim, Finish, FinishOutcome
+from lightning_queue.store.leases import Finish, FinishOutcome
 from lightning_queue.store.scripts import script_source
-from lightning_queue.types import PaginatedResult, Span, SpanCoreFields
+from lightning_queue.types import PaginatedResult, Span
+from tests.support.claims import claim_new, span_of
 from tests.support.lossy_proxy import LossyProxy
 from tests.support.stores import StoreFactory
-
-
-async def _claim(store: RedisLightningStore, n: int = 1, consumer: str = "w1") -> list[Claim]:
-    for i in range(n):
-        await store.enqueue_rollout({"i": i})
-    claims = await store.claim(consumer=consumer, worker_id=consumer, count=n, block_ms=10)
-    assert len(claims) == n
-    return claims
-
-
-def _span(claim: Claim, name: str, seq: int = -1) -> Span:
-    ar = claim.rollout
-    return Span.from_core_fields(
-        SpanCoreFields(name=name), rollout_id=ar.rollout_id, attempt_id=ar.attempt.attempt_id, sequence_id=seq
-    )
-
 
 # --- finish -------------------------------------------------------------------------------------
 
 
 async def test_a_whole_batch_resent_is_reported_applied_for_each_finish(make_store: StoreFactory) -> None:
     store = make_store(lease_seconds=30)
-    claims = await _claim(store, 3)
-    finishes = [Finish("w1", c, "succeeded", [_span(c, "a"), _span(c, "b")]) for c in claims[:2]]
+    claims = await claim_new(store, 3)
+    finishes = [Finish("w1", c, "succeeded", [span_of(c, "a"), span_of(c, "b")]) for c in claims[:2]]
     finishes.append(Finish("w1", claims[2], "succeeded"))  # no spans: the status alone says it was applied
     await store.leases.finish_many(finishes)
 
@@ -51,8 +36,8 @@ async def test_a_whole_batch_resent_is_reported_applied_for_each_finish(make_sto
 
 async def test_a_finish_sent_twice_in_one_batch_is_stored_once(make_store: StoreFactory) -> None:
     store = make_store(lease_seconds=30)
-    [claim] = await _claim(store)
-    finish = Finish("w1", claim, "succeeded", [_span(claim, "a")])
+    [claim] = await claim_new(store)
+    finish = Finish("w1", claim, "succeeded", [span_of(claim, "a")])
 
     first, second = await store.leases.finish_many([finish, finish])
 
@@ -63,10 +48,10 @@ async def test_a_finish_sent_twice_in_one_batch_is_stored_once(make_store: Store
 
 async def test_scripts_flushed_between_claim_and_a_batch_finish_every_rollout_once(make_store: StoreFactory) -> None:
     store = make_store(lease_seconds=30)
-    claims = await _claim(store, 3)
+    claims = await claim_new(store, 3)
     await store._redis.script_flush()
 
-    outcomes = await store.leases.finish_many([Finish("w1", c, "succeeded", [_span(c, "a")]) for c in claims])
+    outcomes = await store.leases.finish_many([Finish("w1", c, "succeeded", [span_of(c, "a")]) for c in claims])
 
     assert outcomes == [FinishOutcome(held=True, sequence_ids=[1])] * 3
     for c in claims:
@@ -76,7 +61,7 @@ async def test_scripts_flushed_between_claim_and_a_batch_finish_every_rollout_on
 
 async def test_a_finish_of_an_attempt_someone_else_ended_is_not_taken_for_a_resend(make_store: StoreFactory) -> None:
     store = make_store(lease_seconds=30)
-    [claim] = await _claim(store)
+    [claim] = await claim_new(store)
     rid, aid = claim.rollout.rollout_id, claim.rollout.attempt.attempt_id
     await store.update_attempt(rid, aid, status="succeeded")  # by hand, while the worker still runs it
 
@@ -89,11 +74,11 @@ async def test_a_finish_of_an_attempt_ended_by_hand_with_another_status_writes_n
     make_store: StoreFactory,
 ) -> None:
     store = make_store(lease_seconds=30)
-    [claim] = await _claim(store)
+    [claim] = await claim_new(store)
     rid, aid = claim.rollout.rollout_id, claim.rollout.attempt.attempt_id
     await store.update_attempt(rid, aid, status="failed")
 
-    outcome = await store.leases.finish(Finish("w1", claim, "succeeded", [_span(claim, "late")], {"note": "x"}))
+    outcome = await store.leases.finish(Finish("w1", claim, "succeeded", [span_of(claim, "late")], {"note": "x"}))
 
     assert outcome == FinishOutcome(held=False, sequence_ids=[])
     assert (await store.query_spans(rid)).items == []
@@ -103,10 +88,12 @@ async def test_a_finish_of_an_attempt_ended_by_hand_with_another_status_writes_n
 
 async def test_a_finish_of_a_purged_rollout_raises_not_found_and_writes_nothing(make_store: StoreFactory) -> None:
     store = make_store(lease_seconds=30)
-    [claim, other] = await _claim(store, 2)
+    [claim, other] = await claim_new(store, 2)
     await store._redis.delete(store.keys.rollout(claim.rollout.rollout_id))
 
-    gone, kept = await store.leases.finish_many([Finish("w1", c, "succeeded", [_span(c, "a")]) for c in (claim, other)])
+    gone, kept = await store.leases.finish_many(
+        [Finish("w1", c, "succeeded", [span_of(c, "a")]) for c in (claim, other)]
+    )
 
     assert isinstance(gone, ValueError) and "not found" in str(gone)
     assert kept == FinishOutcome(held=True, sequence_ids=[1])
@@ -117,8 +104,13 @@ async def test_explicit_ids_zero_and_equal_to_each_other_are_kept_and_fresh_ids_
     make_store: StoreFactory,
 ) -> None:
     store = make_store(lease_seconds=30)
-    [claim] = await _claim(store)
-    spans = [_span(claim, "zero", 0), _span(claim, "five", 5), _span(claim, "five-too", 5), _span(claim, "fresh")]
+    [claim] = await claim_new(store)
+    spans = [
+        span_of(claim, "zero", 0),
+        span_of(claim, "five", 5),
+        span_of(claim, "five-too", 5),
+        span_of(claim, "fresh"),
+    ]
 
     outcome = await store.leases.finish(Finish("w1", claim, "succeeded", spans))
 
@@ -292,9 +284,10 @@ async def test_a_batch_whose_reply_was_lost_is_resent_and_every_finish_stored_on
         proxy.url, namespace=f"t-{uuid.uuid4().hex[:10]}", lease_seconds=30.0, scan_debounce_seconds=3600
     )
     try:
-        claims = await _claim(store, 6)
+        claims = await claim_new(store, 6)
         finishes = [
-            Finish("w1", c, "succeeded", [_span(c, "a"), _span(c, "x" * span_bytes), _span(c, "b")]) for c in claims
+            Finish("w1", c, "succeeded", [span_of(c, "a"), span_of(c, "x" * span_bytes), span_of(c, "b")])
+            for c in claims
         ]
         proxy.drop_reply_to(str(await store._redis.script_load(script_source("finish"))).encode())
 
@@ -320,11 +313,11 @@ async def test_a_round_or_large_explicit_id_leaves_a_counter_later_reservations_
 ) -> None:
     # Lua holds numbers as doubles: the counter it writes back must stay an integer Redis can INCR.
     store = make_store(lease_seconds=30)
-    [claim] = await _claim(store)
+    [claim] = await claim_new(store)
     rid, aid = claim.rollout.rollout_id, claim.rollout.attempt.attempt_id
 
     outcome = await store.leases.finish(
-        Finish("w1", claim, "succeeded", [_span(claim, "given", explicit), _span(claim, "fresh")])
+        Finish("w1", claim, "succeeded", [span_of(claim, "given", explicit), span_of(claim, "fresh")])
     )
 
     assert outcome.sequence_ids == [1]

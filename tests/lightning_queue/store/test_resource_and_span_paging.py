@@ -14,6 +14,7 @@ from lightning_queue import RedisLightningStore
 from lightning_queue.store import codec, schema, transitions
 from lightning_queue.store.query import sort_and_page
 from lightning_queue.types import PromptTemplate, ResourcesUpdate, Span
+from tests.support.round_trips import RoundTrips
 from tests.support.stores import StoreFactory
 
 RESOURCE_QUERIES: list[dict[str, Any]] = [
@@ -368,8 +369,6 @@ async def test_a_page_of_a_one_attempt_trace_is_one_round_trip(
 ) -> None:
     """The common read (an algorithm reading each finished rollout's trace) is one script call; a page
     larger than SPAN_CHUNK or a trace over several attempts is read the long way, with the same result."""
-    from redis.asyncio.connection import AbstractConnection
-
     from lightning_queue.store import redis as redis_store
 
     store = make_store(scan_debounce_seconds=3600)  # no watchdog sweep in the counted calls
@@ -381,24 +380,16 @@ async def test_a_page_of_a_one_attempt_trace_is_one_round_trip(
     ]
     await store.add_many_spans(spans)
     await store.query_spans(rid)  # connections made and scripts loaded before counting
-    sends = 0
-    real_send = AbstractConnection.send_packed_command
-
-    async def counted(self: AbstractConnection, *args: Any, **kwargs: Any) -> None:
-        nonlocal sends
-        sends += 1
-        await real_send(self, *args, **kwargs)
-
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+    trips = RoundTrips(monkeypatch)
     for attempt in (None, "latest", aid):
-        sends = 0
+        trips.reset()
         page = await store.query_spans(rid, attempt, limit=4, offset=3)
         assert ([s.name for s in page.items], page.total) == (["s4", "s5", "s6", "s7"], 10)
-        assert sends == 1, (attempt, sends)
+        assert trips.count == 1, (attempt, trips.count)
     assert (await store.query_spans(rid, "at-other")).total == 0
 
     monkeypatch.setattr(redis_store, "SPAN_CHUNK", 3)
-    sends = 0
+    trips.reset()
     page = await store.query_spans(rid)
     assert [s.name for s in page.items] == [f"s{i}" for i in range(1, 11)] and page.total == 10
-    assert sends > 1  # read in chunks of 3
+    assert trips.count > 1  # read in chunks of 3
