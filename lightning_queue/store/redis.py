@@ -1182,12 +1182,12 @@ class RedisLightningStore(LightningStore):
         Cost: unfiltered in sequence order a page is O(log n + page) from the attempts' span-order
         indexes and decodes only its spans; ascending, with the spans asked for in one attempt (the
         common case: one attempt, or only the latest has spans) and at most SPAN_CHUNK of them, it is
-        one round trip (read_spans.lua), else four or five. A filter (ids, names, `_contains`) or another sort reads the
-        whole trace (of `attempt_id`, when given), SPAN_CHUNK spans per round trip, decoding chunk by
-        chunk: O(n) reads and msgpack decodes, and a Span validation per match. In ascending sequence
-        order it keeps only the page's matches; any other order keeps every match to sort it. `total`
-        is exact. A trace written before the order indexes existed is read by HSCAN, SPAN_CHUNK at a
-        time, the same way.
+        one round trip (read_spans.lua), else four or five. A filter (ids, names, `_contains`) or
+        another sort reads the whole trace (of `attempt_id`, when given), SPAN_CHUNK spans per round
+        trip, decoding chunk by chunk: O(n) reads and msgpack decodes, and a Span validation per match.
+        In ascending sequence order it keeps only the page's matches; any other order keeps every match
+        to sort it. `total` is exact. A trace written before the order indexes existed is read by HSCAN,
+        SPAN_CHUNK at a time, the same way.
         """
         check_choice("filter_logic", filter_logic, ("and", "or"))
         check_sort(sort_by, sort_order, Span)

@@ -4,9 +4,11 @@
 -- ARGV[8] "1" if metadata given   ARGV[9] metadata (msgpack)
 -- ARGV[10..] per span, 3 slots: span id, sequence id ('' = assign one), span (msgpack; for '' it ends in
 -- SEQUENCE_PLACEHOLDER, its sequence_id, which is replaced by the id assigned)
--- returns {1, first assigned sequence id (0 if none), spans skipped as duplicates}: stored and ended; {0, 0, 0}: the entry is not held by
--- the consumer (reclaimed, released, ended): nothing written; {2, 0}: a resend of a finish already applied
--- (the attempt ended with this status by this entry's finish: `finished_by`), as {2, 0, 0};
+-- returns {verdict, first sequence id assigned (0 if none), spans skipped as duplicates}; the verdict is
+--   1: stored and ended;
+--   0: the entry is not held by the consumer (reclaimed, released, ended): nothing written;
+--   2: a resend of a finish already applied (the attempt ended with this status by this entry's finish,
+--      its `finished_by`): nothing written;
 -- or ERR_NO_ROLLOUT rid / ERR_NO_ATTEMPT rid aid / ERR_BAD_PLACEHOLDER span id
 local consumer, entry, rid, aid, status = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local items = {}
